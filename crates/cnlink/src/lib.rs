@@ -1,0 +1,4 @@
+//! # cnlink: the Linux kernel connector
+#![forbid(unsafe_code)]
+
+pub mod wire;

@@ -1,0 +1,32 @@
+//! The wire layer: bytes to views and owned reprs and back, with no IO and no `unsafe`.
+//!
+//! Every view checks its length once at construction (`new_checked`) and no accessor panics afterwards. Fields
+//! are read in native byte order through safe helpers, never by casting the buffer to a kernel struct.
+//!
+//! A connector datagram from the kernel:
+//!
+//! ```text
+//!  0 ┌ nlmsghdr ─ len type=NLMSG_DONE flags seq pid=0      16 bytes
+//! 16 ├ cn_msg ── id{idx,val} seq ack len flags           20 bytes
+//! 36 ├ data ──── len bytes (a proc_event: 40 bytes)
+//!    └ zero padding to a multiple of 4
+//! ```
+
+mod bytes;
+pub mod cn_msg;
+mod error;
+pub mod exit_status;
+pub mod ids;
+pub mod netlink;
+pub mod pretty;
+pub mod proc_event;
+pub mod proc_input;
+
+pub use cn_msg::{datagram, emit_datagram, CnMsg, CnMsgHdr, CnMsgs, CN_MSG_HDRLEN};
+pub use error::WireError;
+pub use exit_status::ExitStatus;
+pub use ids::{group_mask, CbId};
+pub use netlink::{NlKind, NlMessages, NlMsg, NlMsgHdr};
+pub use pretty::Pretty;
+pub use proc_event::{comm_str, EventData, Pid, ProcEvent};
+pub use proc_input::{EventMask, McastOp, ProcInput};
