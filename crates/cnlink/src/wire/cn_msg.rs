@@ -49,10 +49,7 @@ impl<T: AsRef<[u8]>> CnMsg<T> {
         need(buf, CN_MSG_HDRLEN)?;
         let len = u16_at(buf, field::LEN);
         if CN_MSG_HDRLEN + len as usize > buf.len() {
-            return Err(WireError::BadCnLen {
-                cn_len: len,
-                payload: buf.len(),
-            });
+            return Err(WireError::BadCnLen { cn_len: len, payload: buf.len() });
         }
         Ok(CnMsg { buffer })
     }
@@ -60,10 +57,7 @@ impl<T: AsRef<[u8]>> CnMsg<T> {
     /// `id`.
     pub fn id(&self) -> CbId {
         let b = self.buffer.as_ref();
-        CbId {
-            idx: u32_at(b, field::IDX),
-            val: u32_at(b, field::VAL),
-        }
+        CbId { idx: u32_at(b, field::IDX), val: u32_at(b, field::VAL) }
     }
 
     /// `seq`.
@@ -103,13 +97,7 @@ impl<T: AsRef<[u8]>> CnMsg<T> {
 
     /// The header as an owned value.
     pub fn header(&self) -> CnMsgHdr {
-        CnMsgHdr {
-            id: self.id(),
-            seq: self.seq(),
-            ack: self.ack(),
-            len: self.len(),
-            flags: self.flags(),
-        }
+        CnMsgHdr { id: self.id(), seq: self.seq(), ack: self.ack(), len: self.len(), flags: self.flags() }
     }
 }
 
@@ -134,10 +122,7 @@ impl CnMsgHdr {
     pub fn parse(buf: &[u8]) -> Result<Self, WireError> {
         need(buf, CN_MSG_HDRLEN)?;
         Ok(CnMsgHdr {
-            id: CbId {
-                idx: u32_at(buf, field::IDX),
-                val: u32_at(buf, field::VAL),
-            },
+            id: CbId { idx: u32_at(buf, field::IDX), val: u32_at(buf, field::VAL) },
             seq: u32_at(buf, field::SEQ),
             ack: u32_at(buf, field::ACK),
             len: u16_at(buf, field::LEN),
@@ -171,10 +156,7 @@ pub struct CnMsgs<'a> {
 impl<'a> CnMsgs<'a> {
     /// Walks `payload` (a netlink message's payload).
     pub fn new(payload: &'a [u8]) -> Self {
-        CnMsgs {
-            rest: payload,
-            failed: false,
-        }
+        CnMsgs { rest: payload, failed: false }
     }
 }
 
@@ -203,27 +185,13 @@ impl<'a> Iterator for CnMsgs<'a> {
 ///
 /// `nlmsg_len` is the exact unpadded length, `nlmsg_type` is `NLMSG_DONE`, `nlmsg_seq` copies `hdr.seq`; `hdr.len`
 /// is set from `data`. Returns the number of bytes written (the padded length).
-pub fn emit_datagram(
-    buf: &mut [u8],
-    mut hdr: CnMsgHdr,
-    data: &[u8],
-    nlmsg_pid: u32,
-) -> Result<usize, WireError> {
-    let len = u16::try_from(data.len()).map_err(|_| WireError::TooLong {
-        len: data.len(),
-        max: u16::MAX as usize,
-    })?;
+pub fn emit_datagram(buf: &mut [u8], mut hdr: CnMsgHdr, data: &[u8], nlmsg_pid: u32) -> Result<usize, WireError> {
+    let len = u16::try_from(data.len()).map_err(|_| WireError::TooLong { len: data.len(), max: u16::MAX as usize })?;
     hdr.len = len;
     let exact = NLMSG_HDRLEN + CN_MSG_HDRLEN + data.len();
     let total = nlmsg_align(exact);
     need(buf, total)?;
-    let nl = NlMsgHdr {
-        len: exact as u32,
-        ty: NLMSG_DONE,
-        flags: 0,
-        seq: hdr.seq,
-        pid: nlmsg_pid,
-    };
+    let nl = NlMsgHdr { len: exact as u32, ty: NLMSG_DONE, flags: 0, seq: hdr.seq, pid: nlmsg_pid };
     nl.emit(buf)?;
     hdr.emit(&mut buf[NLMSG_HDRLEN..])?;
     buf[NLMSG_HDRLEN + CN_MSG_HDRLEN..exact].copy_from_slice(data);
@@ -269,24 +237,13 @@ mod tests {
 
     #[test]
     fn emits_captured_listen() {
-        let hdr = CnMsgHdr {
-            id: CbId::PROC,
-            ..Default::default()
-        };
+        let hdr = CnMsgHdr { id: CbId::PROC, ..Default::default() };
         assert_eq!(datagram(hdr, &1u32.to_ne_bytes(), 0).unwrap(), LISTEN);
     }
 
     #[test]
     fn pads_but_reports_exact_length() {
-        let d = datagram(
-            CnMsgHdr {
-                id: CbId::new(14, 0x456),
-                ..Default::default()
-            },
-            b"abc",
-            9,
-        )
-        .unwrap();
+        let d = datagram(CnMsgHdr { id: CbId::new(14, 0x456), ..Default::default() }, b"abc", 9).unwrap();
         assert_eq!(d.len(), 40);
         assert_eq!(NlMsg::new_checked(&d[..]).unwrap().nlmsg_len(), 39);
     }
@@ -294,24 +251,10 @@ mod tests {
     #[test]
     fn several_back_to_back_and_old_padding() {
         let mut p = vec![0u8; 20];
-        CnMsgHdr {
-            id: CbId::new(3, 1),
-            seq: 1,
-            len: 2,
-            ..Default::default()
-        }
-        .emit(&mut p)
-        .unwrap();
+        CnMsgHdr { id: CbId::new(3, 1), seq: 1, len: 2, ..Default::default() }.emit(&mut p).unwrap();
         p.extend_from_slice(&[9, 9]);
         let mut second = vec![0u8; 20];
-        CnMsgHdr {
-            id: CbId::new(3, 1),
-            seq: 2,
-            len: 1,
-            ..Default::default()
-        }
-        .emit(&mut second)
-        .unwrap();
+        CnMsgHdr { id: CbId::new(3, 1), seq: 2, len: 1, ..Default::default() }.emit(&mut second).unwrap();
         p.extend(second);
         p.push(7);
         p.extend_from_slice(&[0, 0, 0]); // old-kernel padding of nlmsg_len
@@ -323,19 +266,8 @@ mod tests {
     #[test]
     fn lying_len_is_an_error() {
         let mut p = vec![0u8; 24];
-        CnMsgHdr {
-            len: 8,
-            ..Default::default()
-        }
-        .emit(&mut p)
-        .unwrap();
-        assert_eq!(
-            CnMsg::new_checked(&p[..]).unwrap_err(),
-            WireError::BadCnLen {
-                cn_len: 8,
-                payload: 24
-            }
-        );
+        CnMsgHdr { len: 8, ..Default::default() }.emit(&mut p).unwrap();
+        assert_eq!(CnMsg::new_checked(&p[..]).unwrap_err(), WireError::BadCnLen { cn_len: 8, payload: 24 });
         let mut it = CnMsgs::new(&p);
         assert!(it.next().unwrap().is_err());
         assert!(it.next().is_none());

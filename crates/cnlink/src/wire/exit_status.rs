@@ -25,10 +25,7 @@ impl ExitStatus {
         if low == 0 {
             ExitStatus::Exited(((status >> 8) & 0xff) as u8)
         } else if low != 0x7f && status & 0xffff_0000 == 0 && (status >> 8) & 0xff == 0 {
-            ExitStatus::Signaled {
-                signal: low as u8,
-                core_dumped: status & 0x80 != 0,
-            }
+            ExitStatus::Signaled { signal: low as u8, core_dumped: status & 0x80 != 0 }
         } else {
             ExitStatus::Other(status)
         }
@@ -45,14 +42,8 @@ impl fmt::Display for ExitStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             ExitStatus::Exited(c) => write!(f, "exit {c}"),
-            ExitStatus::Signaled {
-                signal,
-                core_dumped: false,
-            } => write!(f, "signal {signal}"),
-            ExitStatus::Signaled {
-                signal,
-                core_dumped: true,
-            } => write!(f, "signal {signal} (core dumped)"),
+            ExitStatus::Signaled { signal, core_dumped: false } => write!(f, "signal {signal}"),
+            ExitStatus::Signaled { signal, core_dumped: true } => write!(f, "signal {signal} (core dumped)"),
             ExitStatus::Other(s) => write!(f, "status {s:#x}"),
         }
     }
@@ -66,20 +57,8 @@ mod tests {
     fn decodes_like_libc() {
         assert_eq!(ExitStatus::from_raw(768), ExitStatus::Exited(3));
         assert_eq!(ExitStatus::from_raw(0), ExitStatus::Exited(0));
-        assert_eq!(
-            ExitStatus::from_raw(9),
-            ExitStatus::Signaled {
-                signal: 9,
-                core_dumped: false
-            }
-        );
-        assert_eq!(
-            ExitStatus::from_raw(0x8b),
-            ExitStatus::Signaled {
-                signal: 11,
-                core_dumped: true
-            }
-        );
+        assert_eq!(ExitStatus::from_raw(9), ExitStatus::Signaled { signal: 9, core_dumped: false });
+        assert_eq!(ExitStatus::from_raw(0x8b), ExitStatus::Signaled { signal: 11, core_dumped: true });
         assert_eq!(ExitStatus::from_raw(0x137f), ExitStatus::Other(0x137f));
         for s in [0u32, 256, 768, 9, 0x8b, 15, 0xff00] {
             let st = s as i32;
@@ -87,10 +66,7 @@ mod tests {
                 ExitStatus::Exited(c) => {
                     assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == c as i32)
                 }
-                ExitStatus::Signaled {
-                    signal,
-                    core_dumped,
-                } => {
+                ExitStatus::Signaled { signal, core_dumped } => {
                     assert!(libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == signal as i32);
                     assert_eq!(libc::WCOREDUMP(st), core_dumped);
                 }

@@ -120,9 +120,7 @@ impl FromStr for CbId {
 
     /// Accepts `idx.val` or `idx:val`, each half decimal, `0x` hex or `-1`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (i, v) = s
-            .split_once(['.', ':'])
-            .ok_or_else(|| ParseCbIdError(s.into()))?;
+        let (i, v) = s.split_once(['.', ':']).ok_or_else(|| ParseCbIdError(s.into()))?;
         match (parse_u32(i), parse_u32(v)) {
             (Some(idx), Some(val)) => Ok(CbId { idx, val }),
             _ => Err(ParseCbIdError(s.into())),

@@ -98,10 +98,7 @@ impl<T: AsRef<[u8]>> NlMsg<T> {
         need(buf, NLMSG_HDRLEN)?;
         let len = u32_at(buf, field::LEN);
         if (len as usize) < NLMSG_HDRLEN || len as usize > buf.len() {
-            return Err(WireError::BadNlmsgLen {
-                nlmsg_len: len,
-                available: buf.len(),
-            });
+            return Err(WireError::BadNlmsgLen { nlmsg_len: len, available: buf.len() });
         }
         Ok(NlMsg { buffer })
     }
@@ -215,10 +212,7 @@ pub struct NlMessages<'a> {
 impl<'a> NlMessages<'a> {
     /// Walks `datagram`.
     pub fn new(datagram: &'a [u8]) -> Self {
-        NlMessages {
-            rest: datagram,
-            failed: false,
-        }
+        NlMessages { rest: datagram, failed: false }
     }
 }
 
@@ -235,9 +229,7 @@ impl<'a> Iterator for NlMessages<'a> {
                 let step = nlmsg_align(len).min(self.rest.len());
                 let (this, rest) = self.rest.split_at(step);
                 self.rest = rest;
-                Some(Ok(NlMsg {
-                    buffer: &this[..len],
-                }))
+                Some(Ok(NlMsg { buffer: &this[..len] }))
             }
             Err(e) => {
                 self.failed = true;
@@ -253,15 +245,7 @@ mod tests {
 
     fn msg(len: u32, ty: u16, payload: &[u8]) -> Vec<u8> {
         let mut v = vec![0u8; NLMSG_HDRLEN];
-        NlMsgHdr {
-            len,
-            ty,
-            flags: 0,
-            seq: 7,
-            pid: 0,
-        }
-        .emit(&mut v)
-        .unwrap();
+        NlMsgHdr { len, ty, flags: 0, seq: 7, pid: 0 }.emit(&mut v).unwrap();
         v.extend_from_slice(payload);
         v.resize(nlmsg_align(v.len()), 0);
         v
@@ -269,13 +253,7 @@ mod tests {
 
     #[test]
     fn header_round_trip() {
-        let h = NlMsgHdr {
-            len: 40,
-            ty: NLMSG_DONE,
-            flags: 0x1234,
-            seq: 0xdeadbeef,
-            pid: 42,
-        };
+        let h = NlMsgHdr { len: 40, ty: NLMSG_DONE, flags: 0x1234, seq: 0xdeadbeef, pid: 42 };
         let mut b = [0u8; 16];
         h.emit(&mut b).unwrap();
         assert_eq!(&b[..4], &40u32.to_ne_bytes());
@@ -306,35 +284,17 @@ mod tests {
     #[test]
     fn rejects_lying_lengths() {
         let d = msg(100, NLMSG_DONE, &[0; 4]);
-        assert!(matches!(
-            NlMessages::new(&d).next(),
-            Some(Err(WireError::BadNlmsgLen { nlmsg_len: 100, .. }))
-        ));
+        assert!(matches!(NlMessages::new(&d).next(), Some(Err(WireError::BadNlmsgLen { nlmsg_len: 100, .. }))));
         let d = msg(8, NLMSG_DONE, &[]);
-        assert!(matches!(
-            NlMsg::new_checked(&d[..]),
-            Err(WireError::BadNlmsgLen { .. })
-        ));
-        assert!(matches!(
-            NlMsg::new_checked(&d[..10]),
-            Err(WireError::Truncated {
-                needed: 16,
-                got: 10
-            })
-        ));
+        assert!(matches!(NlMsg::new_checked(&d[..]), Err(WireError::BadNlmsgLen { .. })));
+        assert!(matches!(NlMsg::new_checked(&d[..10]), Err(WireError::Truncated { needed: 16, got: 10 })));
     }
 
     #[test]
     fn error_kind() {
         let d = msg(20, NLMSG_ERROR, &(-22i32).to_ne_bytes());
-        assert_eq!(
-            NlMsg::new_checked(&d[..]).unwrap().kind(),
-            NlKind::Error(Some(-22))
-        );
+        assert_eq!(NlMsg::new_checked(&d[..]).unwrap().kind(), NlKind::Error(Some(-22)));
         let d = msg(16, NLMSG_ERROR, &[]);
-        assert_eq!(
-            NlMsg::new_checked(&d[..]).unwrap().kind(),
-            NlKind::Error(None)
-        );
+        assert_eq!(NlMsg::new_checked(&d[..]).unwrap().kind(), NlKind::Error(None));
     }
 }

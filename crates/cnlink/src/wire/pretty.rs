@@ -49,11 +49,7 @@ impl fmt::Display for Pretty<'_> {
             )?;
             match msg.kind() {
                 NlKind::Noop | NlKind::Overrun => {}
-                NlKind::Error(e) => writeln!(
-                    f,
-                    "  error {}",
-                    e.map_or("(truncated)".into(), |e| e.to_string())
-                )?,
+                NlKind::Error(e) => writeln!(f, "  error {}", e.map_or("(truncated)".into(), |e| e.to_string()))?,
                 NlKind::Data(_) => {
                     for cn in CnMsgs::new(msg.payload()) {
                         match cn {
@@ -63,9 +59,7 @@ impl fmt::Display for Pretty<'_> {
                                     f,
                                     "  cn_msg id={}{} seq={} ack={} len={} flags={:#x}",
                                     id,
-                                    id.known_name()
-                                        .map(|n| format!(" ({n})"))
-                                        .unwrap_or_default(),
+                                    id.known_name().map(|n| format!(" ({n})")).unwrap_or_default(),
                                     cn.seq(),
                                     cn.ack(),
                                     cn.len(),
@@ -105,16 +99,8 @@ pub fn hexdump(f: &mut impl fmt::Write, bytes: &[u8], indent: &str) -> fmt::Resu
         for b in chunk {
             let _ = write!(hex, "{b:02x} ");
         }
-        let ascii: String = chunk
-            .iter()
-            .map(|&b| {
-                if b.is_ascii_graphic() || b == b' ' {
-                    b as char
-                } else {
-                    '.'
-                }
-            })
-            .collect();
+        let ascii: String =
+            chunk.iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' }).collect();
         writeln!(f, "{indent}{:04x}: {hex:<48} |{ascii}|", i * 16)?;
     }
     Ok(())
@@ -123,13 +109,7 @@ pub fn hexdump(f: &mut impl fmt::Write, bytes: &[u8], indent: &str) -> fmt::Resu
 impl fmt::Display for ProcEvent {
     /// `fork cpu=1 timestamp_ns=... parent_pid=... ...`, fields named as in the kernel.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} cpu={} timestamp_ns={}",
-            self.data.name(),
-            self.cpu,
-            self.timestamp_ns
-        )?;
+        write!(f, "{} cpu={} timestamp_ns={}", self.data.name(), self.cpu, self.timestamp_ns)?;
         match self.data {
             EventData::Ack { err } => write!(f, " err={err}"),
             EventData::Fork { parent_pid, parent_tgid, child_pid, child_tgid } => write!(
@@ -180,23 +160,14 @@ mod tests {
     fn prints_captured_ack() {
         let s = Pretty(&ACK_DATAGRAM).to_string();
         assert!(s.contains("nlmsghdr len=76 type=DONE(3)"), "{s}");
-        assert!(
-            s.contains("cn_msg id=1.1 (cn_proc) seq=1387142 ack=1432778633 len=40"),
-            "{s}"
-        );
-        assert!(
-            s.contains("ack cpu=1 timestamp_ns=1596913656738 err=0"),
-            "{s}"
-        );
+        assert!(s.contains("cn_msg id=1.1 (cn_proc) seq=1387142 ack=1432778633 len=40"), "{s}");
+        assert!(s.contains("ack cpu=1 timestamp_ns=1596913656738 err=0"), "{s}");
     }
 
     #[test]
     fn prints_garbage_as_hex() {
         let s = Pretty(&[0xff; 20]).to_string();
-        assert!(
-            s.starts_with("malformed netlink message at offset 0"),
-            "{s}"
-        );
+        assert!(s.starts_with("malformed netlink message at offset 0"), "{s}");
         assert!(s.contains("0000: ff ff"), "{s}");
     }
 }

@@ -221,49 +221,15 @@ impl EventData {
     /// The task the event is about: `(pid, tgid)` (the child for a fork); `None` for acks and unknown kinds.
     pub fn subject(&self) -> Option<(Pid, Pid)> {
         match *self {
-            EventData::Fork {
-                child_pid,
-                child_tgid,
-                ..
-            } => Some((child_pid, child_tgid)),
-            EventData::Exec {
-                process_pid,
-                process_tgid,
-            }
-            | EventData::Uid {
-                process_pid,
-                process_tgid,
-                ..
-            }
-            | EventData::Gid {
-                process_pid,
-                process_tgid,
-                ..
-            }
-            | EventData::Sid {
-                process_pid,
-                process_tgid,
-            }
-            | EventData::Ptrace {
-                process_pid,
-                process_tgid,
-                ..
-            }
-            | EventData::Comm {
-                process_pid,
-                process_tgid,
-                ..
-            }
-            | EventData::Coredump {
-                process_pid,
-                process_tgid,
-                ..
-            }
-            | EventData::Exit {
-                process_pid,
-                process_tgid,
-                ..
-            } => Some((process_pid, process_tgid)),
+            EventData::Fork { child_pid, child_tgid, .. } => Some((child_pid, child_tgid)),
+            EventData::Exec { process_pid, process_tgid }
+            | EventData::Uid { process_pid, process_tgid, .. }
+            | EventData::Gid { process_pid, process_tgid, .. }
+            | EventData::Sid { process_pid, process_tgid }
+            | EventData::Ptrace { process_pid, process_tgid, .. }
+            | EventData::Comm { process_pid, process_tgid, .. }
+            | EventData::Coredump { process_pid, process_tgid, .. }
+            | EventData::Exit { process_pid, process_tgid, .. } => Some((process_pid, process_tgid)),
             EventData::Ack { .. } | EventData::Unknown { .. } => None,
         }
     }
@@ -291,8 +257,8 @@ impl ProcEvent {
             PROC_EVENT_NONE => 4,
             PROC_EVENT_EXEC | PROC_EVENT_SID => 8,
             PROC_EVENT_COMM => 24,
-            PROC_EVENT_FORK | PROC_EVENT_UID | PROC_EVENT_GID | PROC_EVENT_PTRACE
-            | PROC_EVENT_COREDUMP | PROC_EVENT_EXIT => 16,
+            PROC_EVENT_FORK | PROC_EVENT_UID | PROC_EVENT_GID | PROC_EVENT_PTRACE | PROC_EVENT_COREDUMP
+            | PROC_EVENT_EXIT => 16,
             _ => 0,
         };
         need(d, B + member)?;
@@ -304,26 +270,14 @@ impl ProcEvent {
                 child_pid: pid(d, 2),
                 child_tgid: pid(d, 3),
             },
-            PROC_EVENT_EXEC => EventData::Exec {
-                process_pid: pid(d, 0),
-                process_tgid: pid(d, 1),
-            },
-            PROC_EVENT_UID => EventData::Uid {
-                process_pid: pid(d, 0),
-                process_tgid: pid(d, 1),
-                ruid: word(d, 2),
-                euid: word(d, 3),
-            },
-            PROC_EVENT_GID => EventData::Gid {
-                process_pid: pid(d, 0),
-                process_tgid: pid(d, 1),
-                rgid: word(d, 2),
-                egid: word(d, 3),
-            },
-            PROC_EVENT_SID => EventData::Sid {
-                process_pid: pid(d, 0),
-                process_tgid: pid(d, 1),
-            },
+            PROC_EVENT_EXEC => EventData::Exec { process_pid: pid(d, 0), process_tgid: pid(d, 1) },
+            PROC_EVENT_UID => {
+                EventData::Uid { process_pid: pid(d, 0), process_tgid: pid(d, 1), ruid: word(d, 2), euid: word(d, 3) }
+            }
+            PROC_EVENT_GID => {
+                EventData::Gid { process_pid: pid(d, 0), process_tgid: pid(d, 1), rgid: word(d, 2), egid: word(d, 3) }
+            }
+            PROC_EVENT_SID => EventData::Sid { process_pid: pid(d, 0), process_tgid: pid(d, 1) },
             PROC_EVENT_PTRACE => EventData::Ptrace {
                 process_pid: pid(d, 0),
                 process_tgid: pid(d, 1),
@@ -333,11 +287,7 @@ impl ProcEvent {
             PROC_EVENT_COMM => {
                 let mut comm = [0u8; 16];
                 comm.copy_from_slice(&d[B + 8..B + 24]);
-                EventData::Comm {
-                    process_pid: pid(d, 0),
-                    process_tgid: pid(d, 1),
-                    comm,
-                }
+                EventData::Comm { process_pid: pid(d, 0), process_tgid: pid(d, 1), comm }
             }
             PROC_EVENT_COREDUMP => EventData::Coredump {
                 process_pid: pid(d, 0),
@@ -360,11 +310,7 @@ impl ProcEvent {
                 EventData::Unknown { what, data }
             }
         };
-        Ok(ProcEvent {
-            cpu,
-            timestamp_ns,
-            data,
-        })
+        Ok(ProcEvent { cpu, timestamp_ns, data })
     }
 
     /// Writes the 40-byte `struct proc_event` into `buf` as the current kernel lays it out.
@@ -382,65 +328,25 @@ impl ProcEvent {
         };
         match self.data {
             EventData::Ack { err } => words(&[err]),
-            EventData::Fork {
-                parent_pid,
-                parent_tgid,
-                child_pid,
-                child_tgid,
-            } => words(&[
-                parent_pid as u32,
-                parent_tgid as u32,
-                child_pid as u32,
-                child_tgid as u32,
-            ]),
-            EventData::Exec {
-                process_pid,
-                process_tgid,
+            EventData::Fork { parent_pid, parent_tgid, child_pid, child_tgid } => {
+                words(&[parent_pid as u32, parent_tgid as u32, child_pid as u32, child_tgid as u32])
             }
-            | EventData::Sid {
-                process_pid,
-                process_tgid,
-            } => words(&[process_pid as u32, process_tgid as u32]),
-            EventData::Uid {
-                process_pid,
-                process_tgid,
-                ruid: a,
-                euid: b,
+            EventData::Exec { process_pid, process_tgid } | EventData::Sid { process_pid, process_tgid } => {
+                words(&[process_pid as u32, process_tgid as u32])
             }
-            | EventData::Gid {
-                process_pid,
-                process_tgid,
-                rgid: a,
-                egid: b,
-            } => words(&[process_pid as u32, process_tgid as u32, a, b]),
-            EventData::Ptrace {
-                process_pid,
-                process_tgid,
-                tracer_pid: a,
-                tracer_tgid: b,
+            EventData::Uid { process_pid, process_tgid, ruid: a, euid: b }
+            | EventData::Gid { process_pid, process_tgid, rgid: a, egid: b } => {
+                words(&[process_pid as u32, process_tgid as u32, a, b])
             }
-            | EventData::Coredump {
-                process_pid,
-                process_tgid,
-                parent_pid: a,
-                parent_tgid: b,
-            } => words(&[process_pid as u32, process_tgid as u32, a as u32, b as u32]),
-            EventData::Comm {
-                process_pid,
-                process_tgid,
-                comm,
-            } => {
+            EventData::Ptrace { process_pid, process_tgid, tracer_pid: a, tracer_tgid: b }
+            | EventData::Coredump { process_pid, process_tgid, parent_pid: a, parent_tgid: b } => {
+                words(&[process_pid as u32, process_tgid as u32, a as u32, b as u32])
+            }
+            EventData::Comm { process_pid, process_tgid, comm } => {
                 words(&[process_pid as u32, process_tgid as u32]);
                 d[B + 8..B + 24].copy_from_slice(&comm);
             }
-            EventData::Exit {
-                process_pid,
-                process_tgid,
-                exit_code,
-                exit_signal,
-                parent_pid,
-                parent_tgid,
-            } => {
+            EventData::Exit { process_pid, process_tgid, exit_code, exit_signal, parent_pid, parent_tgid } => {
                 words(&[
                     process_pid as u32,
                     process_tgid as u32,
@@ -493,12 +399,7 @@ pub(crate) mod tests {
         let ev = ProcEvent {
             cpu: 0,
             timestamp_ns: 5,
-            data: EventData::Fork {
-                parent_pid: 10,
-                parent_tgid: 11,
-                child_pid: 12,
-                child_tgid: 11,
-            },
+            data: EventData::Fork { parent_pid: 10, parent_tgid: 11, child_pid: 12, child_tgid: 11 },
         };
         let mut b = [0u8; 40];
         ev.emit(&mut b).unwrap();
@@ -525,15 +426,7 @@ pub(crate) mod tests {
         let mut b = [0u8; 40];
         ev.emit(&mut b).unwrap();
         let old = ProcEvent::parse(&b[..32]).unwrap();
-        assert!(matches!(
-            old.data,
-            EventData::Exit {
-                exit_code: 768,
-                parent_pid: 0,
-                parent_tgid: 0,
-                ..
-            }
-        ));
+        assert!(matches!(old.data, EventData::Exit { exit_code: 768, parent_pid: 0, parent_tgid: 0, .. }));
         assert_eq!(old.data.exit_status(), Some(ExitStatus::Exited(3)));
         assert!(ProcEvent::parse(&b[..31]).is_err());
     }

@@ -229,10 +229,7 @@ impl ProcInput {
                 op: McastOp::from_raw(u32_at(data, 0..4)),
                 events: EventMask(u32_at(data, 4..8)),
             }),
-            n => Err(WireError::LengthMismatch {
-                claimed: n,
-                expected: if n < 8 { 4 } else { 8 },
-            }),
+            n => Err(WireError::LengthMismatch { claimed: n, expected: if n < 8 { 4 } else { 8 } }),
         }
     }
 
@@ -269,18 +266,11 @@ mod tests {
     #[test]
     fn filtered_exit_bytes() {
         // Spec §2.4: mcast_op=1, event_type=0x80000000.
-        let (b, n) = ProcInput::Filtered {
-            op: McastOp::Listen,
-            events: EventMask::EXIT,
-        }
-        .to_bytes();
+        let (b, n) = ProcInput::Filtered { op: McastOp::Listen, events: EventMask::EXIT }.to_bytes();
         assert_eq!(&b[..n], &[1, 0, 0, 0, 0, 0, 0, 0x80]);
         assert_eq!(
             ProcInput::parse(&b[..n]).unwrap(),
-            ProcInput::Filtered {
-                op: McastOp::Listen,
-                events: EventMask::EXIT
-            }
+            ProcInput::Filtered { op: McastOp::Listen, events: EventMask::EXIT }
         );
         assert!(ProcInput::parse(&b[..3]).is_err());
     }
@@ -292,15 +282,9 @@ mod tests {
         assert!(!m.admits(PROC_EVENT_EXIT, 0));
         assert!(!m.admits(PROC_EVENT_FORK, 0));
         assert!((m | EventMask::EXIT).admits(PROC_EVENT_EXIT, 0));
-        assert!(
-            !EventMask::EXIT.admits(PROC_EVENT_NONE, 0),
-            "subset filters never see acks"
-        );
+        assert!(!EventMask::EXIT.admits(PROC_EVENT_NONE, 0), "subset filters never see acks");
         assert!(EventMask::ALL.admits(PROC_EVENT_NONE, 0));
-        assert!(
-            EventMask(0x8).admits(PROC_EVENT_FORK, 0),
-            "a mask of unknown bits only becomes ALL"
-        );
+        assert!(EventMask(0x8).admits(PROC_EVENT_FORK, 0), "a mask of unknown bits only becomes ALL");
     }
 
     #[test]
