@@ -1,4 +1,8 @@
 //! # cnlink: the Linux kernel connector
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
+pub mod socket;
 pub mod wire;
+
+#[cfg(test)]
+mod testing;

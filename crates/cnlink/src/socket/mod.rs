@@ -1,0 +1,239 @@
+//! Netlink sockets: the only module with syscalls and `unsafe`.
+//!
+//! [`Socket`] opens `NETLINK_CONNECTOR` (or `NETLINK_USERSOCK`, for the userspace bus) datagram sockets with a
+//! kernel-assigned port id and `SOCK_CLOEXEC`, joins and leaves multicast groups by number, sizes the receive
+//! buffer, and receives one datagram or a batch of them per syscall (`recvmmsg`), with the sender's address and,
+//! when asked, its kernel-verified credentials.
+//!
+//! What rustix offers is used through rustix; the netlink socket options and `recvmmsg` are not there, so they
+//! are small libc calls below, each with its safety argument.
+#![allow(unsafe_code)]
+
+mod batch;
+mod options;
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use rustix::net::netlink::SocketAddrNetlink;
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
+
+pub use batch::RecvBatch;
+
+/// The netlink protocol a socket speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// `NETLINK_CONNECTOR` (11): the kernel connector.
+    Connector,
+    /// `NETLINK_USERSOCK` (2): userspace to userspace; the transport of the userspace bus.
+    Usersock,
+    /// Any other protocol number.
+    Other(u32),
+}
+
+impl Protocol {
+    /// The protocol number.
+    pub const fn number(self) -> u32 {
+        match self {
+            Protocol::Connector => libc::NETLINK_CONNECTOR as u32,
+            Protocol::Usersock => libc::NETLINK_USERSOCK as u32,
+            Protocol::Other(n) => n,
+        }
+    }
+}
+
+/// A netlink address (`struct sockaddr_nl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct NlAddr {
+    /// Port id; 0 is the kernel.
+    pub port: u32,
+    /// Group bitmask: bit `g - 1` is group `g` (see [`crate::wire::group_mask`]).
+    pub groups: u32,
+}
+
+impl NlAddr {
+    /// The kernel: port 0, no groups.
+    pub const KERNEL: NlAddr = NlAddr { port: 0, groups: 0 };
+
+    /// A unicast address.
+    pub const fn port(port: u32) -> Self {
+        NlAddr { port, groups: 0 }
+    }
+}
+
+/// A sender's credentials as the kernel recorded them (`struct ucred`, from `SCM_CREDENTIALS`).
+#[doc(alias = "ucred")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Credentials {
+    /// Process id (the sender's thread group id).
+    pub pid: i32,
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// What `recvmsg` said about one received datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecvMeta {
+    /// Bytes of the datagram in the buffer.
+    pub len: usize,
+    /// The datagram was longer than the buffer and was cut (`MSG_TRUNC`).
+    pub truncated: bool,
+    /// The sender: port 0 is the kernel; `groups` is the multicast group's bit, or 0 for unicast.
+    pub from: NlAddr,
+    /// The sender's credentials, when [`Socket::set_passcred`] is on.
+    pub creds: Option<Credentials>,
+}
+
+/// A netlink datagram socket. Owns its descriptor; not `Clone`.
+#[derive(Debug)]
+pub struct Socket {
+    fd: OwnedFd,
+    protocol: Protocol,
+}
+
+impl Socket {
+    /// Opens a socket bound to a kernel-assigned port id, so one process can hold many.
+    pub fn open(protocol: Protocol) -> io::Result<Socket> {
+        Self::open_at(protocol, 0)
+    }
+
+    /// Opens a socket bound to `port` (0 lets the kernel choose).
+    pub fn open_at(protocol: Protocol, port: u32) -> io::Result<Socket> {
+        let fd = rustix::net::socket_with(
+            AddressFamily::NETLINK,
+            SocketType::DGRAM,
+            SocketFlags::CLOEXEC,
+            Some(rustix::net::Protocol::from_raw(
+                core::num::NonZeroU32::new(protocol.number())
+                    .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?,
+            )),
+        )?;
+        rustix::net::bind(&fd, &SocketAddrNetlink::new(port, 0))?;
+        Ok(Socket { fd, protocol })
+    }
+
+    /// The protocol this socket speaks.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// The port id the socket is bound to.
+    pub fn port_id(&self) -> io::Result<u32> {
+        let addr = rustix::net::getsockname(&self.fd)?;
+        let nl = SocketAddrNetlink::try_from(addr).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+        Ok(nl.pid())
+    }
+
+    /// Joins multicast group `group` (a number, 1..=32 on the connector; `NETLINK_ADD_MEMBERSHIP`).
+    #[doc(alias = "NETLINK_ADD_MEMBERSHIP")]
+    pub fn add_membership(&self, group: u32) -> io::Result<()> {
+        options::set_u32(self.fd.as_fd(), libc::NETLINK_ADD_MEMBERSHIP, group)
+    }
+
+    /// Leaves multicast group `group` (`NETLINK_DROP_MEMBERSHIP`).
+    #[doc(alias = "NETLINK_DROP_MEMBERSHIP")]
+    pub fn drop_membership(&self, group: u32) -> io::Result<()> {
+        options::set_u32(self.fd.as_fd(), libc::NETLINK_DROP_MEMBERSHIP, group)
+    }
+
+    /// The groups this socket is a member of, ascending (`NETLINK_LIST_MEMBERSHIPS`).
+    #[doc(alias = "NETLINK_LIST_MEMBERSHIPS")]
+    pub fn memberships(&self) -> io::Result<Vec<u32>> {
+        options::list_memberships(self.fd.as_fd())
+    }
+
+    /// Asks for a receive buffer of `bytes`: `SO_RCVBUFFORCE` when privileged, else `SO_RCVBUF` (capped by
+    /// `net.core.rmem_max`). Returns the size the kernel granted (it doubles the request for bookkeeping).
+    pub fn set_recv_buffer(&self, bytes: usize) -> io::Result<usize> {
+        if rustix::net::sockopt::set_socket_recv_buffer_size_force(&self.fd, bytes).is_err() {
+            rustix::net::sockopt::set_socket_recv_buffer_size(&self.fd, bytes)?;
+        }
+        self.recv_buffer()
+    }
+
+    /// The current receive buffer size (`SO_RCVBUF`).
+    pub fn recv_buffer(&self) -> io::Result<usize> {
+        Ok(rustix::net::sockopt::socket_recv_buffer_size(&self.fd)?)
+    }
+
+    /// Switches non-blocking mode.
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        Ok(rustix::io::ioctl_fionbio(&self.fd, on)?)
+    }
+
+    /// Attaches the sender's credentials to every received datagram (`SO_PASSCRED`).
+    pub fn set_passcred(&self, on: bool) -> io::Result<()> {
+        Ok(rustix::net::sockopt::set_socket_passcred(&self.fd, on)?)
+    }
+
+    /// Suppresses `ENOBUFS` reports of overruns (`NETLINK_NO_ENOBUFS`). Off by default: loss should be seen.
+    pub fn set_no_enobufs(&self, on: bool) -> io::Result<()> {
+        options::set_u32(self.fd.as_fd(), libc::NETLINK_NO_ENOBUFS, on as u32)
+    }
+
+    /// Sends one datagram to `to`.
+    pub fn send_to(&self, buf: &[u8], to: NlAddr) -> io::Result<usize> {
+        let addr = SocketAddrNetlink::new(to.port, to.groups);
+        Ok(rustix::net::sendto(&self.fd, buf, rustix::net::SendFlags::empty(), &addr)?)
+    }
+
+    /// Sends one datagram to the kernel (port 0, no groups).
+    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.send_to(buf, NlAddr::KERNEL)
+    }
+
+    /// Receives one datagram into `buf`. An overrun since the last receive comes back as `ENOBUFS`.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<RecvMeta> {
+        batch::recv_one(self.fd.as_fd(), buf, 0)
+    }
+
+    /// Receives as many datagrams as are queued, up to the batch's capacity, in one `recvmmsg`.
+    ///
+    /// With `wait`, blocks until at least one arrives (unless the socket is non-blocking); without, returns
+    /// `WouldBlock` when none is queued. Returns the number received; an overrun comes back as `ENOBUFS`.
+    pub fn recv_batch(&self, batch: &mut RecvBatch, wait: bool) -> io::Result<usize> {
+        batch.fill(self.fd.as_fd(), wait)
+    }
+
+    /// Waits until a datagram (or an error) is ready, or `timeout` passes; `None` waits forever.
+    /// Returns whether the socket is readable.
+    pub fn wait_readable(&self, timeout: Option<Duration>) -> io::Result<bool> {
+        use rustix::event::{poll, PollFd, PollFlags};
+        let ts = timeout.map(|t| rustix::time::Timespec {
+            tv_sec: t.as_secs().min(i64::MAX as u64) as i64,
+            tv_nsec: t.subsec_nanos() as _,
+        });
+        let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
+        loop {
+            match poll(&mut fds, ts.as_ref()) {
+                Ok(n) => return Ok(n > 0),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+impl AsFd for Socket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for Socket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl From<Socket> for OwnedFd {
+    fn from(s: Socket) -> OwnedFd {
+        s.fd
+    }
+}
+
+#[cfg(test)]
+mod tests;
