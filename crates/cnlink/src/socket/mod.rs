@@ -19,6 +19,7 @@ use std::time::Duration;
 use rustix::net::netlink::SocketAddrNetlink;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
+pub use crate::wire::NlAddr;
 pub use batch::RecvBatch;
 
 /// The netlink protocol a socket speaks.
@@ -40,25 +41,6 @@ impl Protocol {
             Protocol::Usersock => libc::NETLINK_USERSOCK as u32,
             Protocol::Other(n) => n,
         }
-    }
-}
-
-/// A netlink address (`struct sockaddr_nl`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct NlAddr {
-    /// Port id; 0 is the kernel.
-    pub port: u32,
-    /// Group bitmask: bit `g - 1` is group `g` (see [`crate::wire::group_mask`]).
-    pub groups: u32,
-}
-
-impl NlAddr {
-    /// The kernel: port 0, no groups.
-    pub const KERNEL: NlAddr = NlAddr { port: 0, groups: 0 };
-
-    /// A unicast address.
-    pub const fn port(port: u32) -> Self {
-        NlAddr { port, groups: 0 }
     }
 }
 

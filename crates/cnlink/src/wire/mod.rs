@@ -26,7 +26,7 @@ pub use cn_msg::{datagram, emit_datagram, CnMsg, CnMsgHdr, CnMsgs, CN_MSG_HDRLEN
 pub use error::WireError;
 pub use exit_status::ExitStatus;
 pub use ids::{group_mask, CbId};
-pub use netlink::{NlKind, NlMessages, NlMsg, NlMsgHdr};
+pub use netlink::{NlAddr, NlKind, NlMessages, NlMsg, NlMsgHdr};
 pub use pretty::Pretty;
 pub use proc_event::{comm_str, EventData, Pid, ProcEvent};
 pub use proc_input::{EventMask, McastOp, ProcInput};

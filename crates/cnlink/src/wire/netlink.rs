@@ -69,6 +69,25 @@ mod field {
     pub(super) const PID: Range<usize> = 12..16;
 }
 
+/// A netlink address (`struct sockaddr_nl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct NlAddr {
+    /// Port id; 0 is the kernel.
+    pub port: u32,
+    /// Group bitmask: bit `g - 1` is group `g` (see [`super::group_mask`]).
+    pub groups: u32,
+}
+
+impl NlAddr {
+    /// The kernel: port 0, no groups.
+    pub const KERNEL: NlAddr = NlAddr { port: 0, groups: 0 };
+
+    /// A unicast address.
+    pub const fn port(port: u32) -> Self {
+        NlAddr { port, groups: 0 }
+    }
+}
+
 /// What an `nlmsg_type` means at the netlink level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NlKind {
