@@ -1,9 +1,14 @@
 //! # cnlink: the Linux kernel connector
 #![deny(unsafe_code)]
 
+mod diagnose;
 pub mod engine;
+mod error;
+pub mod proc;
 pub mod socket;
 pub mod wire;
 
 #[cfg(test)]
 mod testing;
+
+pub use error::Error;

@@ -30,3 +30,11 @@ pub use netlink::{NlAddr, NlKind, NlMessages, NlMsg, NlMsgHdr};
 pub use pretty::Pretty;
 pub use proc_event::{comm_str, EventData, Pid, ProcEvent};
 pub use proc_input::{EventMask, McastOp, ProcInput};
+
+pub use ids::{
+    CN_DST_IDX, CN_DST_VAL, CN_IDX_BB, CN_IDX_CIFS, CN_IDX_CONNECTOR, CN_IDX_DM, CN_IDX_DRBD, CN_IDX_PROC, CN_IDX_V86D,
+    CN_KVP_IDX, CN_KVP_VAL, CN_NETLINK_USERS, CN_VAL_CIFS, CN_VAL_CONNECTOR, CN_VAL_DM_USERSPACE_LOG, CN_VAL_DRBD,
+    CN_VAL_PROC, CN_VAL_V86D_UVESAFB, CN_VSS_IDX, CN_VSS_VAL, CN_W1_IDX, CN_W1_VAL, CONNECTOR_MAX_MSG_SIZE,
+};
+pub use netlink::{NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLMSG_NOOP, NLMSG_OVERRUN};
+pub use proc_input::{PROC_CN_MCAST_IGNORE, PROC_CN_MCAST_LISTEN, PROC_EVENT_ALL};

@@ -1,0 +1,41 @@
+//! The library's error type.
+
+use std::io;
+use std::time::Duration;
+
+use crate::wire::WireError;
+
+/// Why a connector operation failed, including why nothing can arrive.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The kernel has no `NETLINK_CONNECTOR` (`CONFIG_CONNECTOR` is off).
+    #[error("this kernel has no connector (NETLINK_CONNECTOR is not supported)")]
+    NoConnector,
+    /// The kernel refused an operation for lack of privilege.
+    #[error("permission denied: {0}")]
+    PermissionDenied(&'static str),
+    /// The process is outside the namespace the connector serves.
+    #[error("outside the initial {0} namespace: the kernel connector does not serve this process")]
+    ForeignNamespace(&'static str),
+    /// A subscription got no ack in time.
+    #[error("no subscription ack within {timeout:?}: {likely}")]
+    NoAck {
+        /// How long we waited.
+        timeout: Duration,
+        /// The most likely cause, from what could be checked.
+        likely: &'static str,
+    },
+    /// The kernel answered a subscription with an error (a positive errno).
+    #[error("the kernel refused the subscription: {}", io::Error::from_raw_os_error(*.0 as i32))]
+    Refused(u32),
+    /// No reply arrived before the deadline.
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    /// Bytes that do not decode.
+    #[error("malformed message: {0}")]
+    Wire(#[from] WireError),
+    /// Any other system error, unchanged.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
