@@ -74,6 +74,7 @@ pub struct ProcEvents {
     pub(crate) rx: Receiver,
     scratch: Vec<ProcItem>,
     kernel_filtered: bool,
+    ack_timeout: Duration,
 }
 
 /// The socket of a subscription; dropping it sends the matching `IGNORE`.
@@ -197,6 +198,35 @@ fn random_u32() -> u32 {
     u32::from_ne_bytes(b)
 }
 
+/// Sends the subscription again from each CPU this thread may run on, and waits for each ack.
+///
+/// The kernel answers on the CPU that sent the request, through the same per-CPU counter as events, so each ack
+/// gives the decoder a fresh `seq` for that CPU: a baseline right after subscribing, and, after an overrun, the
+/// exact size of the gap at once instead of whenever that CPU next sends an event. The calling thread moves
+/// itself from CPU to CPU (no new task, so no events of its own) and gets its affinity back at the end. A
+/// repeated `LISTEN` from the same socket does not change the kernel's listener count.
+fn sync_cpus(sub: &mut Subscription, rx: &mut Receiver, timeout: Duration) -> Result<(), Error> {
+    use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
+    let Ok(allowed) = sched_getaffinity(None) else { return Ok(()) };
+    let mut result = Ok(());
+    for cpu in (0..CpuSet::MAX_CPU).filter(|&c| allowed.is_set(c)) {
+        let mut one = CpuSet::new();
+        one.set(cpu);
+        if sched_setaffinity(None, &one).is_err() {
+            continue;
+        }
+        result = send_request(&sub.sock, &mut sub.genealogy, sub.form).and_then(|ack| {
+            rx.decoder.expect_ack(ack);
+            await_ack(&sub.sock, &mut rx.decoder, &mut rx.batch, &mut rx.pending, timeout).map(drop)
+        });
+        if result.is_err() {
+            break;
+        }
+    }
+    let _ = sched_setaffinity(None, &allowed);
+    result
+}
+
 impl ProcEvents {
     /// Subscribes and waits for the kernel's ack.
     pub fn subscribe(opts: ProcOptions) -> Result<ProcEvents, Error> {
@@ -215,6 +245,7 @@ impl ProcEvents {
                     rx: Receiver { decoder, batch, pending },
                     scratch: Vec::new(),
                     kernel_filtered: true,
+                    ack_timeout: opts.ack_timeout,
                 });
             }
         }
@@ -229,7 +260,15 @@ impl ProcEvents {
             Some(err) => return Err(Error::Refused(err)),
             None => return Err(Error::NoAck { timeout: opts.ack_timeout, likely: diagnose::likely_no_ack_cause() }),
         }
-        Ok(ProcEvents { sub, rx: Receiver { decoder, batch, pending }, scratch: Vec::new(), kernel_filtered: false })
+        let mut events = ProcEvents {
+            sub,
+            rx: Receiver { decoder, batch, pending },
+            scratch: Vec::new(),
+            kernel_filtered: false,
+            ack_timeout: opts.ack_timeout,
+        };
+        sync_cpus(&mut events.sub, &mut events.rx, opts.ack_timeout)?;
+        Ok(events)
     }
 
     /// Sends the 6.6 filtered subscription and watches for its ack from a second, unfiltered socket.
@@ -267,7 +306,13 @@ impl ProcEvents {
         if !self.sub.sock.wait_readable(timeout)? {
             return Ok(0);
         }
+        let overruns = self.rx.decoder.stats().overruns;
         self.rx.drain(&self.sub.sock, out)?;
+        if !self.kernel_filtered && self.rx.decoder.stats().overruns > overruns {
+            // Close the gaps now: each CPU's next message tells exactly how many were lost.
+            sync_cpus(&mut self.sub, &mut self.rx, self.ack_timeout)?;
+            out.extend(self.rx.pending.drain(..));
+        }
         Ok(out.len() - before)
     }
 

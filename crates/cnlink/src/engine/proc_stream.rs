@@ -33,6 +33,16 @@ pub enum ProcItem {
         /// Messages lost.
         count: u64,
     },
+    /// A subscription ack (`PROC_EVENT_NONE`): some socket, maybe another process's, subscribed or unsubscribed.
+    /// Every unfiltered listener sees every ack; they take part in the `seq` numbering like events.
+    Ack {
+        /// `cn_msg.seq`.
+        seq: u32,
+        /// The CPU that sent it.
+        cpu: u32,
+        /// The errno it carries (0 for success).
+        err: u32,
+    },
     /// The kernel reported an overrun (`ENOBUFS`): messages were dropped. On an unfiltered stream the exact count
     /// follows as `Lost` once the gaps are seen; on a kernel-filtered stream it cannot be known.
     Overrun,
@@ -156,6 +166,7 @@ impl ProcDecoder {
             if self.expected_ack == Some(ack) {
                 self.ack_err = Some(err);
             }
+            out.push(ProcItem::Ack { seq, cpu: ev.cpu, err });
             return;
         }
         let exit_code = match ev.data {
@@ -222,7 +233,7 @@ mod tests {
     }
 
     #[test]
-    fn ack_matched_on_ack_not_seq_and_not_delivered() {
+    fn ack_matched_on_ack_not_seq() {
         let mut d = ProcDecoder::new(EventMask::ALL, true);
         d.expect_ack(0x55667789);
         let mut out = Vec::new();
@@ -230,7 +241,7 @@ mod tests {
         assert_eq!(d.ack_result(), None, "another process's ack");
         d.handle(NlAddr::KERNEL, &proc_msg(8, 0x55667789, 0, EventData::Ack { err: 0 }), &mut out);
         assert_eq!(d.ack_result(), Some(0));
-        assert!(out.is_empty());
+        assert_eq!(out, [ProcItem::Ack { seq: 7, cpu: 0, err: 0 }, ProcItem::Ack { seq: 8, cpu: 0, err: 0 }]);
         assert_eq!(d.stats().acks, 2);
     }
 
