@@ -1,6 +1,7 @@
 //! # cnlink: the Linux kernel connector
 #![deny(unsafe_code)]
 
+mod connector;
 mod diagnose;
 pub mod engine;
 mod error;
@@ -11,4 +12,6 @@ pub mod wire;
 #[cfg(test)]
 mod testing;
 
+pub use connector::Connector;
+pub use engine::{Credentials, MatchRule, OwnedMsg, Trust};
 pub use error::Error;

@@ -28,6 +28,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+use crate::connector::random_u32;
 use crate::diagnose;
 use crate::engine::{Genealogy, MatchRule, ProcDecoder};
 use crate::socket::{Protocol, RecvBatch, Socket};
@@ -190,12 +191,6 @@ fn drain(
             Err(e) => return Err(e.into()),
         }
     }
-}
-
-fn random_u32() -> u32 {
-    let mut b = [0u8; 4];
-    let _ = rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty());
-    u32::from_ne_bytes(b)
 }
 
 /// Sends the subscription again from each CPU this thread may run on, and waits for each ack.

@@ -4,10 +4,12 @@
 //! a [`crate::socket::Socket`]. That keeps the logic in one place and lets tests drive it with made-up datagrams
 //! and simulated time.
 
+pub mod connector;
 pub mod genealogy;
 pub mod loss;
 pub mod proc_stream;
 
+pub use connector::{ClientCore, ClientStats, Credentials, OwnedMsg, Trust};
 pub use genealogy::{Genealogy, MatchRule};
 pub use loss::{SeqObservation, SeqTracker};
 pub use proc_stream::{Event, ProcDecoder, ProcItem, Stats};

@@ -19,6 +19,7 @@ use std::time::Duration;
 use rustix::net::netlink::SocketAddrNetlink;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
+pub use crate::engine::connector::Credentials;
 pub use crate::wire::NlAddr;
 pub use batch::RecvBatch;
 
@@ -42,18 +43,6 @@ impl Protocol {
             Protocol::Other(n) => n,
         }
     }
-}
-
-/// A sender's credentials as the kernel recorded them (`struct ucred`, from `SCM_CREDENTIALS`).
-#[doc(alias = "ucred")]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Credentials {
-    /// Process id (the sender's thread group id).
-    pub pid: i32,
-    /// User id.
-    pub uid: u32,
-    /// Group id.
-    pub gid: u32,
 }
 
 /// What `recvmsg` said about one received datagram.
