@@ -9,6 +9,9 @@ pub mod proc;
 pub mod socket;
 pub mod wire;
 
+#[cfg(feature = "tokio")]
+pub mod tokio;
+
 #[cfg(test)]
 mod testing;
 

@@ -96,6 +96,9 @@ impl Drop for Subscription {
     }
 }
 
+#[cfg(feature = "tokio")]
+impl crate::socket::async_fd::OwnsSocket for Subscription {}
+
 impl AsRawFd for Subscription {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.sock.as_raw_fd()
@@ -200,7 +203,7 @@ fn drain(
 /// exact size of the gap at once instead of whenever that CPU next sends an event. The calling thread moves
 /// itself from CPU to CPU (no new task, so no events of its own) and gets its affinity back at the end. A
 /// repeated `LISTEN` from the same socket does not change the kernel's listener count.
-fn sync_cpus(sub: &mut Subscription, rx: &mut Receiver, timeout: Duration) -> Result<(), Error> {
+pub(crate) fn sync_cpus(sub: &mut Subscription, rx: &mut Receiver, timeout: Duration) -> Result<(), Error> {
     use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
     let Ok(allowed) = sched_getaffinity(None) else { return Ok(()) };
     let mut result = Ok(());

@@ -9,6 +9,8 @@
 //! are small libc calls below, each with its safety argument.
 #![allow(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+pub(crate) mod async_fd;
 mod batch;
 mod options;
 
