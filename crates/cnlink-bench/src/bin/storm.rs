@@ -1,0 +1,228 @@
+//! `storm`: the proc-event storm benchmark.
+//!
+//! ```text
+//! cargo run --release -p cnlink-bench --bin storm -- [--children N] [--workers 2] \
+//!     [--kind thread|fork|exec|all] [--nice 19] [--listeners cnlink,example,cloop,forkstat] \
+//!     [--rounds 3] [--json PATH]
+//! ```
+//!
+//! For each round and each listener in turn (the order rotates every round), it:
+//! 1. starts the listener (at `nice -n NICE` if asked) with its output going to a file;
+//! 2. waits until the listener provably receives proc events (its socket's queue grows when a
+//!    marker child is forked while the listener is stopped);
+//! 3. runs a storm of `N` children from `--workers` workers at normal priority, recording every
+//!    child id;
+//! 4. waits until the listener has drained its socket and gone quiet, stops it with SIGINT and
+//!    reads its CPU time and peak RSS (`wait4`);
+//! 5. matches the fork and exit events it printed against the created ids, counted per id as a
+//!    multiset (pids are reused within a storm).
+//!
+//! Listeners run one at a time, each with its own storm of the same size, so that no listener
+//! steals CPU from another; the rounds are interleaved so that a noisy moment of the shared machine
+//! hits every listener alike, and the summary gives medians across rounds.
+
+#[path = "../storm/mod.rs"]
+mod storm;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use storm::count::{matched, multiset, Tally};
+use storm::gen::{self, Kind};
+use storm::listener;
+use storm::parse::Format;
+use storm::prepare;
+use storm::report::{self, Medians, RunResult};
+
+/// Proc-event storm: events lost and CPU per event for each proc-connector listener.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Children created per storm (each listener gets its own storm of this size).
+    #[arg(long, default_value_t = 100_000)]
+    children: u64,
+    /// Worker threads creating children in parallel.
+    #[arg(long, default_value_t = 2)]
+    workers: u32,
+    /// What each child is.
+    #[arg(long, value_enum, default_value_t = Kind::Thread)]
+    kind: Kind,
+    /// Niceness of the listeners (the storm stays at the harness's priority).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    nice: i32,
+    /// Listeners to run, in order.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Format::Cnlink, Format::Example, Format::Cloop, Format::Forkstat])]
+    listeners: Vec<Format>,
+    /// Rounds; each runs every listener once.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Write a JSON summary here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Extra argument for `cnlink proc --format json` (repeatable), e.g. `--cnlink-arg=--latency=5ms`.
+    #[arg(long = "cnlink-arg", allow_hyphen_values = true)]
+    cnlink_args: Vec<String>,
+    /// Do not run `cargo build` for cnlink and the example (use what is in the target dir).
+    #[arg(long)]
+    no_build: bool,
+    /// Keep the listeners' output files (under <target>/storm-runs/).
+    #[arg(long)]
+    keep_output: bool,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("storm: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn read_trim(path: &str) -> String {
+    std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_else(|_| "?".into())
+}
+
+fn run() -> Result<ExitCode> {
+    let args = Args::parse();
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let machine = serde_json::json!({
+        "nproc": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "kernel": read_trim("/proc/sys/kernel/osrelease"),
+        "pid_max": read_trim("/proc/sys/kernel/pid_max"),
+        "rmem_default": read_trim("/proc/sys/net/core/rmem_default"),
+    });
+    println!("storm: {command}");
+    println!(
+        "machine: nproc={} kernel={} pid_max={} net.core.rmem_default={}",
+        machine["nproc"], machine["kernel"], machine["pid_max"], machine["rmem_default"]
+    );
+    println!(
+        "storm: {} children x {} workers of kind {}, listeners at nice {}, {} rounds",
+        args.children,
+        args.workers,
+        args.kind.name(),
+        args.nice,
+        args.rounds
+    );
+
+    let mut specs = Vec::new();
+    let mut unavailable = serde_json::Map::new();
+    for &format in &args.listeners {
+        match prepare::prepare(format, !args.no_build, &args.cnlink_args) {
+            Ok(spec) => specs.push(spec),
+            Err(why) => {
+                let name = format!("{format:?}").to_lowercase();
+                println!("listener {name}: unavailable: {why}");
+                unavailable.insert(name, why.into());
+            }
+        }
+    }
+    let out_dir = prepare::target_dir().join("storm-runs");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let storm_pid = rustix::process::getpid().as_raw_nonzero().get();
+
+    let mut results: Vec<RunResult> = Vec::new();
+    let mut failures = Vec::new();
+    println!("\n{}", report::HEADER);
+    for round in 0..args.rounds {
+        let mut order = specs.clone();
+        if !order.is_empty() {
+            let k = round as usize % order.len();
+            order.rotate_left(k);
+        }
+        for spec in &order {
+            match one_run(&args, spec, round, storm_pid, &out_dir) {
+                Ok(r) => {
+                    println!("{}", report::row(&r));
+                    results.push(r);
+                }
+                Err(e) => {
+                    println!("{:<9} {:>5}  failed: {e:#}", spec.name, round);
+                    failures
+                        .push(serde_json::json!({"listener": spec.name, "round": round, "error": format!("{e:#}")}));
+                }
+            }
+        }
+    }
+
+    let medians: Vec<Medians> = specs
+        .iter()
+        .filter_map(|s| {
+            let runs: Vec<&RunResult> = results.iter().filter(|r| r.listener == s.name).collect();
+            (!runs.is_empty()).then(|| Medians::of(s.name, &runs))
+        })
+        .collect();
+    let floor = medians.iter().find(|m| m.listener == "cloop").map(|m| m.cpu_per_event);
+    println!("\nmedians across rounds (µs/event ratio is to cloop's median):");
+    println!("{}", report::MEDIAN_HEADER);
+    for m in &medians {
+        println!("{}", report::median_row(m, floor));
+    }
+
+    if let Some(path) = &args.json {
+        let summary = serde_json::json!({
+            "command": command,
+            "machine": machine,
+            "params": {"children": args.children, "workers": args.workers, "kind": args.kind.name(),
+                       "nice": args.nice, "rounds": args.rounds, "cnlink_args": args.cnlink_args},
+            "runs": results.iter().map(RunResult::to_json).collect::<Vec<_>>(),
+            "medians": medians.iter().map(|m| m.to_json(floor)).collect::<Vec<_>>(),
+            "failures": failures,
+            "unavailable": unavailable,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&summary)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("\nJSON summary: {}", path.display());
+    }
+    Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// One listener against one storm.
+fn one_run(
+    args: &Args,
+    spec: &listener::Spec,
+    round: u32,
+    storm_pid: i32,
+    out_dir: &std::path::Path,
+) -> Result<RunResult> {
+    let out = out_dir.join(format!("{}-r{round}.out", spec.name));
+    let running = listener::start(spec, args.nice, &out)?;
+    let storm = match gen::run(args.kind, args.children, args.workers) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = running.stop();
+            return Err(e).context("storm");
+        }
+    };
+    let drained = running.drain(Duration::from_secs(120));
+    let usage = running.stop()?;
+    let drained = drained.with_context(|| format!("draining; stderr: {}", running.stderr()))?;
+    let mut tally = Tally::read(&out, spec.format, storm_pid).context("reading the listener's output")?;
+    tally.forget(&running.markers);
+    if !args.keep_output {
+        let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_file(out.with_extension("stderr"));
+    }
+    let created = multiset(&storm.ids);
+    Ok(RunResult {
+        listener: spec.name,
+        round,
+        children: storm.ids.len() as u64,
+        rate: storm.rate(),
+        forks_matched: matched(&created, &tally.forks),
+        exits_matched: matched(&created, &tally.exits),
+        events: tally.events,
+        cpu_us: usage.cpu_us,
+        max_rss_kib: usage.max_rss_kib,
+        kernel_drops: usage.kernel_drops,
+        lost_reported: tally.lost_reported,
+        overruns: tally.overruns,
+        drain_secs: drained.as_secs_f64(),
+    })
+}

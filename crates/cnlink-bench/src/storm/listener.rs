@@ -1,0 +1,213 @@
+//! Running one listener: start it (optionally at a lower priority), wait until it provably
+//! receives proc events, let it drain after the storm, stop it with SIGINT and collect its CPU
+//! time and peak memory.
+//!
+//! Readiness is checked, not slept: once the listener's connector socket shows up in
+//! `/proc/net/netlink` as a member of group 1, the harness stops the listener (SIGSTOP), forks a
+//! marker child and looks whether the socket's receive queue grew; then it resumes the listener
+//! (SIGCONT). A queue that grows proves the kernel delivers proc events to that socket. Draining is
+//! checked the same way: the socket's queue is empty and the listener's CPU time and output size
+//! have stopped changing.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rustix::process::{kill_process, Pid, Signal};
+
+use super::gen;
+use super::parse::Format;
+use super::procfs::{self, NlSock};
+
+/// How to start one listener.
+#[derive(Clone, Debug)]
+pub(crate) struct Spec {
+    /// The listener's name in reports.
+    pub(crate) name: &'static str,
+    /// Its output format.
+    pub(crate) format: Format,
+    /// Program and arguments.
+    pub(crate) argv: Vec<String>,
+}
+
+/// A listener that is running and subscribed.
+pub(crate) struct Running {
+    pid: i32,
+    socket: NlSock,
+    out: PathBuf,
+    err: PathBuf,
+    /// Pids of the marker children forked to prove readiness (their events are not storm events).
+    pub(crate) markers: Vec<i32>,
+}
+
+/// What a stopped listener cost.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Usage {
+    /// User + system CPU time of the listener process (all its threads), in microseconds.
+    pub(crate) cpu_us: u64,
+    /// Peak resident set size, KiB.
+    pub(crate) max_rss_kib: u64,
+    /// Messages the kernel dropped at the listener's socket (receive buffer full), from
+    /// `/proc/net/netlink`, read just before stopping it.
+    pub(crate) kernel_drops: u64,
+}
+
+/// Starts `spec` at niceness `nice` with its output in `out` and waits until it receives events.
+pub(crate) fn start(spec: &Spec, nice: i32, out: &Path) -> Result<Running> {
+    let err = out.with_extension("stderr");
+    let mut cmd = if nice != 0 {
+        let mut c = Command::new("nice");
+        c.arg("-n").arg(nice.to_string()).args(&spec.argv);
+        c
+    } else {
+        let mut c = Command::new(&spec.argv[0]);
+        c.args(&spec.argv[1..]);
+        c
+    };
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(File::create(out).with_context(|| format!("creating {}", out.display()))?)
+        .stderr(File::create(&err)?)
+        .spawn()
+        .with_context(|| format!("starting {:?}", spec.argv))?;
+    // The process is reaped with wait4 in `stop` (for its rusage), not through `Child`.
+    let pid = i32::try_from(child.id()).context("pid out of range")?;
+    let mut running =
+        Running { pid, socket: NlSock { rmem: 0, drops: 0, inode: 0 }, out: out.into(), err, markers: vec![] };
+    match running.wait_subscribed() {
+        Ok(()) => Ok(running),
+        Err(e) => {
+            let _ = running.stop();
+            Err(e.context(format!("{} did not subscribe; stderr: {}", spec.name, running.stderr())))
+        }
+    }
+}
+
+impl Running {
+    fn pid(&self) -> Pid {
+        // `pid` came from a spawned child, so it is positive.
+        Pid::from_raw(self.pid).expect("positive pid")
+    }
+
+    /// The listener's stderr so far (for error messages).
+    pub(crate) fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default().trim().chars().take(2000).collect()
+    }
+
+    fn alive(&self) -> Result<()> {
+        if let Some((status, _)) = reap(self.pid, false)? {
+            bail!("listener exited early (wait status {})", status.0);
+        }
+        Ok(())
+    }
+
+    /// Waits for the connector socket, then proves event delivery with a marker child.
+    fn wait_subscribed(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            self.alive()?;
+            if let Some(sock) = procfs::proc_socket(self.pid).unwrap_or(None) {
+                self.socket = sock;
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("no connector socket in group 1 after 20 s");
+            }
+            sleep(Duration::from_millis(10));
+        }
+        while Instant::now() < deadline {
+            self.alive()?;
+            kill_process(self.pid(), Signal::STOP)?;
+            let probe = (|| -> io::Result<bool> {
+                let before = procfs::socket_by_inode(self.socket.inode)?.map_or(0, |s| s.rmem);
+                self.markers.push(gen::marker()?);
+                let mut grew = false;
+                for _ in 0..10 {
+                    sleep(Duration::from_millis(5));
+                    let now = procfs::socket_by_inode(self.socket.inode)?.map_or(0, |s| s.rmem);
+                    if now > before {
+                        grew = true;
+                        break;
+                    }
+                }
+                Ok(grew)
+            })();
+            kill_process(self.pid(), Signal::CONT)?;
+            if probe? {
+                return Ok(());
+            }
+            sleep(Duration::from_millis(50));
+        }
+        bail!("the listener's socket received no proc events within 20 s")
+    }
+
+    /// Waits until the listener has read everything queued and gone quiet (or `limit` passes).
+    /// Returns the time it took.
+    pub(crate) fn drain(&self, limit: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        let mut last = (u64::MAX, u64::MAX);
+        let mut quiet = 0;
+        while start.elapsed() < limit {
+            self.alive()?;
+            let rmem = procfs::socket_by_inode(self.socket.inode)?.map_or(0, |s| s.rmem);
+            let now = (procfs::cpu_ticks(self.pid)?, std::fs::metadata(&self.out)?.len());
+            quiet = if rmem == 0 && now == last { quiet + 1 } else { 0 };
+            last = now;
+            if quiet >= 4 {
+                return Ok(start.elapsed());
+            }
+            sleep(Duration::from_millis(50));
+        }
+        bail!("listener still busy after {limit:?}")
+    }
+
+    /// Stops the listener with SIGINT (SIGKILL after 5 s) and returns its resource usage.
+    pub(crate) fn stop(&self) -> Result<Usage> {
+        let kernel_drops = procfs::socket_by_inode(self.socket.inode).ok().flatten().map_or(0, |s| s.drops);
+        let _ = kill_process(self.pid(), Signal::CONT);
+        let _ = kill_process(self.pid(), Signal::INT);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (_, ru) = loop {
+            if let Some(r) = reap(self.pid, false)? {
+                break r;
+            }
+            if Instant::now() > deadline {
+                let _ = kill_process(self.pid(), Signal::KILL);
+                break reap(self.pid, true)?.context("listener vanished")?;
+            }
+            sleep(Duration::from_millis(10));
+        };
+        let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        Ok(Usage { cpu_us: us(ru.ru_utime) + us(ru.ru_stime), max_rss_kib: ru.ru_maxrss as u64, kernel_drops })
+    }
+}
+
+/// `wait4` on `pid`; `None` when it has not exited and `block` is false.
+fn reap(pid: i32, block: bool) -> io::Result<Option<(WaitStatus, libc::rusage)>> {
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let flags = if block { 0 } else { libc::WNOHANG };
+    loop {
+        // SAFETY: `status` and `ru` are valid, writable locals for the duration of the call.
+        let r = unsafe { libc::wait4(pid, &mut status, flags, &mut ru) };
+        match r {
+            0 => return Ok(None),
+            r if r == pid => return Ok(Some((WaitStatus(status), ru))),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// A raw wait status.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WaitStatus(pub(crate) i32);

@@ -1,0 +1,195 @@
+//! Results of one listener run, medians across rounds, and the printed and JSON reports.
+
+use serde_json::{json, Value};
+
+/// The outcome of one listener facing one storm.
+#[derive(Clone, Debug)]
+pub(crate) struct RunResult {
+    /// Listener name.
+    pub(crate) listener: &'static str,
+    /// Round number (0-based).
+    pub(crate) round: u32,
+    /// Children the storm created.
+    pub(crate) children: u64,
+    /// Children created per second.
+    pub(crate) rate: f64,
+    /// Fork events matched to created children.
+    pub(crate) forks_matched: u64,
+    /// Exit events matched to created children.
+    pub(crate) exits_matched: u64,
+    /// Event lines the listener printed (all kinds, all processes).
+    pub(crate) events: u64,
+    /// Listener CPU time (user + system), microseconds.
+    pub(crate) cpu_us: u64,
+    /// Listener peak RSS, KiB.
+    pub(crate) max_rss_kib: u64,
+    /// Kernel-side drops at the listener's socket.
+    pub(crate) kernel_drops: u64,
+    /// Events the listener itself reported lost.
+    pub(crate) lost_reported: u64,
+    /// Overruns (ENOBUFS) the listener reported.
+    pub(crate) overruns: u64,
+    /// Seconds from the storm's end until the listener was quiet.
+    pub(crate) drain_secs: f64,
+}
+
+impl RunResult {
+    /// Percentage of the storm's fork events the listener did not print.
+    pub(crate) fn fork_loss_pct(&self) -> f64 {
+        loss(self.children, self.forks_matched)
+    }
+
+    /// Percentage of the storm's exit events the listener did not print.
+    pub(crate) fn exit_loss_pct(&self) -> f64 {
+        loss(self.children, self.exits_matched)
+    }
+
+    /// Events lost, forks and exits together.
+    pub(crate) fn lost(&self) -> u64 {
+        2 * self.children - self.forks_matched - self.exits_matched
+    }
+
+    /// CPU microseconds per printed event.
+    pub(crate) fn cpu_per_event(&self) -> f64 {
+        self.cpu_us as f64 / self.events.max(1) as f64
+    }
+
+    /// Machine-readable form.
+    pub(crate) fn to_json(&self) -> Value {
+        json!({
+            "listener": self.listener, "round": self.round, "children": self.children,
+            "rate_per_s": self.rate.round(), "forks_matched": self.forks_matched,
+            "exits_matched": self.exits_matched, "fork_loss_pct": self.fork_loss_pct(),
+            "exit_loss_pct": self.exit_loss_pct(), "events_printed": self.events, "cpu_us": self.cpu_us,
+            "cpu_us_per_event": self.cpu_per_event(), "max_rss_kib": self.max_rss_kib,
+            "kernel_drops": self.kernel_drops, "lost_reported": self.lost_reported,
+            "overruns": self.overruns, "drain_s": self.drain_secs,
+        })
+    }
+}
+
+fn loss(created: u64, matched: u64) -> f64 {
+    if created == 0 {
+        return 0.0;
+    }
+    100.0 * created.saturating_sub(matched) as f64 / created as f64
+}
+
+/// The median of `v` (the mean of the two middle values for an even count); 0 when empty.
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The header of the per-run table.
+pub(crate) const HEADER: &str = "listener  round  children   rate/s  fork-loss%  exit-loss%    lost  events  µs/event  maxRSS-MiB  kdrops  reported";
+
+/// One row of the per-run table.
+pub(crate) fn row(r: &RunResult) -> String {
+    format!(
+        "{:<9} {:>5} {:>9} {:>8.0} {:>11.3} {:>11.3} {:>7} {:>7} {:>9.2} {:>11.1} {:>7} {:>9}",
+        r.listener,
+        r.round,
+        r.children,
+        r.rate,
+        r.fork_loss_pct(),
+        r.exit_loss_pct(),
+        r.lost(),
+        r.events,
+        r.cpu_per_event(),
+        r.max_rss_kib as f64 / 1024.0,
+        r.kernel_drops,
+        r.lost_reported + r.overruns,
+    )
+}
+
+/// Medians of one listener's runs.
+#[derive(Clone, Debug)]
+pub(crate) struct Medians {
+    /// Listener name.
+    pub(crate) listener: &'static str,
+    /// Number of runs.
+    pub(crate) runs: usize,
+    /// Median storm rate, children/s.
+    pub(crate) rate: f64,
+    /// Median fork loss %.
+    pub(crate) fork_loss_pct: f64,
+    /// Median exit loss %.
+    pub(crate) exit_loss_pct: f64,
+    /// Worst run's events lost (forks + exits).
+    pub(crate) worst_lost: u64,
+    /// Median CPU µs per event.
+    pub(crate) cpu_per_event: f64,
+    /// Largest peak RSS, KiB.
+    pub(crate) max_rss_kib: u64,
+}
+
+impl Medians {
+    /// Medians over `runs` (all of one listener).
+    pub(crate) fn of(listener: &'static str, runs: &[&RunResult]) -> Medians {
+        let m = |f: fn(&RunResult) -> f64| median(runs.iter().map(|r| f(r)).collect());
+        Medians {
+            listener,
+            runs: runs.len(),
+            rate: m(|r| r.rate),
+            fork_loss_pct: m(RunResult::fork_loss_pct),
+            exit_loss_pct: m(RunResult::exit_loss_pct),
+            worst_lost: runs.iter().map(|r| r.lost()).max().unwrap_or(0),
+            cpu_per_event: m(RunResult::cpu_per_event),
+            max_rss_kib: runs.iter().map(|r| r.max_rss_kib).max().unwrap_or(0),
+        }
+    }
+
+    /// Machine-readable form, with the CPU ratio to the floor when known.
+    pub(crate) fn to_json(&self, floor: Option<f64>) -> Value {
+        json!({
+            "listener": self.listener, "runs": self.runs, "rate_per_s": self.rate.round(),
+            "fork_loss_pct": self.fork_loss_pct, "exit_loss_pct": self.exit_loss_pct,
+            "worst_run_events_lost": self.worst_lost, "cpu_us_per_event": self.cpu_per_event,
+            "cpu_ratio_to_cloop": floor.map(|f| self.cpu_per_event / f), "max_rss_kib": self.max_rss_kib,
+        })
+    }
+}
+
+/// The header of the medians table.
+pub(crate) const MEDIAN_HEADER: &str =
+    "listener  runs   rate/s  fork-loss%  exit-loss%  worst-lost  µs/event  ×cloop  maxRSS-MiB";
+
+/// One row of the medians table; `floor` is the C loop's median µs/event.
+pub(crate) fn median_row(m: &Medians, floor: Option<f64>) -> String {
+    let ratio = floor.map_or_else(|| "-".to_string(), |f| format!("{:.2}", m.cpu_per_event / f));
+    format!(
+        "{:<9} {:>4} {:>8.0} {:>11.3} {:>11.3} {:>11} {:>9.2} {:>7} {:>11.1}",
+        m.listener,
+        m.runs,
+        m.rate,
+        m.fork_loss_pct,
+        m.exit_loss_pct,
+        m.worst_lost,
+        m.cpu_per_event,
+        ratio,
+        m.max_rss_kib as f64 / 1024.0,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_losses() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(vec![]), 0.0);
+        assert_eq!(loss(200, 150), 25.0);
+        assert_eq!(loss(0, 0), 0.0);
+    }
+}
