@@ -1,4 +1,68 @@
 //! # cnlink: the Linux kernel connector
+//!
+//! The kernel connector (`NETLINK_CONNECTOR`) carries messages between the kernel and userspace, each a
+//! `struct cn_msg` addressed to an id `{idx, val}`. Its best-known user is the proc connector, which reports every
+//! fork, exec, exit, uid/gid/sid change, ptrace, comm change and core dump on the machine. This crate speaks it
+//! exactly as the kernel does, never panics on bad bytes, and says exactly how many events were lost.
+//!
+//! ## Process events in a dozen lines
+//!
+//! ```no_run
+//! use cnlink::proc::{ProcEvents, ProcItem, ProcOptions};
+//! use cnlink::wire::{EventData, EventMask};
+//!
+//! // Exits only: on Linux 6.6+ the kernel filters; on older kernels the same filter runs here.
+//! let opts = ProcOptions { events: EventMask::EXIT, ..Default::default() };
+//! for item in ProcEvents::subscribe(opts)? {
+//!     match item? {
+//!         ProcItem::Event(ev) => {
+//!             if let EventData::Exit { process_pid, .. } = ev.data {
+//!                 println!("{process_pid} exited: {}", ev.data.exit_status().unwrap());
+//!             }
+//!         }
+//!         ProcItem::Lost { count } => eprintln!("lost {count} events"),
+//!         _ => {}
+//!     }
+//! }
+//! # Ok::<(), cnlink::Error>(())
+//! ```
+//!
+//! With the `tokio` feature, [`tokio::ProcStream`] is the same as an async `Stream`, and [`tokio::AsyncConnector`]
+//! the async request/reply client. Any other id is reached with [`Connector`]:
+//! [`Connector::request`] sends a message and waits for the reply its [`MatchRule`] recognises (the documents'
+//! rule, same `seq` and `ack + 1`, by default).
+//!
+//! ## The bytes
+//!
+//! ```text
+//! offset  size  field                   (native byte order throughout; nothing is byte-swapped)
+//!      0     4  nlmsg_len               16 + 20 + len; old kernels padded it to a multiple of 4
+//!      4     2  nlmsg_type              NLMSG_DONE (3) on every connector message
+//!      6     2  nlmsg_flags             0
+//!      8     4  nlmsg_seq               a copy of cn_msg.seq
+//!     12     4  nlmsg_pid               sender port id: 0 is the kernel
+//!     16     4  cn_msg.id.idx           CN_IDX_PROC = 1 ...; also the multicast group of the id's owner
+//!     20     4  cn_msg.id.val
+//!     24     4  cn_msg.seq              proc connector: the sending CPU's message counter
+//!     28     4  cn_msg.ack              replies: request ack + 1
+//!     32     2  cn_msg.len              data bytes (u16)
+//!     34     2  cn_msg.flags
+//!     36   len  data                    proc connector: struct proc_event (40 bytes, see wire::proc_event)
+//!               zero padding to a multiple of 4
+//! ```
+//!
+//! ## Layers
+//!
+//! ```text
+//! wire     bytes <-> views and reprs                                  no IO, no unsafe
+//! engine   seq/ack genealogy, per-CPU loss accounting, stream decoding  no IO, no clock, no unsafe
+//! socket   netlink sockets: the only module with syscalls and unsafe
+//! drivers  proc::ProcEvents, Connector (blocking); tokio::* (feature "tokio")
+//! ```
+//!
+//! Contracts: views check lengths once at construction and no accessor panics after; unknown event kinds are
+//! data ([`wire::EventData::Unknown`]); by default only messages from the kernel (port 0) are accepted on the
+//! connector, others are dropped and counted; an overrun is an item in the stream, never a fatal error.
 #![deny(unsafe_code)]
 
 mod connector;
