@@ -16,6 +16,8 @@ mod bytes;
 pub mod cn_msg;
 mod error;
 pub mod exit_status;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod ids;
 pub mod netlink;
 pub mod pretty;
