@@ -49,7 +49,8 @@ pub(crate) struct Running {
 pub(crate) struct Usage {
     /// User + system CPU time of the listener process (all its threads), in microseconds.
     pub(crate) cpu_us: u64,
-    /// Peak resident set size, KiB.
+    /// Peak resident set size of the listener's program, KiB (`VmHWM`, read just before stopping
+    /// it; `wait4`'s `ru_maxrss` would include the harness's memory from before the exec).
     pub(crate) max_rss_kib: u64,
     /// Messages the kernel dropped at the listener's socket (receive buffer full), from
     /// `/proc/net/netlink`, read just before stopping it.
@@ -168,6 +169,7 @@ impl Running {
     /// Stops the listener with SIGINT (SIGKILL after 5 s) and returns its resource usage.
     pub(crate) fn stop(&self) -> Result<Usage> {
         let kernel_drops = procfs::socket_by_inode(self.socket.inode).ok().flatten().map_or(0, |s| s.drops);
+        let hwm = procfs::peak_rss_kib(self.pid).ok();
         let _ = kill_process(self.pid(), Signal::CONT);
         let _ = kill_process(self.pid(), Signal::INT);
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -182,7 +184,11 @@ impl Running {
             sleep(Duration::from_millis(10));
         };
         let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-        Ok(Usage { cpu_us: us(ru.ru_utime) + us(ru.ru_stime), max_rss_kib: ru.ru_maxrss as u64, kernel_drops })
+        Ok(Usage {
+            cpu_us: us(ru.ru_utime) + us(ru.ru_stime),
+            max_rss_kib: hwm.unwrap_or(ru.ru_maxrss as u64),
+            kernel_drops,
+        })
     }
 }
 

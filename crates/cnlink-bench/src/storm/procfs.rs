@@ -83,6 +83,19 @@ pub(crate) fn cpu_ticks(pid: i32) -> io::Result<u64> {
     Ok(utime + stime)
 }
 
+/// Peak resident set size of `pid`'s current program image, KiB (`VmHWM` in `/proc/PID/status`).
+///
+/// Unlike `wait4`'s `ru_maxrss`, this does not include the memory of the harness the listener was
+/// forked (or vforked) from before it exec'd.
+pub(crate) fn peak_rss_kib(pid: i32) -> io::Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| io::Error::other("no VmHWM in /proc/PID/status"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +114,6 @@ mod tests {
     fn own_cpu_ticks_are_readable() {
         let pid = rustix::process::getpid().as_raw_nonzero().get();
         assert!(cpu_ticks(pid).is_ok());
+        assert!(peak_rss_kib(pid).unwrap() > 0);
     }
 }
