@@ -1,0 +1,196 @@
+//! `cnlink proc`: the process-event monitor's options (forkstat's, with long names, and more).
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use super::{parse_duration, Format};
+use crate::monitor::filter::{ProcFilter, Selection};
+use crate::monitor::human::{Columns, NameStyle};
+use crate::monitor::{self, Config};
+
+/// Watch process events.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "EVENTS (-e): fork (new process), clone (new thread), exec, exit, nonzero-exit, coredump (or \
+core), comm, ptrace (or ptrce), uid, gid, sid, all. Default: all.\n\nLosses are never silent: a `lost` line says how \
+many events the kernel or the monitor dropped. Ctrl-C stops (printing -S statistics) with exit code 0.")]
+pub(crate) struct ProcArgs {
+    /// Events to show, comma-separated (see below).
+    #[arg(short = 'e', long = "events", value_name = "LIST")]
+    events: Option<String>,
+    /// All events (the default).
+    #[arg(short = 'E', long = "all")]
+    all: bool,
+    /// Stop after this long (seconds, or with a unit: 500ms, 2m).
+    #[arg(short = 'D', long, value_name = "DURATION", value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Statistics at the end: events per kind and per process, losses, the monitor's own CPU time.
+    #[arg(short = 'S', long)]
+    stats: bool,
+    /// Print no events (use with -S).
+    #[arg(short, long)]
+    quiet: bool,
+    /// Extra columns: UID, EUID and TTY.
+    #[arg(short = 'x', long)]
+    extra: bool,
+    /// Name processes by their 16-byte comm instead of the command line.
+    #[arg(short = 'c', long = "comm")]
+    comm: bool,
+    /// Strip the directory from the program path.
+    #[arg(short = 'd', long = "strip-dir")]
+    strip_dir: bool,
+    /// Short names: the program without its arguments.
+    #[arg(short = 's', long)]
+    short: bool,
+    /// Flush after every line (the default when stdout is a terminal).
+    #[arg(short = 'l', long = "line-buffered")]
+    line_buffered: bool,
+    /// Only processes in this process group.
+    #[arg(short = 'p', long = "pgrp", value_name = "PGRP")]
+    pgrp: Option<i32>,
+    /// A glyph per event kind.
+    #[arg(short = 'g', long)]
+    glyphs: bool,
+    /// Run with real-time FIFO scheduling (needs CAP_SYS_NICE).
+    #[arg(short = 'r', long)]
+    realtime: bool,
+    /// Everything: -E -g -r -S -x.
+    #[arg(short = 'X')]
+    everything: bool,
+    /// Only these processes (comma-separated or repeated).
+    #[arg(long = "pid", value_name = "PID", value_delimiter = ',')]
+    pids: Vec<i32>,
+    /// With --pid: also their descendants, present and future.
+    #[arg(long, requires = "pids")]
+    descendants: bool,
+    /// Only processes whose comm or program matches this glob (`*`, `?`); repeatable.
+    #[arg(long = "name", value_name = "PATTERN")]
+    names: Vec<String>,
+    /// Only processes of this user (uid or name; real or effective); repeatable.
+    #[arg(long = "uid", value_name = "USER")]
+    uids: Vec<String>,
+    /// A column with the process's cgroup (container) path.
+    #[arg(long)]
+    cgroup: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Read nothing from /proc: no names, command lines, uids or cgroups beyond what events carry.
+    #[arg(long)]
+    no_enrich: bool,
+    /// Filter in userspace even when the kernel (6.6+) could (keeps exact per-CPU loss counts).
+    #[arg(long)]
+    no_kernel_filter: bool,
+    /// Socket receive buffer (forced past rmem_max when privileged), e.g. 256M.
+    #[arg(long, value_name = "BYTES", default_value = "256M", value_parser = parse_size)]
+    rcvbuf: usize,
+    /// After each wake-up, let events accumulate this long before draining them (fewer wake-ups).
+    #[arg(long, value_name = "DURATION", default_value = "5ms", value_parser = parse_duration)]
+    batch_latency: Duration,
+    /// Most events queued between receiving and printing before they are dropped (and counted).
+    #[arg(long, value_name = "EVENTS", default_value_t = 1 << 18)]
+    queue: usize,
+    /// Most processes remembered by the name cache.
+    #[arg(long, value_name = "N", default_value_t = 1 << 18)]
+    cache_max: usize,
+    /// How long to wait for the kernel to acknowledge the subscription.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    ack_timeout: Duration,
+}
+
+/// Parses a byte size: `4096`, `64K`, `256M`, `1G`.
+fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1usize << 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: usize = num.parse().map_err(|_| format!("invalid size {s:?} (e.g. 4096, 64K, 256M)"))?;
+    n.checked_mul(mult).ok_or_else(|| format!("size too large: {s:?}"))
+}
+
+/// A uid given as a number or a user name (from /etc/passwd).
+fn resolve_uid(u: &str) -> anyhow::Result<u32> {
+    if let Ok(n) = u.parse() {
+        return Ok(n);
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
+    passwd
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            (f.next()? == u).then(|| f.nth(1)?.parse().ok())?
+        })
+        .with_context(|| format!("no such user: {u:?}"))
+}
+
+/// SCHED_FIFO at the highest priority for this process (and the threads it starts later).
+fn set_realtime() -> std::io::Result<()> {
+    // SAFETY: plain syscalls on the calling process with a fully initialised `sched_param`.
+    let rc = unsafe {
+        let max = libc::sched_get_priority_max(libc::SCHED_FIFO);
+        let param = libc::sched_param { sched_priority: max };
+        libc::sched_setscheduler(0, libc::SCHED_FIFO, &param)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+pub(crate) fn run(a: ProcArgs) -> anyhow::Result<ExitCode> {
+    let all = a.all || a.everything;
+    let selection = match (&a.events, all) {
+        (Some(_), true) => bail!("-e and -E/-X are exclusive"),
+        (Some(list), false) => Selection::parse(list).map_err(anyhow::Error::msg)?,
+        (None, _) => Selection::ALL,
+    };
+    let uids = a.uids.iter().map(|u| resolve_uid(u)).collect::<anyhow::Result<Vec<_>>>()?;
+    if a.realtime || a.everything {
+        set_realtime().context("cannot switch to real-time scheduling (-r needs CAP_SYS_NICE)")?;
+    }
+    let cfg = Config {
+        selection,
+        format: a.format,
+        enrich: !a.no_enrich,
+        style: NameStyle { comm: a.comm, strip_dir: a.strip_dir, short: a.short },
+        columns: Columns { extra: a.extra || a.everything, glyphs: a.glyphs || a.everything, cgroup: a.cgroup },
+        line_buffered: a.line_buffered || std::io::stdout().is_terminal(),
+        quiet: a.quiet,
+        stats: a.stats || a.everything,
+        duration: a.duration,
+        filter: ProcFilter::new(&a.pids, a.descendants, &a.names, &uids, a.pgrp),
+        rcvbuf: a.rcvbuf,
+        batch_latency: a.batch_latency,
+        queue: a.queue,
+        cache_max: a.cache_max,
+        kernel_filter: !a.no_kernel_filter,
+        ack_timeout: a.ack_timeout,
+    };
+    monitor::run(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert!(parse_size("x").is_err());
+    }
+
+    #[test]
+    fn uids() {
+        assert_eq!(resolve_uid("0").unwrap(), 0);
+        assert_eq!(resolve_uid("root").unwrap(), 0);
+        assert!(resolve_uid("no-such-user-here").is_err());
+    }
+}
