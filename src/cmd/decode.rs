@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use cnlink::wire::{NlMessages, Pretty};
+use cnlink::wire::pretty::hexdump;
+use cnlink::wire::{NlMessages, Pretty, NLMSG_HDRLEN};
 
 /// Decode a datagram given as hex or a binary file.
 #[derive(Debug, clap::Args)]
@@ -38,6 +39,11 @@ pub(crate) fn run(args: DecodeArgs) -> anyhow::Result<ExitCode> {
         bail!("no bytes to decode");
     }
     let mut out = std::io::stdout().lock();
+    if NlMessages::new(&bytes).next().is_none() {
+        let mut dump = String::new();
+        hexdump(&mut dump, &bytes, "  ")?;
+        write!(out, "malformed: {} bytes, shorter than a netlink header ({NLMSG_HDRLEN})\n{dump}", bytes.len())?;
+    }
     write!(out, "{}", Pretty(&bytes))?;
     out.flush()?;
     // 1 when the bytes do not hold even one well-formed netlink message.

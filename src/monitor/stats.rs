@@ -110,7 +110,7 @@ impl Summary<'_> {
         let (received, shown) = self.totals();
         if s.per_name && !s.by_name.is_empty() {
             let used: Vec<usize> = (0..KINDS.len()).filter(|&k| s.shown[k] > 0).collect();
-            write!(out, "\n")?;
+            writeln!(out)?;
             for &k in &used {
                 write!(out, "{:>9} ", KINDS[k])?;
             }

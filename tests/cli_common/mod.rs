@@ -1,0 +1,109 @@
+//! Helpers shared by the CLI tests: running the binary, the root skip rule, reading JSON lines as they come.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+pub(crate) fn cnlink() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cnlink"))
+}
+
+/// The skip rule: true when the test can run as root; without root it prints why and returns false, except
+/// under `CI=true`, where a skip is a failure.
+pub(crate) fn root_or_skip(test: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: needs root, and skips are failures under CI=true");
+    }
+    eprintln!("{test}: skipped: needs root");
+    false
+}
+
+/// A running `cnlink` whose stdout lines arrive on a channel.
+pub(crate) struct Running {
+    pub(crate) child: Child,
+    pub(crate) lines: Receiver<String>,
+}
+
+impl Running {
+    pub(crate) fn start(args: &[&str]) -> Running {
+        let mut child =
+            cnlink().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start cnlink");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running { child, lines }
+    }
+
+    /// The next line that satisfies `want`, within `timeout`.
+    pub(crate) fn wait_for(&self, timeout: Duration, mut want: impl FnMut(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if want(&l) => return Some(l),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Spawns marker children until the monitor shows one's fork: proof that events arrive.
+    pub(crate) fn wait_ready_json(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let mut marker = Command::new("true").spawn().expect("spawn true");
+            let pid = marker.id() as i64;
+            marker.wait().unwrap();
+            let seen = self.wait_for(Duration::from_millis(500), |l| {
+                json(l).is_some_and(|v| v["event"] == "fork" && v["child_pid"].as_i64() == Some(pid))
+            });
+            if seen.is_some() {
+                return;
+            }
+        }
+        panic!("the monitor never showed a marker child's fork");
+    }
+
+    pub(crate) fn interrupt(&self) {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
+    }
+
+    /// Waits for the exit, with a timeout; returns the exit code and stderr.
+    pub(crate) fn finish(mut self, timeout: Duration) -> (Option<i32>, String, Vec<String>) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("cnlink did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        let rest: Vec<String> = self.lines.try_iter().collect();
+        (status.code(), err, rest)
+    }
+}
+
+pub(crate) fn json(line: &str) -> Option<serde_json::Value> {
+    serde_json::from_str(line).ok()
+}
