@@ -164,3 +164,41 @@ fn pid_filter_with_descendants() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs `proc` with a tiny receive buffer and a long batch pause through a burst of children: the kernel must
+/// drop, and every drop must be reported, the `lost` lines adding up to the statistics.
+fn losses_are_reported(extra: &[&str], cause: &str) {
+    let mut args = vec!["proc", "--format", "json", "-l", "-S", "--rcvbuf", "4K", "--batch-latency", "300ms"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-D", "60"]);
+    let mon = Running::start(&args);
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..400 {
+        Command::new("true").status().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    mon.interrupt();
+    let (code, err, lines) = mon.finish(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "stderr: {err}");
+    let objs: Vec<serde_json::Value> = lines.iter().filter_map(|l| json(l)).collect();
+    let reported: u64 = objs.iter().filter(|v| v["event"] == "lost").map(|v| v["count"].as_u64().expect("count")).sum();
+    assert!(reported > 0, "no loss reported through a burst into a 4 KiB buffer");
+    assert!(objs.iter().filter(|v| v["event"] == "lost").all(|v| v["cause"] == cause));
+    let stats = objs.last().expect("a stats line");
+    assert_eq!(stats["event"], "stats");
+    assert_eq!(stats["lost"].as_u64(), Some(reported), "{stats}");
+}
+
+#[test]
+fn losses_are_counted_from_sequence_gaps() {
+    if root_or_skip("losses_are_counted_from_sequence_gaps") {
+        losses_are_reported(&[], "seq_gap");
+    }
+}
+
+#[test]
+fn losses_are_counted_with_the_kernel_filter() {
+    if root_or_skip("losses_are_counted_with_the_kernel_filter") {
+        losses_are_reported(&["-e", "exec", "--no-enrich"], "socket_drops");
+    }
+}
