@@ -201,6 +201,13 @@ impl Cache {
         old
     }
 
+    /// The process group as read live.
+    pub(crate) fn set_pgid(&mut self, tgid: i32, pgid: i32) {
+        if let Some(info) = self.procs.get_mut(&tgid) {
+            info.pgid = pgid;
+        }
+    }
+
     /// `setsid`: the process leads a new session and process group.
     pub(crate) fn on_sid(&mut self, tgid: i32) {
         if let Some(info) = self.procs.get_mut(&tgid) {

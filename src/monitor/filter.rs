@@ -139,6 +139,11 @@ impl ProcFilter {
         self.pid_filter || !self.names.is_empty() || !self.uids.is_empty() || self.pgrp.is_some()
     }
 
+    /// Whether a process group is asked for (the group is then read live, as `setpgid` sends no event).
+    pub(crate) fn by_pgrp(&self) -> bool {
+        self.pgrp.is_some()
+    }
+
     /// Whether the filter needs fork and exit events to follow descendants.
     pub(crate) fn tracks_descendants(&self) -> bool {
         self.pid_filter && self.descendants

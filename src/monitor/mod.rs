@@ -346,6 +346,13 @@ impl Monitor {
     fn show(&mut self, ev: &Event, subject: i32) {
         if subject > 0 {
             self.cache.get_or_load(subject);
+            if self.filter.by_pgrp() {
+                if let Some(pgid) =
+                    rustix::process::Pid::from_raw(subject).and_then(|p| rustix::process::getpgid(Some(p)).ok())
+                {
+                    self.cache.set_pgid(subject, pgid.as_raw_nonzero().get());
+                }
+            }
         }
         let Monitor { cache, filter, stats, human, w, quiet, .. } = self;
         let info = cache.get(subject);
