@@ -384,3 +384,130 @@ impl Monitor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(events: &str, enrich: bool, filter: ProcFilter) -> Config {
+        Config {
+            selection: Selection::parse(events).unwrap(),
+            format: Format::Json,
+            enrich,
+            style: NameStyle::default(),
+            columns: Columns::default(),
+            line_buffered: false,
+            quiet: false,
+            stats: false,
+            duration: None,
+            filter,
+            rcvbuf: 0,
+            batch_latency: Duration::ZERO,
+            queue: 1024,
+            cache_max: 1024,
+            kernel_filter: true,
+            ack_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn the_kernel_is_asked_for_what_is_shown_and_what_the_cache_needs() {
+        let none = ProcFilter::default;
+        let all = config("all", true, none());
+        assert_eq!((all.kernel_mask(), all.cache_mode()), (EventMask::ALL, CacheMode::Tracked));
+        // Exec lines of live processes need no tracking: only execs reach us.
+        let exec = config("exec", true, none());
+        assert_eq!((exec.kernel_mask(), exec.cache_mode()), (EventMask::EXEC, CacheMode::Transient));
+        // Exit lines need the cache: it follows processes from their fork.
+        let exit = config("exit", true, none());
+        assert_eq!(exit.kernel_mask(), TRACKING | EventMask::EXIT);
+        assert_eq!(exit.cache_mode(), CacheMode::Tracked);
+        // Without /proc reads, only the shown events.
+        let nz = config("nonzero-exit", false, none());
+        assert_eq!(nz.kernel_mask(), EventMask::NONZERO_EXIT);
+        // Descendants are followed through forks and exits.
+        let desc = config("exec", false, ProcFilter::new(&[1], true, &[], &[], None));
+        assert_eq!(desc.kernel_mask(), EventMask::EXEC | EventMask::FORK | EventMask::EXIT);
+    }
+
+    fn monitor(selection: &str, filter: ProcFilter) -> Monitor {
+        Monitor {
+            selection: Selection::parse(selection).unwrap(),
+            mode: CacheMode::Tracked,
+            cache: Cache::new(1024, false, procfs::Wants::default()),
+            filter,
+            stats: Stats::default(),
+            human: None,
+            w: JsonWriter::new(),
+            quiet: false,
+            drops: None,
+        }
+    }
+
+    fn feed(m: &mut Monitor, ts: u64, data: EventData) -> Vec<serde_json::Value> {
+        m.w.clear();
+        m.item(&ProcItem::Event(Event { seq: 0, cpu: 0, timestamp_ns: ts, data }));
+        m.w.bytes()
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect()
+    }
+
+    fn comm(name: &str) -> [u8; 16] {
+        let mut c = [0; 16];
+        c[..name.len()].copy_from_slice(name.as_bytes());
+        c
+    }
+
+    #[test]
+    fn exits_are_named_and_timed_from_the_cache() {
+        let mut m = monitor("exit,comm", ProcFilter::default());
+        // Not shown (fork is not selected) but followed.
+        assert!(feed(&mut m, 1_000, EventData::Fork { parent_pid: 1, parent_tgid: 1, child_pid: 50, child_tgid: 50 })
+            .is_empty());
+        let c = feed(&mut m, 1_500, EventData::Comm { process_pid: 50, process_tgid: 50, comm: comm("worker") });
+        assert_eq!(c[0]["comm"], "worker");
+        let exit = EventData::Exit {
+            process_pid: 50,
+            process_tgid: 50,
+            exit_code: 256,
+            exit_signal: 17,
+            parent_pid: 1,
+            parent_tgid: 1,
+        };
+        let e = feed(&mut m, 4_000, exit);
+        assert_eq!(
+            (e[0]["comm"].as_str(), e[0]["lifetime_ns"].as_u64(), e[0]["code"].as_u64()),
+            (Some("worker"), Some(3_000), Some(1))
+        );
+        // Forgotten after the exit.
+        assert!(m.cache.get(50).is_none());
+        assert_eq!(m.stats.received[stats::kind_index(&exit)], 1);
+    }
+
+    #[test]
+    fn losses_are_shown_and_counted() {
+        let mut m = monitor("all", ProcFilter::default());
+        m.item(&ProcItem::Lost { count: 9 });
+        let v: serde_json::Value = serde_json::from_slice(m.w.bytes()).unwrap();
+        assert_eq!(
+            (v["event"].as_str(), v["count"].as_u64(), v["cause"].as_str()),
+            (Some("lost"), Some(9), Some("seq_gap"))
+        );
+        assert_eq!(m.stats.lost(), 9);
+    }
+
+    #[test]
+    fn filters_follow_descendants_through_the_monitor() {
+        let mut m = monitor("exec", ProcFilter::new(&[100], true, &[], &[], None));
+        feed(&mut m, 1, EventData::Fork { parent_pid: 100, parent_tgid: 100, child_pid: 101, child_tgid: 101 });
+        assert_eq!(feed(&mut m, 2, EventData::Exec { process_pid: 101, process_tgid: 101 }).len(), 1);
+        assert!(feed(&mut m, 3, EventData::Exec { process_pid: 7, process_tgid: 7 }).is_empty());
+    }
+
+    #[test]
+    fn drop_counter_of_a_missing_socket_is_none() {
+        assert_eq!(procfs_drops(u32::MAX - 7), None);
+    }
+}
