@@ -634,10 +634,12 @@ proptest! {
                 prop_assert!(n >= PROC_EVENT_HDRLEN + member);
                 prop_assert_eq!(got.data.what(), ev.data.what());
                 prop_assert_eq!((got.cpu, got.timestamp_ns), (ev.cpu, ev.timestamp_ns));
-                // What was decoded re-emits to the same bytes, as far as the prefix went.
+                // What was decoded re-emits to the same bytes, as far as the prefix held whole fields (an
+                // optional field cut in the middle, like exit's parent_tgid at n = 37, reads as absent: 0).
+                let whole = n - n % 4;
                 let mut again = [0u8; PROC_EVENT_LEN];
                 got.emit(&mut again).unwrap();
-                prop_assert_eq!(&again[..n], &b[..n]);
+                prop_assert_eq!(&again[..whole], &b[..whole]);
                 if n == PROC_EVENT_LEN {
                     prop_assert_eq!(got, ev);
                 }
