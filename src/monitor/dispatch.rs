@@ -1,0 +1,273 @@
+//! Handling each received item on the main thread: the cache before and after, the filters, the output.
+
+use std::io::Write;
+
+use cnlink::proc::{Event, ProcItem};
+use cnlink::wire::{comm_str, EventData};
+
+use super::enrich::Cache;
+use super::filter::{ProcFilter, Selection};
+use super::human::Human;
+use super::json::{self, Extra, JsonWriter, LostCause};
+use super::pipeline::{Msg, Pipeline};
+use super::stats::{self, Stats};
+use super::{monotonic_ns, procfs_drops, CacheMode};
+
+/// The main thread's state.
+pub(crate) struct Monitor {
+    pub(crate) selection: Selection,
+    pub(crate) mode: CacheMode,
+    pub(crate) cache: Cache,
+    pub(crate) filter: ProcFilter,
+    pub(crate) stats: Stats,
+    pub(crate) human: Option<Human>,
+    pub(crate) w: JsonWriter,
+    pub(crate) quiet: bool,
+    /// Kernel-filtered: losses come from the socket's drop counter.
+    pub(crate) drops: Option<(u32, u64)>,
+}
+
+impl Monitor {
+    pub(crate) fn message(
+        &mut self,
+        msg: Msg,
+        pipe: &Pipeline,
+        failure: &mut Option<cnlink::Error>,
+        line_buffered: bool,
+        out: &mut impl Write,
+    ) -> std::io::Result<()> {
+        match msg {
+            Msg::Items(batch) => {
+                for item in &batch {
+                    self.item(item);
+                    if line_buffered && !self.w.bytes().is_empty() {
+                        self.flush(out)?;
+                    }
+                }
+                pipe.done(batch);
+            }
+            Msg::QueueLost(n) => self.lost(n, LostCause::Queue),
+            Msg::Failed(e) => *failure = Some(e),
+        }
+        self.flush(out)
+    }
+
+    pub(crate) fn flush(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        if self.w.len() > 0 {
+            out.write_all(self.w.bytes())?;
+            self.w.clear();
+        }
+        out.flush()
+    }
+
+    fn lost(&mut self, count: u64, cause: LostCause) {
+        match cause {
+            LostCause::SeqGap => self.stats.lost_seq += count,
+            LostCause::KernelDrops => self.stats.lost_drops += count,
+            LostCause::Queue => self.stats.lost_queue += count,
+        }
+        if self.quiet || count == 0 {
+            return;
+        }
+        let now = monotonic_ns();
+        match &self.human {
+            Some(h) => {
+                h.lost(self.w.buf_mut(), count, cause, now);
+            }
+            None => json::lost(&mut self.w, count, cause, now),
+        }
+    }
+
+    /// Kernel-filtered subscriptions: turn the socket's drop counter into `lost` records.
+    fn check_drops(&mut self) {
+        let Some((port, seen)) = self.drops else { return };
+        if let Some(now) = procfs_drops(port) {
+            if now > seen {
+                self.drops = Some((port, now));
+                self.lost(now - seen, LostCause::KernelDrops);
+            }
+        }
+    }
+
+    pub(crate) fn final_drops(&mut self) {
+        self.check_drops();
+    }
+
+    pub(crate) fn item(&mut self, item: &ProcItem) {
+        match item {
+            ProcItem::Event(ev) => self.event(ev),
+            ProcItem::Lost { count } => self.lost(*count, LostCause::SeqGap),
+            ProcItem::Overrun => {
+                self.stats.overruns += 1;
+                self.check_drops();
+            }
+            ProcItem::Ack { .. } => self.stats.acks += 1,
+            _ => {}
+        }
+    }
+
+    fn event(&mut self, ev: &Event) {
+        let kind = stats::kind_index(&ev.data);
+        self.stats.received[kind] += 1;
+        let show = self.selection.admits(&ev.data);
+        let subject = ev.data.subject().map_or(0, |(_, tgid)| tgid);
+        let transient = self.mode == CacheMode::Transient;
+        // Before showing: what the event creates or replaces.
+        match ev.data {
+            EventData::Fork { parent_tgid, child_pid, child_tgid, .. } => {
+                if !transient {
+                    self.cache.on_fork(parent_tgid, child_pid, child_tgid, ev.timestamp_ns);
+                }
+                self.filter.on_fork(parent_tgid, child_pid, child_tgid);
+            }
+            EventData::Exec { process_tgid, .. } => self.cache.on_exec(process_tgid),
+            _ if transient && show => self.cache.on_exec(subject),
+            _ => {}
+        }
+        if show {
+            self.show(ev, subject);
+        }
+        // After showing: what the event ends or changes.
+        match ev.data {
+            EventData::Exit { process_pid, process_tgid, .. } => {
+                self.cache.on_exit(process_pid, process_tgid);
+                self.filter.on_exit(process_pid, process_tgid);
+            }
+            EventData::Comm { process_pid, process_tgid, comm } => {
+                self.cache.on_comm(process_pid, process_tgid, &comm_str(&comm));
+            }
+            EventData::Uid { process_tgid, ruid, euid, .. } => {
+                self.cache.on_uid(process_tgid, ruid, euid);
+            }
+            EventData::Sid { process_tgid, .. } => self.cache.on_sid(process_tgid),
+            _ => {}
+        }
+        if transient && show {
+            self.cache.on_exit(subject, subject);
+        }
+    }
+
+    /// Filters and writes one event.
+    fn show(&mut self, ev: &Event, subject: i32) {
+        if subject > 0 {
+            self.cache.get_or_load(subject);
+            if self.filter.by_pgrp() {
+                if let Some(pgid) =
+                    rustix::process::Pid::from_raw(subject).and_then(|p| rustix::process::getpgid(Some(p)).ok())
+                {
+                    self.cache.set_pgid(subject, pgid.as_raw_nonzero().get());
+                }
+            }
+        }
+        let Monitor { cache, filter, stats, human, w, quiet, .. } = self;
+        let info = cache.get(subject);
+        if !filter.matches(&ev.data, info) {
+            return;
+        }
+        stats.shown(&ev.data, info.map(|i| &i.comm));
+        if *quiet {
+            return;
+        }
+        let mut x = Extra { info, ..Default::default() };
+        match ev.data {
+            EventData::Exit { process_pid, process_tgid, .. } => {
+                x.lifetime_ns = cache.lifetime(process_pid, process_tgid, ev.timestamp_ns);
+            }
+            EventData::Comm { .. } => x.old_comm = info.map(|i| &*i.comm),
+            EventData::Uid { .. } => x.old_uid = info.and_then(|i| i.uid),
+            _ => {}
+        }
+        match human {
+            Some(h) => {
+                let parent = match ev.data {
+                    EventData::Fork { parent_tgid, .. } => cache.get(parent_tgid),
+                    _ => None,
+                };
+                h.event(w.buf_mut(), ev, x, parent);
+            }
+            None => json::event(w, ev, x),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::procfs;
+    use super::*;
+
+    fn monitor(selection: &str, filter: ProcFilter) -> Monitor {
+        Monitor {
+            selection: Selection::parse(selection).unwrap(),
+            mode: CacheMode::Tracked,
+            cache: Cache::new(1024, false, procfs::Wants::default()),
+            filter,
+            stats: Stats::default(),
+            human: None,
+            w: JsonWriter::new(),
+            quiet: false,
+            drops: None,
+        }
+    }
+
+    fn feed(m: &mut Monitor, ts: u64, data: EventData) -> Vec<serde_json::Value> {
+        m.w.clear();
+        m.item(&ProcItem::Event(Event { seq: 0, cpu: 0, timestamp_ns: ts, data }));
+        m.w.bytes()
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect()
+    }
+
+    fn comm(name: &str) -> [u8; 16] {
+        let mut c = [0; 16];
+        c[..name.len()].copy_from_slice(name.as_bytes());
+        c
+    }
+
+    #[test]
+    fn exits_are_named_and_timed_from_the_cache() {
+        let mut m = monitor("exit,comm", ProcFilter::default());
+        // Not shown (fork is not selected) but followed.
+        assert!(feed(&mut m, 1_000, EventData::Fork { parent_pid: 1, parent_tgid: 1, child_pid: 50, child_tgid: 50 })
+            .is_empty());
+        let c = feed(&mut m, 1_500, EventData::Comm { process_pid: 50, process_tgid: 50, comm: comm("worker") });
+        assert_eq!(c[0]["comm"], "worker");
+        let exit = EventData::Exit {
+            process_pid: 50,
+            process_tgid: 50,
+            exit_code: 256,
+            exit_signal: 17,
+            parent_pid: 1,
+            parent_tgid: 1,
+        };
+        let e = feed(&mut m, 4_000, exit);
+        assert_eq!(
+            (e[0]["comm"].as_str(), e[0]["lifetime_ns"].as_u64(), e[0]["code"].as_u64()),
+            (Some("worker"), Some(3_000), Some(1))
+        );
+        // Forgotten after the exit.
+        assert!(m.cache.get(50).is_none());
+        assert_eq!(m.stats.received[stats::kind_index(&exit)], 1);
+    }
+
+    #[test]
+    fn losses_are_shown_and_counted() {
+        let mut m = monitor("all", ProcFilter::default());
+        m.item(&ProcItem::Lost { count: 9 });
+        let v: serde_json::Value = serde_json::from_slice(m.w.bytes()).unwrap();
+        assert_eq!(
+            (v["event"].as_str(), v["count"].as_u64(), v["cause"].as_str()),
+            (Some("lost"), Some(9), Some("seq_gap"))
+        );
+        assert_eq!(m.stats.lost(), 9);
+    }
+
+    #[test]
+    fn filters_follow_descendants_through_the_monitor() {
+        let mut m = monitor("exec", ProcFilter::new(&[100], true, &[], &[], None));
+        feed(&mut m, 1, EventData::Fork { parent_pid: 100, parent_tgid: 100, child_pid: 101, child_tgid: 101 });
+        assert_eq!(feed(&mut m, 2, EventData::Exec { process_pid: 101, process_tgid: 101 }).len(), 1);
+        assert!(feed(&mut m, 3, EventData::Exec { process_pid: 7, process_tgid: 7 }).is_empty());
+    }
+}
