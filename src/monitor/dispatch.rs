@@ -246,9 +246,17 @@ mod tests {
             (e[0]["comm"].as_str(), e[0]["lifetime_ns"].as_u64(), e[0]["code"].as_u64()),
             (Some("worker"), Some(3_000), Some(1))
         );
-        // Forgotten after the exit.
-        assert!(m.cache.get(50).is_none());
-        assert_eq!(m.stats.received[stats::kind_index(&exit)], 1);
+        // A thread's exit reported after its leader's still has the name.
+        let late = EventData::Exit {
+            process_pid: 51,
+            process_tgid: 50,
+            exit_code: 0,
+            exit_signal: u32::MAX,
+            parent_pid: 1,
+            parent_tgid: 1,
+        };
+        assert_eq!(feed(&mut m, 4_100, late)[0]["comm"], "worker");
+        assert_eq!(m.stats.received[stats::kind_index(&exit)], 2);
     }
 
     #[test]

@@ -2,13 +2,17 @@
 //! events themselves, so that an exit line still has a name after the process is gone.
 //!
 //! A fork copies the parent's entry (no `/proc` read); an exec re-reads `/proc/PID` (the process exists then);
-//! an exit removes the entry. The cache is bounded: when full, entries of processes that no longer exist are
+//! an exit removes the entry (keeping the last few thousand aside: when a multi-threaded process exits, the
+//! leader's exit event can come before its other threads'). The cache is bounded: when full, entries of processes that no longer exist are
 //! swept, then arbitrary ones are dropped (counted).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use super::procfs::{self, ProcReader, Wants};
+
+/// How many exited processes are kept for their threads' late exits.
+const RECENT_EXITS: usize = 4096;
 
 /// What we know about one process (thread group).
 #[derive(Debug, Clone, Default)]
@@ -40,6 +44,9 @@ pub(crate) struct ProcInfo {
 pub(crate) struct Cache {
     procs: HashMap<i32, ProcInfo>,
     threads: HashMap<i32, u64>,
+    /// Processes that exited lately, for the exits of their threads reported after the leader's.
+    exited: HashMap<i32, ProcInfo>,
+    exited_order: VecDeque<i32>,
     max: usize,
     /// Read `/proc` at all (off with `--no-enrich`: names come only from comm events).
     read_proc: bool,
@@ -53,6 +60,8 @@ impl Cache {
         Cache {
             procs: HashMap::new(),
             threads: HashMap::new(),
+            exited: HashMap::new(),
+            exited_order: VecDeque::new(),
             max: max.max(64),
             read_proc,
             reader: ProcReader::new(wants),
@@ -87,19 +96,21 @@ impl Cache {
         self.reader.failures
     }
 
+    /// The entry for `tgid`, also if it exited lately.
     pub(crate) fn get(&self, tgid: i32) -> Option<&ProcInfo> {
-        self.procs.get(&tgid)
+        self.procs.get(&tgid).or_else(|| self.exited.get(&tgid))
     }
 
     /// The entry for `tgid`, read from `/proc` if it is not cached yet (a process from before the snapshot's
     /// reach, or one whose fork was filtered away).
     pub(crate) fn get_or_load(&mut self, tgid: i32) -> Option<&ProcInfo> {
-        if !self.procs.contains_key(&tgid) && self.read_proc && tgid > 0 {
+        let known = self.procs.contains_key(&tgid) || self.exited.contains_key(&tgid);
+        if !known && self.read_proc && tgid > 0 {
             if let Some(info) = self.reader.process(tgid) {
                 self.insert(tgid, info);
             }
         }
-        self.procs.get(&tgid)
+        self.get(tgid)
     }
 
     fn insert(&mut self, tgid: i32, info: ProcInfo) {
@@ -176,7 +187,15 @@ impl Cache {
     /// A task exited: forget it (the whole entry when the leader exits).
     pub(crate) fn on_exit(&mut self, pid: i32, tgid: i32) {
         if pid == tgid {
-            self.procs.remove(&tgid);
+            if let Some(info) = self.procs.remove(&tgid) {
+                if self.exited_order.len() >= RECENT_EXITS {
+                    if let Some(old) = self.exited_order.pop_front() {
+                        self.exited.remove(&old);
+                    }
+                }
+                self.exited.insert(tgid, info);
+                self.exited_order.push_back(tgid);
+            }
         } else {
             self.threads.remove(&pid);
         }
@@ -233,6 +252,12 @@ mod tests {
         assert_eq!((&*child.comm, child.uid, child.ppid, child.start_ns), ("bash", Some(1000), 10, Some(5_000)));
         assert_eq!(c.lifetime(11, 11, 8_000), Some(3_000));
         c.on_exit(11, 11);
+        // Kept aside for its threads' exits, which may come after the leader's.
+        assert_eq!(c.get(11).map(|i| &*i.comm), Some("bash"));
+        for pid in 100..100 + RECENT_EXITS as i32 {
+            c.on_fork(10, pid, pid, 0);
+            c.on_exit(pid, pid);
+        }
         assert!(c.get(11).is_none());
     }
 

@@ -1,6 +1,6 @@
 //! The process-event monitor behind `cnlink proc`: a receive thread ([`pipeline`]) feeding the main thread, which
-//! handles each item ([`dispatch`]): it keeps the process cache ([`enrich`]), filters ([`filter`]), formats ([`human`], [`json`]) and counts
-//! ([`stats`]).
+//! handles each item ([`dispatch`]): it keeps the process cache ([`enrich`]), filters ([`filter`]), formats
+//! ([`human`], [`json`]) and counts ([`stats`]).
 
 pub(crate) mod dispatch;
 pub(crate) mod enrich;
@@ -136,7 +136,7 @@ pub(crate) fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     }
     let started = Instant::now();
     let deadline = cfg.duration.map(|d| started + d);
-    let mut pipe = Pipeline::spawn(events, cfg.batch_latency, cfg.queue.max(1024), stop.clone())
+    let mut pipe = Pipeline::spawn(events, cfg.batch_latency, cfg.enrich, cfg.queue.max(1024), stop.clone())
         .context("starting the receive thread")?;
 
     let mut failure = None;

@@ -2,7 +2,9 @@
 //! never slow receiving down.
 //!
 //! After each wake-up it sleeps `latency` so that many events accumulate in the socket, then drains them all in
-//! a few `recvmmsg` calls: a bounded added latency for far fewer wake-ups and syscalls. The queue is bounded in
+//! a few `recvmmsg` calls: a bounded added latency for far fewer wake-ups and syscalls. A batch that already holds
+//! an exec is handed on at once when names are looked up, so that `/proc/PID` is read before the process can
+//! exit. The queue is bounded in
 //! events; when the consumer falls so far behind that it stays full for [`QUEUE_WAIT`], the batch's events are
 //! dropped and counted (the loss reaches the output as a [`Msg::QueueLost`] record), never silently.
 
@@ -13,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use cnlink::proc::{ProcEvents, ProcItem};
+use cnlink::wire::EventData;
 
 /// How often the receive thread looks at the stop flag while the socket is idle.
 const POLL: Duration = Duration::from_millis(100);
@@ -46,13 +49,15 @@ impl Pipeline {
     pub(crate) fn spawn(
         events: ProcEvents,
         latency: Duration,
+        exec_urgent: bool,
         queue_max: usize,
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<Pipeline> {
         let (tx, rx) = mpsc::channel();
         let (recycle, pool) = mpsc::channel();
         let queued = Arc::new(AtomicUsize::new(0));
-        let r = Receiving { events, tx, pool, queued: queued.clone(), stop: stop.clone(), latency, queue_max };
+        let r =
+            Receiving { events, tx, pool, queued: queued.clone(), stop: stop.clone(), latency, exec_urgent, queue_max };
         let handle = std::thread::Builder::new().name("cnlink-recv".into()).spawn(move || r.run())?;
         Ok(Pipeline { rx, recycle, queued, stop, handle: Some(handle) })
     }
@@ -72,6 +77,10 @@ impl Pipeline {
     }
 }
 
+fn has_exec(batch: &[ProcItem]) -> bool {
+    batch.iter().any(|i| matches!(i, ProcItem::Event(e) if matches!(e.data, EventData::Exec { .. })))
+}
+
 struct Receiving {
     events: ProcEvents,
     tx: Sender<Msg>,
@@ -79,6 +88,7 @@ struct Receiving {
     queued: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     latency: Duration,
+    exec_urgent: bool,
     queue_max: usize,
 }
 
@@ -99,7 +109,8 @@ impl Receiving {
                     break;
                 }
             }
-            if !stopping && !self.latency.is_zero() {
+            let hand_on_now = stopping || self.latency.is_zero() || (self.exec_urgent && has_exec(&batch));
+            if !hand_on_now {
                 std::thread::sleep(self.latency);
                 if let Err(e) = self.events.recv_items(&mut batch, Some(Duration::ZERO)) {
                     let _ = self.tx.send(Msg::Failed(e));
