@@ -6,10 +6,36 @@
 //! leader's exit event can come before its other threads'). The cache is bounded: when full, entries of processes that no longer exist are
 //! swept, then arbitrary ones are dropped (counted).
 
+use std::cell::OnceCell;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use super::procfs::{self, ProcReader, Wants};
+
+/// Maps keyed by pid with a cheap multiplicative hash: the keys come from the kernel, not from an adversary that
+/// could choose collisions, and SipHash would be a good part of the cost per event in a storm.
+type PidMap<V> = HashMap<i32, V, BuildHasherDefault<PidHasher>>;
+
+/// Fibonacci hashing of a pid.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct PidHasher(u64);
+
+impl Hasher for PidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_i32(&mut self, n: i32) {
+        self.0 = (u64::from(n as u32) ^ self.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
 
 /// How many exited processes are kept for their threads' late exits.
 const RECENT_EXITS: usize = 4096;
@@ -37,15 +63,17 @@ pub(crate) struct ProcInfo {
     pub(crate) start_ns: Option<u64>,
     /// A kernel thread.
     pub(crate) kthread: bool,
+    /// The JSON fields above, formatted once (`,"comm":…,"cmdline":…`); reset whenever they change.
+    pub(crate) json: OnceCell<Rc<[u8]>>,
 }
 
 /// The cache of processes and thread start times.
 #[derive(Debug)]
 pub(crate) struct Cache {
-    procs: HashMap<i32, ProcInfo>,
-    threads: HashMap<i32, u64>,
+    procs: PidMap<ProcInfo>,
+    threads: PidMap<u64>,
     /// Processes that exited lately, for the exits of their threads reported after the leader's.
-    exited: HashMap<i32, ProcInfo>,
+    exited: PidMap<ProcInfo>,
     exited_order: VecDeque<i32>,
     max: usize,
     /// Read `/proc` at all (off with `--no-enrich`: names come only from comm events).
@@ -58,9 +86,9 @@ pub(crate) struct Cache {
 impl Cache {
     pub(crate) fn new(max: usize, read_proc: bool, wants: Wants) -> Self {
         Cache {
-            procs: HashMap::new(),
-            threads: HashMap::new(),
-            exited: HashMap::new(),
+            procs: PidMap::default(),
+            threads: PidMap::default(),
+            exited: PidMap::default(),
             exited_order: VecDeque::new(),
             max: max.max(64),
             read_proc,
@@ -167,6 +195,7 @@ impl Cache {
             if let Some(info) = self.procs.get_mut(&tgid) {
                 info.comm = Rc::from("");
                 info.cmdline = Rc::from("");
+                info.json = OnceCell::new();
             }
             return;
         };
@@ -207,6 +236,7 @@ impl Cache {
         let old = info.comm.clone();
         if pid == tgid {
             info.comm = Rc::from(comm);
+            info.json = OnceCell::new();
         }
         Some(old)
     }
@@ -217,6 +247,7 @@ impl Cache {
         let old = info.uid;
         info.uid = Some(ruid);
         info.euid = Some(euid);
+        info.json = OnceCell::new();
         old
     }
 

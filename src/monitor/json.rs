@@ -1,5 +1,7 @@
 //! JSON Lines output, written by hand into a byte buffer: no allocation per event (schema: docs/json.md).
 
+use std::rc::Rc;
+
 use cnlink::proc::Event;
 use cnlink::wire::{comm_str, EventData, ExitStatus};
 
@@ -211,23 +213,41 @@ pub(crate) fn event(w: &mut JsonWriter, ev: &Event, x: Extra<'_>) {
         _ => {}
     }
     if let Some(info) = x.info {
-        if !comm_written && !info.comm.is_empty() {
-            w.str_field("comm", &info.comm);
-        }
-        if !info.cmdline.is_empty() {
-            w.str_field("cmdline", &info.cmdline);
-        }
-        if let Some(uid) = info.uid {
-            w.u64_field("uid", uid.into());
-        }
-        if !info.cgroup.is_empty() {
-            w.str_field("cgroup", &info.cgroup);
+        if comm_written {
+            enrichment(w, info, false);
+        } else {
+            // The same process's fields repeat on every event: format them once per cache entry.
+            let fields = info.json.get_or_init(|| {
+                let mut t = JsonWriter { buf: Vec::new(), first: false };
+                enrichment(&mut t, info, true);
+                Rc::from(t.buf)
+            });
+            if !fields.is_empty() {
+                w.buf.push(b',');
+                w.buf.extend_from_slice(&fields[1..]);
+            }
         }
     }
     if let Some(l) = x.lifetime_ns {
         w.u64_field("lifetime_ns", l);
     }
     w.end();
+}
+
+/// The cache's fields, each preceded by a comma.
+fn enrichment(w: &mut JsonWriter, info: &ProcInfo, with_comm: bool) {
+    if with_comm && !info.comm.is_empty() {
+        w.str_field("comm", &info.comm);
+    }
+    if !info.cmdline.is_empty() {
+        w.str_field("cmdline", &info.cmdline);
+    }
+    if let Some(uid) = info.uid {
+        w.u64_field("uid", uid.into());
+    }
+    if !info.cgroup.is_empty() {
+        w.str_field("cgroup", &info.cgroup);
+    }
 }
 
 fn pid_tgid(w: &mut JsonWriter, pid: i32, tgid: i32) {
@@ -340,6 +360,30 @@ mod tests {
             (v["event"].as_str(), v["child_pid"].as_i64(), v["thread"].as_bool()),
             (Some("fork"), Some(2), Some(false))
         );
+    }
+
+    #[test]
+    fn enrichment_is_formatted_once_and_follows_changes() {
+        let mut info = ProcInfo { comm: "a\"b".into(), cmdline: "x y".into(), uid: Some(7), ..Default::default() };
+        let ev = Event { seq: 1, cpu: 0, timestamp_ns: 2, data: EventData::Exec { process_pid: 3, process_tgid: 3 } };
+        let mut w = JsonWriter::new();
+        event(&mut w, &ev, Extra { info: Some(&info), ..Default::default() });
+        let first = w.bytes().to_vec();
+        assert!(info.json.get().is_some());
+        w.clear();
+        event(&mut w, &ev, Extra { info: Some(&info), ..Default::default() });
+        assert_eq!(w.bytes(), first);
+        let v = parse(&w);
+        assert_eq!(
+            (v["comm"].as_str(), v["cmdline"].as_str(), v["uid"].as_u64()),
+            (Some("a\"b"), Some("x y"), Some(7))
+        );
+        assert!(v.get("cgroup").is_none());
+        // An entry with nothing known adds nothing.
+        info = ProcInfo::default();
+        w.clear();
+        event(&mut w, &ev, Extra { info: Some(&info), ..Default::default() });
+        assert_eq!(parse(&w).as_object().unwrap().len(), 6);
     }
 
     #[test]
