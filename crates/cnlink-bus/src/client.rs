@@ -185,24 +185,56 @@ impl BusClient {
         Ok(self.conn.recv(timeout)?)
     }
 
-    /// Serves as the userspace twin of the kernel's `cn_test`: answers every message to one of `ids` with the
-    /// same `seq`, `ack + 1` and the same payload, until `keep_going` says stop (checked at least every
-    /// 200 ms). Returns how many messages were answered.
-    pub fn serve_echo(&mut self, ids: &[CbId], mut keep_going: impl FnMut() -> bool) -> Result<u64, ClientError> {
+    /// Serves as the userspace twin of the kernel's `cn_test`: registers `ids` (those not registered to it yet)
+    /// and answers every message to one
+    /// of them with the same `seq`, `ack + 1` and the same payload, until `keep_going` says stop (checked at least
+    /// every 200 ms). Every `recheck` it makes sure the ids are still registered to it and registers them again if
+    /// not: that is how an agent comes back after the daemon restarts. Returns how many messages were answered.
+    pub fn serve_echo(
+        &mut self,
+        ids: &[(CbId, &str)],
+        recheck: Duration,
+        mut keep_going: impl FnMut() -> bool,
+    ) -> Result<u64, ClientError> {
+        self.reregister(ids)?;
         let mut answered = 0;
+        let mut next_check = Instant::now() + recheck;
         while keep_going() {
-            let Some(msg) = self.recv(Some(Duration::from_millis(200)))? else { continue };
-            if ids.contains(&msg.hdr.id) {
+            if Instant::now() >= next_check {
+                // The bus may have restarted: a failure here is not fatal, the next check tries again.
+                let _ = self.reregister(ids);
+                next_check = Instant::now() + recheck;
+            }
+            let wait = next_check.saturating_duration_since(Instant::now()).min(Duration::from_millis(200));
+            let msg = match self.recv(Some(wait)) {
+                Ok(Some(m)) => m,
+                Ok(None) => continue,
+                Err(ClientError::Connector(cnlink::Error::Io(_))) => continue,
+                Err(e) => return Err(e),
+            };
+            if ids.iter().any(|(id, _)| *id == msg.hdr.id) {
                 let data = msg.data.clone();
                 match self.reply(&msg, &data) {
                     Ok(()) => answered += 1,
-                    // The requester went away or is full: keep serving the others.
+                    // The bus went away or is full: keep serving.
                     Err(ClientError::Connector(cnlink::Error::Io(_))) => {}
                     Err(e) => return Err(e),
                 }
             }
         }
         Ok(answered)
+    }
+
+    /// Registers again those of `ids` the bus does not have registered to this client.
+    fn reregister(&mut self, ids: &[(CbId, &str)]) -> Result<(), ClientError> {
+        let me = self.port()?;
+        let list = self.list()?;
+        for (id, name) in ids {
+            if !list.iter().any(|e| e.id == *id && e.port == me) {
+                self.register(*id, name)?;
+            }
+        }
+        Ok(())
     }
 
     /// Waits until the bus answers (a STATS op), trying every 20 ms for up to `timeout`: for agents started
