@@ -378,6 +378,11 @@ impl BusHandle {
         &self.bus
     }
 
+    /// Whether the run loop has ended (after a stop, or on an IO error that [`BusHandle::stop`] returns).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().map_or(true, |t| t.is_finished())
+    }
+
     /// Stops the run loop and waits for it; returns its result.
     pub fn stop(mut self) -> io::Result<()> {
         self.stop_inner()
