@@ -69,7 +69,7 @@ struct Args {
     /// Do not run `cargo build` for cnlink and the example (use what is in the target dir).
     #[arg(long)]
     no_build: bool,
-    /// Keep the listeners' output files (under <target>/storm-runs/).
+    /// Keep the listeners' output files (under `<target>/storm-runs/`).
     #[arg(long)]
     keep_output: bool,
 }
