@@ -64,6 +64,28 @@ pub fn decode_reply(msg: &OwnedMsg) -> Result<Vec<u8>, ClientError> {
     Ok(r.body.to_vec())
 }
 
+/// The header of a reply to `msg` by the documents' rule: same id and `seq`, `ack + 1`.
+pub(crate) fn reply_header(msg: &OwnedMsg) -> CnMsgHdr {
+    CnMsgHdr { ack: msg.hdr.ack.wrapping_add(1), len: 0, flags: 0, ..msg.hdr }
+}
+
+/// Appends one LIST reply body to `all`; true when that was the last page.
+pub(crate) fn add_list_page(all: &mut Vec<ListEntry>, body: &[u8]) -> Result<bool, ClientError> {
+    let page = ListPage::parse(body)?;
+    let done = page.entries.is_empty() || all.len() + page.entries.len() >= page.total as usize;
+    all.extend(page.entries);
+    Ok(done)
+}
+
+/// A STATS reply body with each counter named as in [`Stats::NAMES`].
+pub(crate) fn named_stats(body: &[u8]) -> Result<Vec<(String, u64)>, ClientError> {
+    Ok(bw::parse_stats(body)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (Stats::NAMES.get(i).map_or_else(|| format!("counter{i}"), |s| s.to_string()), v))
+        .collect())
+}
+
 /// A client of the bus.
 #[derive(Debug)]
 pub struct BusClient {
@@ -134,10 +156,8 @@ impl BusClient {
     pub fn list(&mut self) -> Result<Vec<ListEntry>, ClientError> {
         let mut all = Vec::new();
         loop {
-            let page = ListPage::parse(&self.control(&BusOp::List { start: all.len() as u32 }.to_bytes())?)?;
-            let done = page.entries.is_empty() || all.len() + page.entries.len() >= page.total as usize;
-            all.extend(page.entries);
-            if done {
+            let page = self.control(&BusOp::List { start: all.len() as u32 }.to_bytes())?;
+            if add_list_page(&mut all, &page)? {
                 return Ok(all);
             }
         }
@@ -145,12 +165,7 @@ impl BusClient {
 
     /// The daemon's counters, named as in [`Stats::NAMES`].
     pub fn stats(&mut self) -> Result<Vec<(String, u64)>, ClientError> {
-        let values = bw::parse_stats(&self.control(&BusOp::Stats.to_bytes())?)?;
-        Ok(values
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| (Stats::NAMES.get(i).map_or_else(|| format!("counter{i}"), |s| s.to_string()), v))
-            .collect())
+        named_stats(&self.control(&BusOp::Stats.to_bytes())?)
     }
 
     /// Sends `data` to `id` and waits for the reply (same `seq`, `ack + 1`). A refusal by the bus (policy,
@@ -175,8 +190,7 @@ impl BusClient {
 
     /// Answers `msg` with the documents' rule: same id and `seq`, `ack + 1`.
     pub fn reply(&mut self, msg: &OwnedMsg, data: &[u8]) -> Result<(), ClientError> {
-        let hdr = CnMsgHdr { ack: msg.hdr.ack.wrapping_add(1), len: 0, flags: 0, ..msg.hdr };
-        self.send_raw(hdr, data)
+        self.send_raw(reply_header(msg), data)
     }
 
     /// The next message that is not a reply (forwarded requests, group messages, notifications); `None` after

@@ -27,7 +27,7 @@ use tokio::io::unix::AsyncFd;
 use crate::engine::{ClientCore, ClientStats, MatchRule, OwnedMsg, Trust};
 use crate::proc::{self, ProcEvents, ProcItem, ProcOptions, Receiver, Stats, Subscription};
 use crate::socket::{NlAddr, Protocol, RecvBatch, Socket};
-use crate::wire::CbId;
+use crate::wire::{CbId, CnMsgHdr};
 use crate::Error;
 
 /// Proc events as an async stream. Dropping it unsubscribes.
@@ -164,6 +164,14 @@ impl AsyncConnector {
         let (d, seq, ack) = self.core.frame(id, data, sock.port_id()?)?;
         sock.send_to(&d, self.core.peer())?;
         Ok((seq, ack))
+    }
+
+    /// Sends a message with a header of the caller's choosing (a reply, say); `hdr.len` is set from `data`.
+    pub fn send_raw(&mut self, hdr: CnMsgHdr, data: &[u8]) -> Result<(), Error> {
+        let sock = self.fd.get_ref();
+        let d = crate::wire::datagram(hdr, data, sock.port_id()?)?;
+        sock.send_to(&d, self.core.peer())?;
+        Ok(())
     }
 
     /// Sends a request and waits up to `timeout` for its reply.

@@ -43,12 +43,17 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 /// The `echo_agent` example binary, built on demand.
 pub fn agent_binary() -> PathBuf {
+    example_binary("echo_agent")
+}
+
+/// One of this crate's example binaries, built on demand.
+pub fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join("examples").join("echo_agent");
+    let path = exe.parent().unwrap().parent().unwrap().join("examples").join(name);
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo).args(["build", "-q", "-p", "cnlink-bus", "--example", "echo_agent"]).status();
-        assert!(st.is_ok_and(|s| s.success()), "could not build the echo_agent example");
+        let st = Command::new(cargo).args(["build", "-q", "-p", "cnlink-bus", "--example", name]).status();
+        assert!(st.is_ok_and(|s| s.success()), "could not build the {name} example");
     }
     path
 }
