@@ -70,6 +70,9 @@ impl Context {
     /// `cn_netlink_send_mult` through the bus (see [`Core::send`]).
     pub fn send(&self, hdr: CnMsgHdr, data: &[u8], portid: u32, group: u32) -> Result<usize, SendError> {
         let shared = self.shared.upgrade().ok_or(SendError::NoListeners)?;
+        if portid != 0 && group == 0 {
+            return shared.unicast(hdr, data, portid).map(|()| 1);
+        }
         let mut core = shared.lock();
         let n = core.send(hdr, data, portid, group)?;
         shared.flush_transmits(&mut core);
@@ -113,6 +116,19 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// A unicast ([`Core::send`] with a port and group 0), sent without taking the core's lock: the core keeps
+    /// no state for it, and the lock is held by the run loop while it hands messages to the callbacks, so a
+    /// callback's reply would otherwise wait for it. The core hears of a failed send, as in `flush_transmits`.
+    fn unicast(&self, hdr: CnMsgHdr, data: &[u8], port: u32) -> Result<(), SendError> {
+        let d = cnlink::wire::datagram(hdr, data, 0).map_err(|_| SendError::TooLong)?;
+        if let Err(e) = self.sock.send_to(&d, NlAddr::port(port)) {
+            let mut core = self.lock();
+            core.send_failed(port, e.raw_os_error().unwrap_or(0));
+            self.flush_transmits(&mut core);
+        }
+        Ok(())
     }
 
     fn log_denial(&self, d: &crate::core::Denial) {
@@ -269,7 +285,7 @@ impl Bus {
         loop {
             match sh.sock.recv_batch(batch, false) {
                 Ok(0) => return Ok(()),
-                Ok(_) => {
+                Ok(n) => {
                     let now = Instant::now();
                     let mut core = sh.lock();
                     for (meta, d) in batch.iter() {
@@ -277,6 +293,11 @@ impl Bus {
                         core.handle(now, Sender { port: meta.from.port, creds: meta.creds }, d);
                     }
                     self.dispatch(&mut core, pending);
+                    // A short batch emptied the queue; epoll is level-triggered, so whatever arrives now wakes
+                    // the run loop again, and the receive that would only say EAGAIN is saved.
+                    if n < batch.capacity() {
+                        return Ok(());
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 // An overrun of the bus's own socket: datagrams were lost; keep serving.
