@@ -456,12 +456,12 @@ impl Core {
         proc_text(self.registry.ordered())
     }
 
-    /// A port seen before under another uid was closed and reused: forget the old client.
+    /// A port seen before under another uid was closed and reused: forget the old client. Without credentials
+    /// the sender counts as [`UNKNOWN_UID`], another user, so that everything a client holds is counted under one
+    /// uid and given back to that uid.
     fn check_identity(&mut self, from: &Sender) {
-        if let (Some(c), Some(creds)) = (self.clients.get(&from.port), from.creds) {
-            if c.uid != creds.uid {
-                self.client_gone(from.port);
-            }
+        if self.clients.get(&from.port).is_some_and(|c| c.uid != from.uid()) {
+            self.client_gone(from.port);
         }
     }
 

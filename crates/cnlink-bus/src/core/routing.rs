@@ -79,12 +79,14 @@ impl Routes {
     pub(crate) fn insert(&mut self, key: RouteKey, requester: u32, uid: u32, deadline: Instant) -> Option<Route> {
         self.generation += 1;
         let generation = self.generation;
+        // Into the map first: the compaction below keeps only the entries of routes in the map, this one included.
+        let old = self.map.insert(key, Route { requester, uid, deadline, generation });
         self.order.push_back((deadline, key, generation));
         if self.order.len() > 2 * self.map.len() + 64 {
             let map = &self.map;
             self.order.retain(|(_, k, g)| map.get(k).is_some_and(|r| r.generation == *g));
         }
-        self.map.insert(key, Route { requester, uid, deadline, generation })
+        old
     }
 
     /// Takes the route for a reply.
