@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use cnlink::wire::{self, CbId, CnMsgHdr};
 use cnlink::Credentials;
-use cnlink_bus::core::{Config, Core, Sender, Usage, UNKNOWN_UID};
-use cnlink_bus::wire::{BusOp, CtlMsg};
+use cnlink_bus::core::{first_cn_msg, Config, Core, SendError, Sender, Transmit, Usage, UNKNOWN_UID};
+use cnlink_bus::wire::{self as bw, BusOp, CtlMsg, Reply};
 
 fn who(port: u32, uid: Option<u32>) -> Sender {
     Sender { port, creds: uid.map(|uid| Credentials { pid: port as i32, uid, gid: uid }) }
@@ -88,4 +88,29 @@ fn join_and_leave_across_a_change_of_credentials_balance() {
     drain(&mut c);
     assert_eq!((c.usage(1000), c.usage(UNKNOWN_UID)), (Usage::default(), Usage::default()));
     assert_eq!((c.stats().subscriptions, c.stats().users), (0, 0));
+}
+
+/// Group 0 of an id whose idx is 0: `Core::send(hdr, data, 0, 0)` (an in-daemon callback sending to its owner's
+/// group) queued a datagram for port 0, and a SEND op with group 0 was delivered back to its own sender. Both
+/// are `ESRCH` now: nobody can join group 0. Fuzz input: `add_callback({0, 0})`, then `send({0, 0}, 0, 0)`.
+#[test]
+fn the_owners_group_of_an_idx_0_id_has_no_listeners() {
+    let t = Instant::now();
+    let mut c = Core::new(Config::default());
+    c.add_callback(CbId::new(0, 0), "local").unwrap();
+    assert_eq!(c.send(CnMsgHdr { id: CbId::new(0, 0), ..Default::default() }, b"", 0, 0), Err(SendError::NoListeners));
+    assert!(c.poll_transmit().is_none(), "nothing for port 0");
+
+    let agent = who(1, Some(1000));
+    let id = CbId::new(0, 5);
+    c.handle(t, agent, &msg(CbId::CONNECTOR, 1, 1, &BusOp::Register { id, name: String::new() }.to_bytes()));
+    drain(&mut c);
+    let send = bw::send_op(0, CnMsgHdr { id, ..Default::default() }, b"x").unwrap();
+    c.handle(t, agent, &msg(CbId::CONNECTOR, 2, 2, &send));
+    let out: Vec<Transmit> = std::iter::from_fn(|| c.poll_transmit()).collect();
+    assert_eq!(out.len(), 1, "only the reply: {out:?}");
+    let (hdr, data) = first_cn_msg(&out[0].datagram).unwrap();
+    assert_eq!((out[0].ports.as_slice(), hdr.id), (&[1][..], CbId::CONNECTOR));
+    assert_eq!(Reply::parse(data).unwrap().errno, libc::ESRCH as u32);
+    assert_eq!(c.stats().esrch, 2);
 }

@@ -68,6 +68,12 @@ impl Core {
                 } else {
                     group
                 };
+                if group == 0 {
+                    // An id whose idx is 0 has group 0, which nobody can join; `send` would take the sender's
+                    // port for a unicast destination.
+                    self.stats.esrch += 1;
+                    return err(libc::ESRCH);
+                }
                 match self.send(msg.header(), msg.data(), from.port, group) {
                     Ok(_) => (OK, Vec::new()),
                     Err(e) => err(e.errno() as i32),

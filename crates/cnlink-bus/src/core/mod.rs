@@ -366,6 +366,11 @@ impl Core {
             if portid == 0 && group == 0 { self.registry.get(hdr.id).ok_or(SendError::NoDevice)?.group } else { group };
         let d = wire::datagram(hdr, data, 0).map_err(|_| SendError::TooLong)?;
         if group == 0 {
+            if portid == 0 {
+                // The owner's group of an id whose idx is 0: group 0, which nobody can join.
+                self.stats.esrch += 1;
+                return Err(SendError::NoListeners);
+            }
             self.transmits.push_back(Transmit { ports: vec![portid], datagram: d });
             return Ok(1);
         }
