@@ -43,5 +43,5 @@ pub use core::{Config, Core, Event, Sender, Stats, Transmit};
 pub use daemon::{Bus, BusHandle, BusOptions, Callback, Context};
 pub use policy::Policy;
 
-/// The bus daemon's well-known port id: `0x636E6C6B`, the bytes "cnlk".
+/// The bus daemon's well-known port id: `0x636E6C6B`, whose hex digits spell "cnlk".
 pub const DEFAULT_PORT: u32 = 0x636E_6C6B;

@@ -11,7 +11,8 @@
 //!  12  u32 len                   (idx_notify_num + val_notify_num) * 8
 //!  16      idx ranges, then val ranges: { u32 first; u32 range; }   half-open [first, first + range)
 //!
-//! bus op (first u32 is BUS_MAGIC, which no valid cn_ctl_msg can start with: its idx_notify_num is at most 8190):
+//! bus op (first u32 is BUS_MAGIC, which no cn_ctl_msg the bus accepts can start with: the bus takes at most
+//! 16384 bytes of data, so idx_notify_num is at most 2043):
 //!   0  u32 magic = BUS_MAGIC
 //!   4  u16 op                    BUS_OP_*
 //!   6  u16 reserved = 0

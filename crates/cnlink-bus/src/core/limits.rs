@@ -2,7 +2,7 @@
 //!
 //! The original notification code (CVE-2010-0410) stored every request it was sent; here each user (uid) has a
 //! quota of registrations, subscriptions, notification requests, reply routes and clients. Reaching one is an
-//! error for that request only (`EDQUOT`), and it is counted.
+//! error for that request only (`EDQUOT`; `E2BIG` for too many ranges in one request), and it is counted.
 
 use std::collections::HashMap;
 

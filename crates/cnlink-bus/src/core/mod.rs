@@ -127,7 +127,8 @@ pub enum Event {
         /// Who answered for it.
         owner: Owner,
     },
-    /// A request was refused (policy, limits or malformed control).
+    /// A request was refused with an errno: policy or ownership (`EPERM`), limits (`EDQUOT`, `E2BIG`), no such
+    /// id or listener (`ENOENT`, `ENODEV`, `ESRCH`), or malformed control.
     Denied(Denial),
 }
 
@@ -214,7 +215,7 @@ stats! {
     control,
     /// Messages to ids nobody registered (dropped, as the kernel does).
     unroutable,
-    /// Requests refused by the policy.
+    /// Requests refused as not permitted (`EPERM`: the policy, or unregistering another user's id).
     denied,
     /// Requests refused by a per-user limit.
     over_limit,
@@ -222,7 +223,7 @@ stats! {
     notify_dedup,
     /// Messages handed to local callbacks.
     delivered_local,
-    /// Local deliveries dropped because the event queue or a callback's queue was full.
+    /// Local deliveries dropped: the event queue or the callback's queue was full, or the callback was removed.
     dropped_local,
     /// Messages forwarded to remote owners.
     forwarded,
