@@ -141,7 +141,8 @@ impl BusClient {
         self.control(&BusOp::Leave { group }.to_bytes()).map(drop)
     }
 
-    /// Sends a message for `id` to `group` (0: the group of the id's owner), like `cn_netlink_send`.
+    /// Sends a message for `id` to `group` (0: the group of the id's owner), like `cn_netlink_send`. Allowed
+    /// to root, to the id's registrant, and to users a `[[send]]` rule of the bus's policy names for it.
     pub fn send_group(&mut self, group: u32, id: CbId, data: &[u8]) -> Result<(), ClientError> {
         let op = bw::send_op(group, CnMsgHdr { id, ..Default::default() }, data).map_err(cnlink::Error::Wire)?;
         self.control(&op).map(drop)

@@ -15,7 +15,10 @@
 //! ids_per_user = 16
 //! ```
 //!
-//! Unregistering is never configurable: only the user who registered an id, or root, may unregister it.
+//! Unregistering is never configurable: only the user who registered an id, or root, may unregister it. A SEND
+//! to a group of a message carrying an id is allowed to root, to the id's registrant, and otherwise only where a
+//! `[[send]]` rule names the user and the id (an empty list grants nothing there), so nobody forges another
+//! user's group messages or the bus's notifications.
 
 use cnlink::wire::CbId;
 
@@ -85,6 +88,12 @@ impl Policy {
     /// Whether `uid` may send to `id` (root always may).
     pub fn may_send(&self, uid: u32, id: CbId) -> bool {
         uid == 0 || self.send.is_empty() || self.send.iter().any(|r| r.grants(uid, id))
+    }
+
+    /// Whether a `[[send]]` rule names `uid` and `id` explicitly (an empty list grants nothing here): what lets
+    /// a user SEND to a group messages carrying an id it did not register.
+    pub fn grants_send(&self, uid: u32, id: CbId) -> bool {
+        self.send.iter().any(|r| r.grants(uid, id))
     }
 }
 

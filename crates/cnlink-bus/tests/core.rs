@@ -149,16 +149,50 @@ fn send_group_zero_lookup_esrch_enodev_and_exclusion() {
     assert_eq!(sent(&mut c)[0].0, 71);
     assert_eq!(c.send(hdr, b"", 5, 0), Ok(1), "group 0 with a portid is a unicast");
     assert_eq!(sent(&mut c)[0].0, 5);
-    // Any group number works, 0xffffffff included; the SEND op excludes its sender.
+    // Any group number works, 0xffffffff included; the SEND op excludes its sender. Bob sends on his own id.
+    let bobs = CbId::new(15, 1);
+    let hdr = CnMsgHdr { id: bobs, seq: 1, ..Default::default() };
+    op(&mut c, Instant::now(), who(72, BOB), 2, &BusOp::Register { id: bobs, name: "bob".into() }.to_bytes());
     c.join_for_test(72, u32::MAX);
     c.join_for_test(73, u32::MAX);
     let send = bw::send_op(u32::MAX, hdr, b"all").unwrap();
     let (errno, _, out) = op(&mut c, Instant::now(), who(72, BOB), 3, &send);
     assert_eq!(errno, 0);
-    let to: Vec<u32> = out.iter().filter(|o| o.2.id == id).map(|o| o.0).collect();
+    let to: Vec<u32> = out.iter().filter(|o| o.2.id == bobs).map(|o| o.0).collect();
     assert_eq!(to, vec![73]);
     let nobody = bw::send_op(12345, hdr, b"").unwrap();
     assert_eq!(op(&mut c, Instant::now(), who(72, BOB), 4, &nobody).0, libc::ESRCH as u32);
+}
+
+#[test]
+fn group_sends_carry_an_id_only_its_owner_or_root_may_use() {
+    let t = Instant::now();
+    let mut c = core();
+    let alices = CbId::new(20, 1);
+    op(&mut c, t, who(80, ALICE), 1, &BusOp::Register { id: alices, name: "alice".into() }.to_bytes());
+    c.add_callback(CbId::new(21, 1), "local").unwrap();
+    c.join_for_test(90, 20);
+    sent(&mut c);
+    let send = |id: CbId| bw::send_op(20, CnMsgHdr { id, ..Default::default() }, b"x").unwrap();
+    let errno = |c: &mut Core, from: Sender, id: CbId| op(c, t, from, 9, &send(id)).0;
+    // Bob may not forge Alice's id (nor a notification for it), an unregistered id, a local callback's id or
+    // the bus's own id.
+    for id in [alices, CbId::new(20, 2), CbId::new(21, 1), CbId::CONNECTOR] {
+        assert_eq!(errno(&mut c, who(81, BOB), id), libc::EPERM as u32, "{id}");
+    }
+    assert_eq!(c.stats().denied, 4);
+    // Alice may, from any of her sockets; root may send anything, the bus's id included.
+    assert_eq!(errno(&mut c, who(80, ALICE), alices), 0);
+    assert_eq!(errno(&mut c, who(82, ALICE), alices), 0);
+    assert_eq!(errno(&mut c, who(83, ROOT), CbId::new(20, 2)), 0);
+    assert_eq!(errno(&mut c, who(83, ROOT), CbId::CONNECTOR), 0);
+    // A [[send]] rule naming Bob lets him use ids he did not register, but never the bus's own.
+    let policy = Policy::from_toml(&format!("[[send]]\nuids = [{BOB}]\nidx = [20, 20]\n")).unwrap();
+    let mut c = Core::new(Config { policy, ..Config::default() });
+    c.join_for_test(90, 20);
+    assert_eq!(errno(&mut c, who(81, BOB), CbId::new(20, 7)), 0);
+    assert_eq!(errno(&mut c, who(81, BOB), CbId::new(21, 7)), libc::EPERM as u32);
+    assert_eq!(errno(&mut c, who(81, BOB), CbId::CONNECTOR), libc::EPERM as u32);
 }
 
 /// cn_test's historical request: idx [0x123, +10), val [0x456, +10) and [0x46a, +10), group 1.
