@@ -65,6 +65,8 @@ pub struct RecvMeta {
 pub struct Socket {
     fd: OwnedFd,
     protocol: Protocol,
+    /// The port id bound at open: a bound netlink socket keeps its port id for life, so it is read once.
+    port: u32,
 }
 
 impl Socket {
@@ -85,7 +87,11 @@ impl Socket {
             )),
         )?;
         rustix::net::bind(&fd, &SocketAddrNetlink::new(port, 0))?;
-        Ok(Socket { fd, protocol })
+        // The bind above assigned the port (the kernel's choice when `port` is 0); it cannot change afterwards
+        // (a second bind to another port fails with EINVAL), so it is read once here, not on every send.
+        let addr = rustix::net::getsockname(&fd)?;
+        let nl = SocketAddrNetlink::try_from(addr).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+        Ok(Socket { fd, protocol, port: nl.pid() })
     }
 
     /// The protocol this socket speaks.
@@ -93,11 +99,15 @@ impl Socket {
         self.protocol
     }
 
-    /// The port id the socket is bound to.
+    /// The port id the socket is bound to (read with `getsockname` when it was opened; no system call here).
+    /// Never fails; the `Result` is kept for compatibility.
     pub fn port_id(&self) -> io::Result<u32> {
-        let addr = rustix::net::getsockname(&self.fd)?;
-        let nl = SocketAddrNetlink::try_from(addr).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
-        Ok(nl.pid())
+        Ok(self.port)
+    }
+
+    /// The port id the socket is bound to, as [`Socket::port_id`].
+    pub fn port(&self) -> u32 {
+        self.port
     }
 
     /// Joins multicast group `group` (a number, 1..=32 on the connector; `NETLINK_ADD_MEMBERSHIP`).
@@ -140,6 +150,17 @@ impl Socket {
     /// Attaches the sender's credentials to every received datagram (`SO_PASSCRED`).
     pub fn set_passcred(&self, on: bool) -> io::Result<()> {
         Ok(rustix::net::sockopt::set_socket_passcred(&self.fd, on)?)
+    }
+
+    /// Bounds how long a blocking receive waits (`SO_RCVTIMEO`; `None`: forever, the default). A receive that
+    /// times out fails with `WouldBlock`. The kernel counts this timeout in jiffies on its timer wheel, so it may
+    /// end a few milliseconds (for long timeouts, up to about an eighth) late; [`Socket::wait_readable`] is
+    /// precise.
+    #[doc(alias = "SO_RCVTIMEO")]
+    pub fn set_recv_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        // A zero timeout would mean "forever" to the kernel; the smallest real one is a microsecond.
+        let timeout = timeout.map(|t| t.max(Duration::from_micros(1)));
+        Ok(rustix::net::sockopt::set_socket_timeout(&self.fd, rustix::net::sockopt::Timeout::Recv, timeout)?)
     }
 
     /// Suppresses `ENOBUFS` reports of overruns (`NETLINK_NO_ENOBUFS`). Off by default: loss should be seen.
