@@ -62,10 +62,11 @@ struct ServeArgs {
     /// Policy file (TOML): who may register and send to which ids, per-user limits.
     #[arg(long)]
     policy: Option<std::path::PathBuf>,
-    /// Register an echo callback inside the daemon for this id (repeatable).
+    /// Register an echo callback inside the daemon for this id (repeatable). It answers on the daemon's
+    /// receive thread (it never blocks), so it has no queue.
     #[arg(long, value_name = "IDX.VAL")]
     echo: Vec<CbId>,
-    /// Messages each in-daemon callback may have queued.
+    /// Messages each in-daemon callback on a worker thread may have queued.
     #[arg(long, default_value_t = 1024)]
     queue: usize,
     /// Log registrations and departures, not only denials.
@@ -154,7 +155,9 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let bus = Bus::bind(opts).with_context(|| format!("binding NETLINK_USERSOCK port {:#x}", a.port))?;
     for id in a.echo {
-        bus.add_callback(id, "cn_echo", |ctx, d| {
+        // Inline: replying is one non-blocking send, so the echo cannot hold up the other ids, and it saves
+        // the hand-off to a worker thread on every message.
+        bus.add_callback_inline(id, "cn_echo", |ctx, d| {
             let _ = ctx.reply(d, &d.data);
         })
         .with_context(|| format!("registering the echo callback {id}"))?;

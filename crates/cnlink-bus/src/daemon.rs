@@ -6,12 +6,16 @@
 //! pidfd opened from their credentials, so a dead client's ids are unregistered (with notifications) at once; a
 //! send refused with `ECONNREFUSED` (a closed socket) does the same.
 //!
-//! Each local callback has its own thread and bounded queue (the original connector used a workqueue): a slow
-//! callback never delays the others, and what its full queue drops is counted in [`Stats::dropped_local`].
+//! Each local callback added with [`Bus::add_callback`] has its own thread and bounded queue (the original
+//! connector used a workqueue): a slow callback never delays the others, and what its full queue drops is counted
+//! in [`Stats::dropped_local`]. A callback that never blocks (an echo, a counter) may instead run on the receive
+//! thread itself ([`Bus::add_callback_inline`]), which saves a thread hand-off per message; every other id waits
+//! while it runs.
 
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -51,7 +55,8 @@ impl Default for BusOptions {
     }
 }
 
-/// A local callback: runs on its own worker thread with each message for its id.
+/// A local callback: runs with each message for its id, on its own worker thread ([`Bus::add_callback`]) or on
+/// the bus's receive thread ([`Bus::add_callback_inline`]).
 pub type Callback = Box<dyn FnMut(&Context, &Delivery) + Send>;
 
 /// What a callback can do: reply and send through the bus.
@@ -80,15 +85,23 @@ impl Context {
     }
 }
 
-struct Worker {
-    tx: SyncSender<Delivery>,
+/// Where a local callback runs.
+enum Handler {
+    /// On its own thread, fed through a bounded queue.
+    Worker(SyncSender<Delivery>),
+    /// On the receive thread, after the core's lock is released. A callback that panicked leaves the mutex
+    /// poisoned: it is not called again, and its messages are counted as dropped.
+    Inline(Arc<Mutex<Callback>>),
 }
+
+/// Deliveries for inline callbacks, taken under the core's lock and run after it is released.
+type InlineQueue = Vec<(Arc<Mutex<Callback>>, Delivery)>;
 
 struct Shared {
     sock: Socket,
     port: u32,
     core: Mutex<Core>,
-    workers: Mutex<HashMap<CbId, Worker>>,
+    workers: Mutex<HashMap<CbId, Handler>>,
     stop: AtomicBool,
     wake: OwnedFd,
     queue_len: usize,
@@ -187,7 +200,9 @@ impl Bus {
         self.shared.port
     }
 
-    /// Registers a callback in this process (`cn_add_callback`); it runs on its own worker thread.
+    /// Registers a callback in this process (`cn_add_callback`); it runs on its own worker thread, fed through a
+    /// queue of [`BusOptions::queue_len`] messages (what a full queue refuses is counted in
+    /// [`Stats::dropped_local`]). A slow or blocking callback delays only its own id.
     pub fn add_callback<F>(&self, id: CbId, name: &str, callback: F) -> Result<(), RegisterError>
     where
         F: FnMut(&Context, &Delivery) + Send + 'static,
@@ -205,12 +220,40 @@ impl Bus {
                 }
             })
             .map_err(|_| RegisterError::Limit)?;
-        self.shared.workers.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Worker { tx });
+        self.shared.workers.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Handler::Worker(tx));
         self.shared.flush_transmits(&mut core);
         Ok(())
     }
 
-    /// Unregisters a local callback (`cn_del_callback`). Messages already queued to it still run.
+    /// Registers a callback that **runs on the daemon's receive thread: it must not block; every other id waits
+    /// while it runs.**
+    ///
+    /// For fast callbacks that never wait (an echo, a counter): a message reaches it without the hand-off to a
+    /// worker thread, which saves a thread wake-up per message. It runs after the core has handled the batch of
+    /// datagrams it came in, without the core's lock held, so it may reply, send and (un)register like a worker
+    /// callback; [`Context::reply`] never blocks (the bus's socket is non-blocking: a full receiver counts as a
+    /// failed send). Messages for it are never queued, so none is dropped for a full queue. A panic is caught: the
+    /// callback is not called again, and later messages for its id are counted in [`Stats::dropped_local`].
+    /// Anything that may block (a file, a lock held elsewhere, a request to another agent) belongs in
+    /// [`Bus::add_callback`].
+    pub fn add_callback_inline<F>(&self, id: CbId, name: &str, callback: F) -> Result<(), RegisterError>
+    where
+        F: FnMut(&Context, &Delivery) + Send + 'static,
+    {
+        let cb: Callback = Box::new(callback);
+        let mut core = self.shared.lock();
+        core.add_callback(id, name)?;
+        self.shared
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, Handler::Inline(Arc::new(Mutex::new(cb))));
+        self.shared.flush_transmits(&mut core);
+        Ok(())
+    }
+
+    /// Unregisters a local callback (`cn_del_callback`). Messages already queued to a worker callback still run;
+    /// an inline callback may still run with the messages of the batch being handled.
     pub fn del_callback(&self, id: CbId) -> bool {
         let mut core = self.shared.lock();
         let done = core.del_callback(id);
@@ -249,6 +292,7 @@ impl Bus {
         let mut batch = RecvBatch::new(32, 1 << 16);
         let mut ready = Vec::with_capacity(64);
         let mut pending = Vec::new();
+        let mut inline = Vec::new();
         while !sh.stop.load(Ordering::Acquire) {
             let timeout = sh.lock().poll_timeout().map(|t| t.saturating_duration_since(Instant::now()));
             let ts = timeout.map(|t| rustix::time::Timespec {
@@ -264,7 +308,7 @@ impl Bus {
             let mut gone = Vec::new();
             for ev in ready.iter() {
                 match ev.data.u64() {
-                    SOCKET_TOKEN => self.drain(&mut batch, &mut pending)?,
+                    SOCKET_TOKEN => self.drain(&mut batch, &mut pending, &mut inline)?,
                     WAKE_TOKEN => {}
                     port => gone.push(port as u32),
                 }
@@ -274,13 +318,39 @@ impl Bus {
                 core.client_gone(port);
             }
             core.handle_timeout(Instant::now());
-            self.flush(&mut core, &ep, &mut watched, &mut pending);
+            self.flush(&mut core, &ep, &mut watched, &mut pending, &mut inline);
+            drop(core);
+            self.run_inline(&mut inline);
         }
         Ok(())
     }
 
+    /// Runs the inline callbacks' deliveries, in order, without the core's lock.
+    fn run_inline(&self, inline: &mut InlineQueue) {
+        if inline.is_empty() {
+            return;
+        }
+        let ctx = Context { shared: Arc::downgrade(&self.shared) };
+        for (cb, d) in inline.drain(..) {
+            let ran = catch_unwind(AssertUnwindSafe(|| match cb.lock() {
+                Ok(mut f) => {
+                    f(&ctx, &d);
+                    true
+                }
+                Err(_) => false,
+            }));
+            match ran {
+                Ok(true) => {}
+                Ok(false) => self.shared.lock().note_local_drop(),
+                Err(_) => {
+                    eprintln!("cnlink bus: the inline callback for {} panicked; it is not called again", d.hdr.id)
+                }
+            }
+        }
+    }
+
     /// Receives everything queued on the socket and feeds it to the core.
-    fn drain(&self, batch: &mut RecvBatch, pending: &mut Vec<Event>) -> io::Result<()> {
+    fn drain(&self, batch: &mut RecvBatch, pending: &mut Vec<Event>, inline: &mut InlineQueue) -> io::Result<()> {
         let sh = &*self.shared;
         loop {
             match sh.sock.recv_batch(batch, false) {
@@ -292,7 +362,9 @@ impl Bus {
                         let d = if meta.truncated { &[][..] } else { d };
                         core.handle(now, Sender { port: meta.from.port, creds: meta.creds }, d);
                     }
-                    self.dispatch(&mut core, pending);
+                    self.dispatch(&mut core, pending, inline);
+                    drop(core);
+                    self.run_inline(inline);
                     // A short batch emptied the queue; epoll is level-triggered, so whatever arrives now wakes
                     // the run loop again, and the receive that would only say EAGAIN is saved.
                     if n < batch.capacity() {
@@ -309,19 +381,22 @@ impl Bus {
     }
 
     /// Sends the core's transmits and hands deliveries to the workers (everything but watching, which needs
-    /// the run loop's epoll and goes to `pending`).
-    fn dispatch(&self, core: &mut Core, pending: &mut Vec<Event>) {
+    /// the run loop's epoll and goes to `pending`, and inline callbacks' deliveries, which go to `inline` to run
+    /// once the core's lock is released).
+    fn dispatch(&self, core: &mut Core, pending: &mut Vec<Event>, inline: &mut InlineQueue) {
         let sh = &*self.shared;
         sh.flush_transmits(core);
         while let Some(ev) = core.poll_event() {
             match ev {
                 Event::Deliver(d) => {
                     let workers = sh.workers.lock().unwrap_or_else(|p| p.into_inner());
-                    match workers.get(&d.hdr.id).map(|w| w.tx.try_send(d)) {
-                        Some(Ok(())) => {}
-                        Some(Err(TrySendError::Full(_) | TrySendError::Disconnected(_))) | None => {
-                            core.note_local_drop()
-                        }
+                    match workers.get(&d.hdr.id) {
+                        Some(Handler::Worker(tx)) => match tx.try_send(d) {
+                            Ok(()) => {}
+                            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => core.note_local_drop(),
+                        },
+                        Some(Handler::Inline(cb)) => inline.push((cb.clone(), d)),
+                        None => core.note_local_drop(),
                     }
                 }
                 Event::Denied(d) => sh.log_denial(&d),
@@ -336,9 +411,16 @@ impl Bus {
     }
 
     /// Dispatches, then opens and closes process watches; a client already dead when watched is cleaned up.
-    fn flush(&self, core: &mut Core, ep: &OwnedFd, watched: &mut HashMap<u32, OwnedFd>, pending: &mut Vec<Event>) {
+    fn flush(
+        &self,
+        core: &mut Core,
+        ep: &OwnedFd,
+        watched: &mut HashMap<u32, OwnedFd>,
+        pending: &mut Vec<Event>,
+        inline: &mut InlineQueue,
+    ) {
         loop {
-            self.dispatch(core, pending);
+            self.dispatch(core, pending, inline);
             let mut dead = Vec::new();
             for ev in pending.drain(..) {
                 match ev {

@@ -14,6 +14,7 @@
 //! core     the sans-IO state machine: registry, routing, notifications, limits         no IO, no clock
 //! policy   the TOML policy: who may register and send to which ids
 //! daemon   Bus: the core on a NETLINK_USERSOCK socket, with in-process callbacks on worker threads
+//!          (or, for callbacks that never block, inline on the receive thread)
 //! client   BusClient: a remote agent or requester (blocking); tokio::AsyncBusClient (feature "tokio")
 //! ```
 //!

@@ -131,6 +131,88 @@ fn a_slow_callback_does_not_block_others_and_overflow_is_counted() {
 }
 
 #[test]
+fn inline_callback_round_trip_on_the_receive_thread() {
+    let h = start_bus(BusOptions::default());
+    let id = CbId::new(14, 0x457);
+    let threads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let t2 = threads.clone();
+    h.bus()
+        .add_callback_inline(id, "cn_inline", move |ctx, d| {
+            t2.lock().unwrap().push(std::thread::current().name().map(String::from));
+            ctx.reply(d, &d.data).unwrap();
+        })
+        .unwrap();
+    let mut c = BusClient::connect(h.bus().port()).unwrap();
+    for i in 0..20u32 {
+        let payload = format!("counter = {i}\0");
+        let r = c.request(id, payload.as_bytes(), T).unwrap();
+        assert_eq!((r.hdr.id, r.data.as_slice(), r.from.port), (id, payload.as_bytes(), h.bus().port()));
+    }
+    let names = threads.lock().unwrap().clone();
+    assert_eq!(names.len(), 20);
+    assert!(names.iter().all(|n| n.as_deref() == Some("cnlink-bus")), "ran on the receive thread: {names:?}");
+    assert!(c.list().unwrap().iter().any(|e| e.id == id && e.name == "cn_inline" && e.port == 0));
+    assert_eq!(stat(&mut c, "delivered_local"), 20);
+    assert_eq!(stat(&mut c, "dropped_local"), 0);
+}
+
+#[test]
+fn inline_callback_replies_by_the_documents_rule() {
+    use cnlink::socket::{NlAddr, Protocol, Socket};
+    let h = start_bus(BusOptions::default());
+    let id = CbId::new(14, 0x458);
+    h.bus().add_callback_inline(id, "cn_inline", |ctx, d| ctx.reply(d, b"pong").unwrap()).unwrap();
+    let sock = Socket::open(Protocol::Usersock).unwrap();
+    sock.set_passcred(true).unwrap();
+    let hdr = CnMsgHdr { id, seq: 77, ack: 0x1234_5678, ..Default::default() };
+    sock.send_to(&cnlink::wire::datagram(hdr, b"ping", 0).unwrap(), NlAddr::port(h.bus().port())).unwrap();
+    assert!(sock.wait_readable(Some(T)).unwrap());
+    let mut buf = [0u8; 256];
+    let meta = sock.recv(&mut buf).unwrap();
+    assert_eq!(meta.from, NlAddr::port(h.bus().port()));
+    let nl = cnlink::wire::NlMsg::new_checked(&buf[..meta.len]).unwrap();
+    let cn = cnlink::wire::CnMsg::new_checked(nl.payload()).unwrap();
+    let r = cn.header();
+    assert_eq!((r.id, r.seq, r.ack, r.len, cn.data()), (id, 77, 0x1234_5679, 4, &b"pong"[..]));
+}
+
+#[test]
+fn inline_callback_may_send_to_a_group_and_a_panic_does_not_stop_the_bus() {
+    let h = start_bus(BusOptions::default());
+    let port = h.bus().port();
+    // Sending to a group takes the core's lock: an inline callback runs without it held, so this cannot deadlock.
+    let id = CbId::new(42, 1);
+    h.bus()
+        .add_callback_inline(id, "fanout", |ctx, d| {
+            let hdr = CnMsgHdr { ack: 0, len: 0, flags: 0, ..d.hdr };
+            ctx.send(hdr, &d.data, 0, 42).unwrap();
+        })
+        .unwrap();
+    let mut sub = BusClient::connect(port).unwrap();
+    sub.join(42).unwrap();
+    let mut c = BusClient::connect(port).unwrap();
+    c.send(id, b"to all").unwrap();
+    let m = sub.recv(Some(T)).unwrap().unwrap();
+    assert_eq!((m.hdr.id, m.data.as_slice()), (id, &b"to all"[..]));
+    // A panicking inline callback is caught; it is not called again and its messages count as dropped.
+    let calls = Arc::new(AtomicU64::new(0));
+    let calls2 = calls.clone();
+    h.bus()
+        .add_callback_inline(CbId::new(43, 1), "panics", move |_, _| {
+            calls2.fetch_add(1, Ordering::Relaxed);
+            panic!("test panic in an inline callback");
+        })
+        .unwrap();
+    h.bus().add_callback_inline(CbId::new(43, 2), "fine", |ctx, d| ctx.reply(d, b"ok").unwrap()).unwrap();
+    c.send(CbId::new(43, 1), b"boom").unwrap();
+    c.send(CbId::new(43, 1), b"again").unwrap();
+    assert_eq!(c.request(CbId::new(43, 2), b"", T).unwrap().data, b"ok");
+    assert!(!h.is_finished(), "the run loop survived");
+    assert_eq!(calls.load(Ordering::Relaxed), 1);
+    assert_eq!(h.bus().stats().dropped_local, 1);
+}
+
+#[test]
 fn a_closed_client_socket_is_noticed_on_the_next_send() {
     let h = start_bus(BusOptions::default());
     let port = h.bus().port();
