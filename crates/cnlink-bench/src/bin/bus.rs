@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --release -p cnlink-bench --bin bus -- [--rounds 5] [--requests 20000] [--warmup 1000] [--size 32] \
-//!     [--scenarios raw,in-daemon,remote,in-daemon-raw-client,remote-raw-client,remote-raw-both] \
+//!     [--scenarios raw,in-daemon,in-daemon-inline,remote,in-daemon-raw-client,in-daemon-inline-raw-client,\
+//!      remote-raw-client,remote-raw-both] \
 //!     [--messages 100000] [--fanout 1,8,64] [--sub-rcvbuf 0,4194304] [--deliveries 800000] [--paced-rate 100000] \
 //!     [--acked-messages 20000] [--no-latency] [--no-throughput] [--json PATH]
 //! ```
@@ -16,12 +17,15 @@
 //! hits every scenario alike):
 //! - `raw`: the floor. A ping-pong of a `cn_msg` of the same size between the harness and an echo process on
 //!   two plain `cnlink::socket::Socket`s (`NETLINK_USERSOCK`, blocking `recv`, no bus).
-//! - `in-daemon`: the harness's [`cnlink_bus::BusClient::request`] to an id served by a callback inside the
-//!   daemon process ([`cnlink_bus::Bus::add_callback`] answering with [`cnlink_bus::Context::reply`]).
+//! - `in-daemon` (reported as "in-daemon, worker"): the harness's [`cnlink_bus::BusClient::request`] to an id
+//!   served by a callback inside the daemon process on its worker thread ([`cnlink_bus::Bus::add_callback`]
+//!   answering with [`cnlink_bus::Context::reply`]).
+//! - `in-daemon-inline` ("in-daemon, inline"): the same to a second id whose echo callback runs on the daemon's
+//!   receive thread ([`cnlink_bus::Bus::add_callback_inline`]): no hand-off to a worker thread.
 //! - `remote`: the same request to an id registered by an agent process (a `BusClient` answering with
 //!   [`cnlink_bus::BusClient::serve_echo`]); the bus relays the request and the reply.
-//! - `in-daemon-raw-client`, `remote-raw-client`: the same two, asked with the raw ping-pong's loop instead of
-//!   `BusClient` (same bytes): what the client library adds.
+//! - `in-daemon-raw-client`, `in-daemon-inline-raw-client`, `remote-raw-client`: the same three, asked with the
+//!   raw ping-pong's loop instead of `BusClient` (same bytes): what the client library adds.
 //! - `remote-raw-both`: a second agent that answers with the raw echo's loop on its registered socket, asked
 //!   with the raw loop: what is left is the daemon's own share.
 //!

@@ -1,5 +1,6 @@
-//! The latency scenarios: a raw ping-pong (the floor), a request to a callback inside the daemon, and a
-//! request to a remote agent through the daemon, interleaved round by round.
+//! The latency scenarios: a raw ping-pong (the floor), a request to a callback inside the daemon (on a worker
+//! thread, and inline on the receive thread), and a request to a remote agent through the daemon, interleaved
+//! round by round.
 
 use std::time::{Duration, Instant};
 
@@ -12,8 +13,10 @@ use serde_json::{json, Value};
 use super::child::Proc;
 use super::unique_port;
 
-/// The id the daemon's own echo callback serves.
+/// The id the daemon's echo callback on a worker thread serves.
 pub(crate) const LOCAL_ID: CbId = CbId::new(0x4c4f, 1);
+/// The id the daemon's inline echo callback serves (the daemon role registers it at `LOCAL_ID.val + 1`).
+pub(crate) const LOCAL_INLINE_ID: CbId = CbId::new(0x4c4f, 2);
 /// The id the remote agent registers.
 pub(crate) const REMOTE_ID: CbId = CbId::new(0x5245, 1);
 /// The id the raw remote agent registers.
@@ -43,13 +46,18 @@ pub(crate) struct Config {
 pub(crate) enum Scenario {
     /// Raw `NETLINK_USERSOCK` ping-pong between two processes.
     Raw,
-    /// `BusClient::request` to a callback inside the daemon process.
+    /// `BusClient::request` to a callback inside the daemon process, on its worker thread (`Bus::add_callback`).
     InDaemon,
+    /// `BusClient::request` to a callback inside the daemon process that runs on the receive thread
+    /// (`Bus::add_callback_inline`).
+    InDaemonInline,
     /// `BusClient::request` to an agent process, relayed by the daemon.
     Remote,
-    /// The in-daemon callback, asked with the raw loop instead of `BusClient` (same bytes): the client
+    /// The in-daemon worker callback, asked with the raw loop instead of `BusClient` (same bytes): the client
     /// library's share.
     InDaemonRawClient,
+    /// The in-daemon inline callback, asked with the raw loop.
+    InDaemonInlineRawClient,
     /// The remote agent, asked with the raw loop.
     RemoteRawClient,
     /// A remote agent that answers with the raw loop, asked with the raw loop: the bus daemon's own share.
@@ -58,11 +66,13 @@ pub(crate) enum Scenario {
 
 impl Scenario {
     /// Every scenario, in the first round's order.
-    pub(crate) const ALL: [Scenario; 6] = [
+    pub(crate) const ALL: [Scenario; 8] = [
         Scenario::Raw,
         Scenario::InDaemon,
+        Scenario::InDaemonInline,
         Scenario::Remote,
         Scenario::InDaemonRawClient,
+        Scenario::InDaemonInlineRawClient,
         Scenario::RemoteRawClient,
         Scenario::RemoteRawBoth,
     ];
@@ -71,9 +81,11 @@ impl Scenario {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Scenario::Raw => "raw",
-            Scenario::InDaemon => "in-daemon",
+            Scenario::InDaemon => "in-daemon, worker",
+            Scenario::InDaemonInline => "in-daemon, inline",
             Scenario::Remote => "remote",
-            Scenario::InDaemonRawClient => "in-daemon, raw client",
+            Scenario::InDaemonRawClient => "in-daemon worker, raw client",
+            Scenario::InDaemonInlineRawClient => "in-daemon inline, raw client",
             Scenario::RemoteRawClient => "remote, raw client",
             Scenario::RemoteRawBoth => "remote, raw client+agent",
         }
@@ -82,8 +94,12 @@ impl Scenario {
     /// The target for the p50 ratio to raw, if it sets one.
     pub(crate) fn target_ratio(self) -> Option<f64> {
         match self {
-            Scenario::Raw | Scenario::InDaemonRawClient | Scenario::RemoteRawClient | Scenario::RemoteRawBoth => None,
-            Scenario::InDaemon => Some(1.5),
+            Scenario::Raw
+            | Scenario::InDaemonRawClient
+            | Scenario::InDaemonInlineRawClient
+            | Scenario::RemoteRawClient
+            | Scenario::RemoteRawBoth => None,
+            Scenario::InDaemon | Scenario::InDaemonInline => Some(1.5),
             Scenario::Remote => Some(3.0),
         }
     }
@@ -277,11 +293,12 @@ pub(crate) fn run(cfg: &Config) -> Result<Vec<Run>> {
     let payload = vec![0x5a; cfg.size];
     let mut raw = RawClient::new(echo_port, LOCAL_ID, cfg.size)?;
     let mut raw_local = RawClient::new(bus_port, LOCAL_ID, cfg.size)?;
+    let mut raw_inline = RawClient::new(bus_port, LOCAL_INLINE_ID, cfg.size)?;
     let mut raw_remote = RawClient::new(bus_port, REMOTE_ID, cfg.size)?;
     let mut raw_both = RawClient::new(bus_port, REMOTE_RAW_ID, cfg.size)?;
     let mut client = BusClient::connect(bus_port)?;
     println!(
-        "\n{:<25} {:>5} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8}",
+        "\n{:<29} {:>5} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8}",
         "scenario", "round", "p50 µs", "p99 µs", "mean µs", "min µs", "rt/s", "p50×raw"
     );
     let mut runs: Vec<Run> = Vec::new();
@@ -295,10 +312,14 @@ pub(crate) fn run(cfg: &Config) -> Result<Vec<Run>> {
                 Scenario::InDaemon => {
                     series(cfg.warmup, cfg.requests, || bus_round_trip(&mut client, LOCAL_ID, &payload))
                 }
+                Scenario::InDaemonInline => {
+                    series(cfg.warmup, cfg.requests, || bus_round_trip(&mut client, LOCAL_INLINE_ID, &payload))
+                }
                 Scenario::Remote => {
                     series(cfg.warmup, cfg.requests, || bus_round_trip(&mut client, REMOTE_ID, &payload))
                 }
                 Scenario::InDaemonRawClient => series(cfg.warmup, cfg.requests, || raw_local.round_trip()),
+                Scenario::InDaemonInlineRawClient => series(cfg.warmup, cfg.requests, || raw_inline.round_trip()),
                 Scenario::RemoteRawClient => series(cfg.warmup, cfg.requests, || raw_remote.round_trip()),
                 Scenario::RemoteRawBoth => series(cfg.warmup, cfg.requests, || raw_both.round_trip()),
             }
@@ -309,7 +330,7 @@ pub(crate) fn run(cfg: &Config) -> Result<Vec<Run>> {
         for r in runs.iter().filter(|r| r.round == round) {
             let us = |ns: u64| ns as f64 / 1000.0;
             println!(
-                "{:<25} {:>5} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>10.0} {:>8.2}",
+                "{:<29} {:>5} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>10.0} {:>8.2}",
                 r.scenario.name(),
                 r.round,
                 us(r.p50_ns),

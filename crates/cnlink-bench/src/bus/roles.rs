@@ -31,16 +31,17 @@ pub(crate) enum Role {
         #[arg(long)]
         port: u32,
     },
-    /// Runs the bus daemon at PORT, optionally with an echo callback inside it.
+    /// Runs the bus daemon at PORT, optionally with echo callbacks inside it: on a worker thread for
+    /// IDX.VAL, on the receive thread (inline) for IDX.VAL+1.
     #[command(name = "__daemon", hide = true)]
     Daemon {
         /// Port id to bind.
         #[arg(long)]
         port: u32,
-        /// Register an in-daemon echo callback for this idx (with `--echo-val`).
+        /// Register in-daemon echo callbacks for this idx (with `--echo-val`: worker; `--echo-val` + 1: inline).
         #[arg(long)]
         echo_idx: Option<u32>,
-        /// The val of the echo callback's id.
+        /// The val of the worker echo callback's id (the inline one's is one more).
         #[arg(long, default_value_t = 1)]
         echo_val: u32,
     },
@@ -141,6 +142,9 @@ fn daemon(port: u32, echo: Option<CbId>) -> Result<()> {
     let bus = Bus::bind(BusOptions { port, config, ..BusOptions::default() }).context("binding the bus")?;
     if let Some(id) = echo {
         bus.add_callback(id, "bench_echo", |ctx, d| {
+            let _ = ctx.reply(d, &d.data);
+        })?;
+        bus.add_callback_inline(CbId::new(id.idx, id.val.wrapping_add(1)), "bench_echo_inline", |ctx, d| {
             let _ = ctx.reply(d, &d.data);
         })?;
     }
