@@ -160,7 +160,9 @@ fn agent(bus: u32, id: CbId, raw: bool) -> Result<()> {
     c.register(id, "bench_agent")?;
     println!("ready {}", c.port()?);
     if raw {
-        // Only the bus writes to this socket now, and only what it forwards for `id`.
+        // Only the bus writes to this socket now, and only what it forwards for `id`. The connector bounded its
+        // blocking receives with SO_RCVTIMEO while it waited for the bus; the raw loop waits forever.
+        c.connector().socket().set_recv_timeout(None)?;
         return echo_loop(c.connector().socket());
     }
     // The re-registration check runs once an hour: not during a run.
