@@ -24,6 +24,12 @@ use cnlink::{Connector, MatchRule, OwnedMsg, Trust};
 use crate::core::Stats;
 use crate::wire::{self as bw, BusOp, CtlError, CtlMsg, ListEntry, ListPage, Reply};
 
+/// The receive buffer a client asks for: 4 MiB, as the daemon does for its own socket (`SO_RCVBUFFORCE` when
+/// privileged, else capped by `net.core.rmem_max`). The bus never blocks on a full client: what does not fit is
+/// dropped and counted (`dropped_full`), so a subscriber needs room for bursts; the memory is only used while
+/// messages wait. Change it with `client.connector().socket().set_recv_buffer(bytes)`.
+pub const CLIENT_RECV_BUFFER: usize = 4 << 20;
+
 /// Why a bus operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -94,10 +100,12 @@ pub struct BusClient {
 }
 
 impl BusClient {
-    /// Opens a socket (kernel-assigned port, `SO_PASSCRED`) talking to the bus at `bus_port`.
+    /// Opens a socket (kernel-assigned port, `SO_PASSCRED`, a receive buffer of [`CLIENT_RECV_BUFFER`])
+    /// talking to the bus at `bus_port`.
     pub fn connect(bus_port: u32) -> Result<BusClient, ClientError> {
         let conn =
             Connector::open_with(Protocol::Usersock, NlAddr::port(bus_port), MatchRule::Documented, Trust::PeerOnly)?;
+        conn.socket().set_recv_buffer(CLIENT_RECV_BUFFER).map_err(cnlink::Error::Io)?;
         Ok(BusClient { conn, timeout: Duration::from_secs(2) })
     }
 

@@ -39,7 +39,7 @@ pub mod policy;
 pub mod tokio;
 pub mod wire;
 
-pub use client::{BusClient, ClientError};
+pub use client::{BusClient, ClientError, CLIENT_RECV_BUFFER};
 pub use core::{Config, Core, Event, Sender, Stats, Transmit};
 pub use daemon::{Bus, BusHandle, BusOptions, Callback, Context};
 pub use policy::Policy;

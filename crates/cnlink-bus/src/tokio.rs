@@ -8,7 +8,7 @@ use cnlink::tokio::AsyncConnector;
 use cnlink::wire::{CbId, CnMsgHdr};
 use cnlink::{MatchRule, OwnedMsg, Trust};
 
-use crate::client::{add_list_page, decode_reply, named_stats, reply_header, ClientError};
+use crate::client::{add_list_page, decode_reply, named_stats, reply_header, ClientError, CLIENT_RECV_BUFFER};
 use crate::wire::{self as bw, BusOp, CtlMsg, ListEntry};
 
 /// An async client of the bus.
@@ -21,7 +21,8 @@ pub struct AsyncBusClient {
 }
 
 impl AsyncBusClient {
-    /// Opens a socket talking to the bus at `bus_port`. Needs a tokio runtime with IO enabled.
+    /// Opens a socket talking to the bus at `bus_port`, as [`crate::BusClient::connect`] does. Needs a tokio
+    /// runtime with IO enabled.
     pub fn connect(bus_port: u32) -> Result<AsyncBusClient, ClientError> {
         let conn = AsyncConnector::open_with(
             Protocol::Usersock,
@@ -29,6 +30,7 @@ impl AsyncBusClient {
             MatchRule::Documented,
             Trust::PeerOnly,
         )?;
+        conn.socket().set_recv_buffer(CLIENT_RECV_BUFFER).map_err(cnlink::Error::Io)?;
         Ok(AsyncBusClient { conn, timeout: Duration::from_secs(2) })
     }
 

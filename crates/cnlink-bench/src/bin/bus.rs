@@ -5,7 +5,7 @@
 //! cargo run --release -p cnlink-bench --bin bus -- [--rounds 5] [--requests 20000] [--warmup 1000] [--size 32] \
 //!     [--scenarios raw,in-daemon,in-daemon-inline,remote,in-daemon-raw-client,in-daemon-inline-raw-client,\
 //!      remote-raw-client,remote-raw-both] \
-//!     [--messages 100000] [--fanout 1,8,64] [--sub-rcvbuf 0,4194304] [--deliveries 800000] [--paced-rate 100000] \
+//!     [--messages 100000] [--fanout 1,8,64] [--sub-rcvbuf 0,212992] [--deliveries 800000] [--paced-rate 100000] \
 //!     [--acked-messages 20000] [--no-latency] [--no-throughput] [--json PATH]
 //! ```
 //!
@@ -92,9 +92,10 @@ struct Args {
     /// Messages for the acknowledged (`send_group`) one-subscriber run; 0 skips it.
     #[arg(long, default_value_t = 20_000)]
     acked_messages: u64,
-    /// Receive buffers the subscribers ask for, in bytes, one set of fan-out runs each (0: the system default,
-    /// `net.core.rmem_default`; 4194304 is what the daemon asks for its own socket).
-    #[arg(long, value_delimiter = ',', default_values_t = [0, 4 << 20])]
+    /// Receive buffers the subscribers ask for, in bytes, one set of fan-out runs each (0: what
+    /// `BusClient::connect` asks for, `cnlink_bus::CLIENT_RECV_BUFFER`; 212992 is the usual system default,
+    /// `net.core.rmem_default`).
+    #[arg(long, value_delimiter = ',', default_values_t = [0, 212_992])]
     sub_rcvbuf: Vec<usize>,
     /// Most deliveries due in one fan-out run (subscribers × messages): large fan-outs send fewer messages.
     #[arg(long, default_value_t = 800_000)]

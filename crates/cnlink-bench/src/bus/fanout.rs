@@ -211,15 +211,15 @@ pub(crate) struct Spec {
     pub(crate) mode: Mode,
     /// Messages it sends.
     pub(crate) messages: u64,
-    /// Receive buffer the subscribers ask for (0: the system default).
+    /// Receive buffer the subscribers ask for (0: `BusClient`'s default, `CLIENT_RECV_BUFFER`).
     pub(crate) rcvbuf: usize,
 }
 
 impl Spec {
-    /// The receive buffer as reported: "default" or bytes.
+    /// The receive buffer as reported: "client" (`BusClient`'s default) or bytes.
     pub(crate) fn rcvbuf_name(&self) -> String {
         if self.rcvbuf == 0 {
-            "default".into()
+            "client".into()
         } else {
             self.rcvbuf.to_string()
         }
