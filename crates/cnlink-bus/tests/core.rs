@@ -264,6 +264,35 @@ fn group_zero_removes_and_group_all_ones_works() {
 }
 
 #[test]
+fn removing_a_notification_request_leaves_the_group_it_joined() {
+    let t = Instant::now();
+    let mut c = core();
+    let req = |group: u32, first: u32| CtlMsg {
+        group,
+        idx: vec![NotifyRange { first, range: 1 }],
+        val: vec![NotifyRange { first: 0, range: 1 }],
+    };
+    // Two of Bob's requests subscribe him to group 5; the subscription goes with the last of them.
+    assert_eq!(op(&mut c, t, who(60, BOB), 1, &req(5, 100).to_bytes()).0, 0);
+    assert_eq!(op(&mut c, t, who(60, BOB), 2, &req(5, 200).to_bytes()).0, 0);
+    assert_eq!(c.subscribers(5), &[60]);
+    assert_eq!(op(&mut c, t, who(60, BOB), 3, &req(0, 100).to_bytes()).0, 0);
+    assert_eq!(c.subscribers(5), &[60], "another request of his still needs the group");
+    assert_eq!(op(&mut c, t, who(60, BOB), 4, &req(0, 200).to_bytes()).0, 0);
+    assert!(c.subscribers(5).is_empty());
+    assert_eq!((c.stats().subscriptions, c.stats().clients, c.usage(BOB).subscriptions), (0, 0, 0));
+    // Alice joined group 6 herself before her request, and Bob joins group 7 after his: both keep the group.
+    op(&mut c, t, who(61, ALICE), 5, &BusOp::Join { group: 6 }.to_bytes());
+    op(&mut c, t, who(61, ALICE), 6, &req(6, 300).to_bytes());
+    op(&mut c, t, who(61, ALICE), 7, &req(0, 300).to_bytes());
+    assert_eq!(c.subscribers(6), &[61]);
+    op(&mut c, t, who(60, BOB), 8, &req(7, 400).to_bytes());
+    op(&mut c, t, who(60, BOB), 9, &BusOp::Join { group: 7 }.to_bytes());
+    op(&mut c, t, who(60, BOB), 10, &req(0, 400).to_bytes());
+    assert_eq!(c.subscribers(7), &[60]);
+}
+
+#[test]
 fn dead_client_is_cleaned_up_with_notifications() {
     let t = Instant::now();
     let mut c = core();

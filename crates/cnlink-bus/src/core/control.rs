@@ -51,7 +51,14 @@ impl Core {
                 Err(e) => err(e as i32),
             },
             BusOp::Unregister { id } => err(self.unregister_remote(from, id) as i32),
-            BusOp::Join { group } => err(self.join(from, group) as i32),
+            BusOp::Join { group } => {
+                let errno = self.join(from, group);
+                // An explicit JOIN keeps the group even when the notification request that joined it goes.
+                if let Some(c) = self.clients.get_mut(&from.port) {
+                    c.notify_groups.remove(&group);
+                }
+                err(errno as i32)
+            }
             BusOp::Leave { group } => err(if self.leave(from.port, group) { 0 } else { libc::ENOENT }),
             BusOp::Send { group, msg } => {
                 let id = msg.id();
@@ -161,7 +168,8 @@ impl Core {
     }
 
     /// The historical `cn_ctl_msg`: group 0 removes the requests with the same ranges (the sender's own; root's
-    /// removes anyone's); another group stores the request once per sender and subscribes the sender to it.
+    /// removes anyone's), and with a sender's last request for a group, the subscription the request made;
+    /// another group stores the request once per sender and subscribes the sender to it.
     fn notify_request(&mut self, from: Sender, req: CtlMsg) -> Outcome {
         let uid = from.uid();
         if req.idx.len() + req.val.len() > self.policy.limits.ranges_per_request {
@@ -174,8 +182,15 @@ impl Core {
             }
             for s in removed {
                 self.ledger.release(s.uid, Kind::Notify);
+                let mut leave = false;
                 if let Some(c) = self.clients.get_mut(&s.port) {
                     c.notify -= 1;
+                    // The request subscribed its sender to its group: with the sender's last request for that
+                    // group gone, so is the subscription (unless the sender joined the group itself).
+                    leave = c.notify_groups.contains(&s.req.group) && !self.notify.has(s.port, s.req.group);
+                }
+                if leave {
+                    self.leave(s.port, s.req.group);
                 }
                 self.maybe_drop_client(s.port);
             }
@@ -188,6 +203,7 @@ impl Core {
         if !self.ledger.has_room(&self.policy.limits, uid, Kind::Notify) {
             return err(libc::EDQUOT);
         }
+        let joined_before = self.subs.is_member(req.group, from.port);
         let errno = self.join(from, req.group);
         if errno != OK {
             return err(errno as i32);
@@ -195,6 +211,9 @@ impl Core {
         self.ledger.take(uid, Kind::Notify);
         if let Some(c) = self.clients.get_mut(&from.port) {
             c.notify += 1;
+            if !joined_before {
+                c.notify_groups.insert(req.group);
+            }
         }
         self.notify.add(from.port, uid, req);
         (OK, Vec::new())

@@ -263,6 +263,9 @@ struct Client {
     uid: u32,
     ids: BTreeSet<CbId>,
     groups: BTreeSet<u32>,
+    /// Groups of `groups` this client is in only because a notification request of its subscribed it: removing
+    /// its last request for such a group leaves the group too.
+    notify_groups: BTreeSet<u32>,
     notify: usize,
 }
 
@@ -600,7 +603,10 @@ impl Core {
             return Err(libc::EDQUOT as u32);
         }
         self.ledger.take(uid, Kind::Clients);
-        self.clients.insert(from.port, Client { uid, ids: BTreeSet::new(), groups: BTreeSet::new(), notify: 0 });
+        self.clients.insert(
+            from.port,
+            Client { uid, ids: BTreeSet::new(), groups: BTreeSet::new(), notify_groups: BTreeSet::new(), notify: 0 },
+        );
         if let Some(c) = from.creds {
             self.events.push_back(Event::Watch { port: from.port, pid: c.pid });
         }
@@ -623,6 +629,7 @@ impl Core {
         }
         if let Some(c) = self.clients.get_mut(&port) {
             c.groups.remove(&group);
+            c.notify_groups.remove(&group);
             let uid = c.uid;
             self.ledger.release(uid, Kind::Subscriptions);
         }

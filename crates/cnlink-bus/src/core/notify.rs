@@ -24,6 +24,11 @@ impl NotifyTable {
         self.reqs.iter().any(|s| s.port == port && s.req == *req)
     }
 
+    /// Whether `port` has a stored request for `group`.
+    pub(crate) fn has(&self, port: u32, group: u32) -> bool {
+        self.reqs.iter().any(|s| s.port == port && s.req.group == group)
+    }
+
     /// Stores a request.
     pub(crate) fn add(&mut self, port: u32, uid: u32, req: CtlMsg) {
         self.reqs.push(Stored { req, port, uid });
