@@ -70,11 +70,6 @@ pub fn decode_reply(msg: &OwnedMsg) -> Result<Vec<u8>, ClientError> {
     Ok(r.body.to_vec())
 }
 
-/// The header of a reply to `msg` by the documents' rule: same id and `seq`, `ack + 1`.
-pub(crate) fn reply_header(msg: &OwnedMsg) -> CnMsgHdr {
-    CnMsgHdr { ack: msg.hdr.ack.wrapping_add(1), len: 0, flags: 0, ..msg.hdr }
-}
-
 /// Appends one LIST reply body to `all`; true when that was the last page.
 pub(crate) fn add_list_page(all: &mut Vec<ListEntry>, body: &[u8]) -> Result<bool, ClientError> {
     let page = ListPage::parse(body)?;
@@ -199,7 +194,7 @@ impl BusClient {
 
     /// Answers `msg` with the documents' rule: same id and `seq`, `ack + 1`.
     pub fn reply(&mut self, msg: &OwnedMsg, data: &[u8]) -> Result<(), ClientError> {
-        self.send_raw(reply_header(msg), data)
+        self.send_raw(msg.hdr.reply(), data)
     }
 
     /// The next message that is not a reply (forwarded requests, group messages, notifications); `None` after

@@ -68,8 +68,7 @@ pub struct Context {
 impl Context {
     /// Replies to `to` with the documents' rule: same id and `seq`, `ack + 1`, unicast to the sender.
     pub fn reply(&self, to: &Delivery, data: &[u8]) -> Result<(), SendError> {
-        let hdr = CnMsgHdr { ack: to.hdr.ack.wrapping_add(1), len: 0, flags: 0, ..to.hdr };
-        self.send(hdr, data, to.from.port, 0).map(|_| ())
+        self.send(to.hdr.reply(), data, to.from.port, 0).map(|_| ())
     }
 
     /// `cn_netlink_send_mult` through the bus (see [`Core::send`]).

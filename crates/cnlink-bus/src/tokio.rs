@@ -8,7 +8,7 @@ use cnlink::tokio::AsyncConnector;
 use cnlink::wire::{CbId, CnMsgHdr};
 use cnlink::{MatchRule, OwnedMsg, Trust};
 
-use crate::client::{add_list_page, decode_reply, named_stats, reply_header, ClientError, CLIENT_RECV_BUFFER};
+use crate::client::{add_list_page, decode_reply, named_stats, ClientError, CLIENT_RECV_BUFFER};
 use crate::wire::{self as bw, BusOp, CtlMsg, ListEntry};
 
 /// An async client of the bus.
@@ -74,7 +74,8 @@ impl AsyncBusClient {
         self.control(&BusOp::Leave { group }.to_bytes()).await.map(drop)
     }
 
-    /// Sends a message for `id` to `group` (0: the group of the id's owner), like `cn_netlink_send`.
+    /// Sends a message for `id` to `group` (0: the group of the id's owner), like `cn_netlink_send`. Allowed
+    /// to root, to the id's registrant, and to users a `[[send]]` rule of the bus's policy names for it.
     pub async fn send_group(&mut self, group: u32, id: CbId, data: &[u8]) -> Result<(), ClientError> {
         let op = bw::send_op(group, CnMsgHdr { id, ..Default::default() }, data).map_err(cnlink::Error::Wire)?;
         self.control(&op).await.map(drop)
@@ -123,7 +124,7 @@ impl AsyncBusClient {
 
     /// Answers `msg` with the documents' rule: same id and `seq`, `ack + 1`.
     pub fn reply(&mut self, msg: &OwnedMsg, data: &[u8]) -> Result<(), ClientError> {
-        self.send_raw(reply_header(msg), data)
+        self.send_raw(msg.hdr.reply(), data)
     }
 
     /// The next message that is not a reply (forwarded requests, group messages, notifications). Cancel safe.

@@ -555,7 +555,7 @@ impl Core {
     /// Answers a request on the core's id: same seq, ack + 1.
     fn reply(&mut self, port: u32, req: CnMsgHdr, op: u16, errno: u32, body: &[u8]) {
         let data = crate::wire::Reply { op, errno, body }.to_bytes();
-        let hdr = CnMsgHdr { id: CbId::CONNECTOR, seq: req.seq, ack: req.ack.wrapping_add(1), len: 0, flags: 0 };
+        let hdr = CnMsgHdr { id: CbId::CONNECTOR, ..req.reply() };
         self.unicast(port, hdr, &data, 0);
     }
 

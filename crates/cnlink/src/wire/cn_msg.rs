@@ -118,6 +118,12 @@ pub struct CnMsgHdr {
 }
 
 impl CnMsgHdr {
+    /// The header of a reply to this message by the documents' rule: same id and `seq`, `ack + 1` (wrapping);
+    /// `len` and `flags` 0 (`len` is set from the data when the datagram is built).
+    pub fn reply(&self) -> CnMsgHdr {
+        CnMsgHdr { ack: self.ack.wrapping_add(1), len: 0, flags: 0, ..*self }
+    }
+
     /// Reads a header from the first 20 bytes of `buf` (the data is not checked).
     pub fn parse(buf: &[u8]) -> Result<Self, WireError> {
         need(buf, CN_MSG_HDRLEN)?;
@@ -261,6 +267,12 @@ mod tests {
         let all: Vec<_> = CnMsgs::new(&p).collect::<Result<_, _>>().unwrap();
         assert_eq!(all.iter().map(|m| m.seq()).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(all[1].data(), &[7]);
+    }
+
+    #[test]
+    fn reply_header_follows_the_documents_rule() {
+        let req = CnMsgHdr { id: CbId::new(14, 0x456), seq: 7, ack: u32::MAX, len: 12, flags: 3 };
+        assert_eq!(req.reply(), CnMsgHdr { id: CbId::new(14, 0x456), seq: 7, ack: 0, len: 0, flags: 0 });
     }
 
     #[test]
