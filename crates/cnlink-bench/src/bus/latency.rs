@@ -235,6 +235,18 @@ fn series(warmup: u32, n: u32, mut f: impl FnMut() -> Result<()>) -> Result<(Vec
     Ok((samples, start.elapsed().as_secs_f64()))
 }
 
+/// Starts an agent process answering `id` on the bus at `bus_port`, with `BusClient::serve_echo` or, `raw`,
+/// with the raw echo loop on its registered socket.
+fn spawn_agent(name: &str, bus_port: u32, id: CbId, raw: bool) -> Result<Proc> {
+    let mut args = vec!["__agent".to_string()];
+    if raw {
+        args.push("--raw".into());
+    }
+    args.extend(["--bus".into(), bus_port.to_string(), "--idx".into(), id.idx.to_string()]);
+    args.extend(["--val".into(), id.val.to_string()]);
+    Proc::spawn(name, &args)
+}
+
 /// Starts the parties (raw echo, daemon with its callback, agent), runs every scenario every round in a
 /// rotating order, and kills the parties.
 pub(crate) fn run(cfg: &Config) -> Result<Vec<Run>> {
@@ -255,32 +267,9 @@ pub(crate) fn run(cfg: &Config) -> Result<Vec<Run>> {
         ],
     )?;
     daemon.ready(START)?;
-    let mut agent = Proc::spawn(
-        "agent",
-        &[
-            "__agent".into(),
-            "--bus".into(),
-            bus_port.to_string(),
-            "--idx".into(),
-            REMOTE_ID.idx.to_string(),
-            "--val".into(),
-            REMOTE_ID.val.to_string(),
-        ],
-    )?;
+    let mut agent = spawn_agent("agent", bus_port, REMOTE_ID, false)?;
     agent.ready(START)?;
-    let mut raw_agent = Proc::spawn(
-        "raw-agent",
-        &[
-            "__agent".into(),
-            "--raw".into(),
-            "--bus".into(),
-            bus_port.to_string(),
-            "--idx".into(),
-            REMOTE_RAW_ID.idx.to_string(),
-            "--val".into(),
-            REMOTE_RAW_ID.val.to_string(),
-        ],
-    )?;
+    let mut raw_agent = spawn_agent("raw-agent", bus_port, REMOTE_RAW_ID, true)?;
     raw_agent.ready(START)?;
     println!(
         "latency: raw echo pid {} port {echo_port:#x}; daemon pid {} port {bus_port:#x}; agents pid {} and {}",
