@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use cli_common::{cnlink, json, Running};
 use cnlink::wire::CbId;
+use cnlink_bus::wire::ListEntry;
 use cnlink_bus::BusClient;
 
 const T: Duration = Duration::from_secs(5);
@@ -26,6 +27,18 @@ fn daemon(port: u32, args: &[&str]) -> Running {
     let mut c = BusClient::connect(port).unwrap();
     c.wait_for_bus(T).expect("the daemon answers");
     d
+}
+
+/// Polls the bus's LIST every 20 ms until `want` holds for it, for up to `timeout`.
+fn listed_within(c: &mut BusClient, timeout: Duration, want: impl Fn(&[ListEntry]) -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if c.list().is_ok_and(|l| want(&l)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
 
 fn terminate(d: &Running) {
@@ -80,10 +93,7 @@ fn echo_agent_and_the_cn_test_scenario() {
     let mut echo = cnlink().args(["bus", "echo", "30.5", "31.6", "--port", &p]).spawn().unwrap();
     let mut c = BusClient::connect(port).unwrap();
     assert!(
-        (0..250).any(|_| {
-            std::thread::sleep(Duration::from_millis(20));
-            c.list().is_ok_and(|l| l.iter().filter(|e| e.name == "cn_echo" && e.port != 0).count() == 2)
-        }),
+        listed_within(&mut c, T, |l| l.iter().filter(|e| e.name == "cn_echo" && e.port != 0).count() == 2),
         "cnlink bus echo registered both ids"
     );
     for id in [CbId::new(30, 5), CbId::new(31, 6)] {
@@ -151,10 +161,7 @@ fn policy_file_denies_and_errors_exit_2() {
         let mut ok = echo_as(4242, "50.1");
         let mut c = BusClient::connect(port).unwrap();
         assert!(
-            (0..250).any(|_| {
-                std::thread::sleep(Duration::from_millis(20));
-                c.list().is_ok_and(|l| l.iter().any(|e| e.id == CbId::new(50, 1) && e.uid == 4242))
-            }),
+            listed_within(&mut c, T, |l| l.iter().any(|e| e.id == CbId::new(50, 1) && e.uid == 4242)),
             "uid 4242 registered 50.1"
         );
         let _ = ok.kill();
