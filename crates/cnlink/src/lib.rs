@@ -80,5 +80,5 @@ pub mod tokio;
 mod testing;
 
 pub use connector::Connector;
-pub use engine::{Credentials, MatchRule, OwnedMsg, Trust};
+pub use engine::{ClientCounters, ClientItem, Credentials, MatchRule, OwnedMsg, Trust};
 pub use error::Error;
