@@ -261,7 +261,11 @@ fn kill_9_of_an_agent_unregisters_its_ids_without_traffic() {
     assert_eq!(c.request(id, b"alive?", T).unwrap().data, b"alive?");
     agent.child.kill().unwrap(); // SIGKILL
     let t0 = Instant::now();
-    let gone = watcher.recv(Some(T)).unwrap().and_then(ClientItem::into_message).expect("removal notified without any traffic to the agent");
+    let gone = watcher
+        .recv(Some(T))
+        .unwrap()
+        .and_then(ClientItem::into_message)
+        .expect("removal notified without any traffic to the agent");
     assert_eq!((gone.hdr.id, gone.hdr.ack), (id, 1));
     assert!(t0.elapsed() < T);
     assert!(!c.list().unwrap().iter().any(|e| e.id == id));

@@ -30,13 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let bus = NlAddr::port(parse_port(port)?);
         let mut c = Connector::open_with(Protocol::Usersock, bus, MatchRule::Documented, Trust::PeerOnly)?;
         let reply = c.request(id.parse::<CbId>()?, data.as_bytes(), timeout)?;
-        println!(
-            "reply from {} seq={} ack={}: {}",
-            reply.hdr.id,
-            reply.hdr.seq,
-            reply.hdr.ack,
-            Escaped(&reply.data)
-        );
+        println!("reply from {} seq={} ack={}: {}", reply.hdr.id, reply.hdr.seq, reply.hdr.ack, Escaped(&reply.data));
         return Ok(());
     }
     let mut c = Connector::open_with(Protocol::Connector, NlAddr::KERNEL, MatchRule::AckPlusOne, Trust::PeerOnly)?;

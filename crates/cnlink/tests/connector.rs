@@ -149,8 +149,8 @@ fn a_peer_port_held_by_an_untrusted_uid_fails_the_request_and_names_it() {
     let peer = Socket::open(Protocol::Usersock).unwrap();
     let me = rustix::process::getuid().as_raw();
     let others = Trust::PeerWithUids(vec![me.wrapping_add(4242)]);
-    let mut c = Connector::open_with(Protocol::Usersock, NlAddr::port(peer.port()), MatchRule::Documented, others)
-        .unwrap();
+    let mut c =
+        Connector::open_with(Protocol::Usersock, NlAddr::port(peer.port()), MatchRule::Documented, others).unwrap();
     let echo = std::thread::spawn(move || {
         echo_once(&peer);
         peer

@@ -75,7 +75,11 @@ fn deadline_holds_while_other_messages_keep_arriving() {
     assert_within(t0, wait);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     noise.join().unwrap();
-    assert_eq!(c.recv(Some(Duration::from_secs(1))).unwrap().and_then(ClientItem::into_message).unwrap().data, b"noise", "kept for recv");
+    assert_eq!(
+        c.recv(Some(Duration::from_secs(1))).unwrap().and_then(ClientItem::into_message).unwrap().data,
+        b"noise",
+        "kept for recv"
+    );
 }
 
 #[test]

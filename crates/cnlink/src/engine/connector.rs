@@ -268,7 +268,8 @@ impl ClientCore {
                 };
                 self.counters.received += 1;
                 let datagram = shared.get_or_insert_with(|| Arc::from(datagram)).clone();
-                let msg = OwnedMsg { nl: nl.header(), hdr: cn.header(), data: cn.data().to_vec(), from, creds, datagram };
+                let msg =
+                    OwnedMsg { nl: nl.header(), hdr: cn.header(), data: cn.data().to_vec(), from, creds, datagram };
                 self.sort(msg);
             }
         }
@@ -305,6 +306,11 @@ impl ClientCore {
     /// Takes the oldest queued item.
     pub fn poll_item(&mut self) -> Option<ClientItem> {
         self.items.pop_front()
+    }
+
+    /// How many items are queued.
+    pub fn queued(&self) -> usize {
+        self.items.len()
     }
 
     /// Gives up on request `id`: it stops waiting, and its reply, when it comes (or if it came and was not

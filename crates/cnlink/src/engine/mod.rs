@@ -10,7 +10,8 @@ pub mod proc_stream;
 pub mod reply_matcher;
 
 pub use connector::{
-    ClientCore, ClientCounters, ClientItem, Credentials, OwnedMsg, PendingRequest, RequestError, Trust, DEFAULT_QUEUE_LIMIT,
+    ClientCore, ClientCounters, ClientItem, Credentials, OwnedMsg, PendingRequest, RequestError, Trust,
+    DEFAULT_QUEUE_LIMIT,
 };
 pub use loss::{SeqObservation, SeqTracker};
 pub use proc_stream::{Event, ProcDecoder, ProcItem, Stats};
