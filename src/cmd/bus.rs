@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use cnlink::wire::{CbId, CnMsgHdr, Escaped};
+use cnlink::wire::{CbId, CnMsgHdr};
 use cnlink::{ClientItem, OwnedMsg};
 use cnlink_bus::wire::{CtlMsg, NotifyRange};
 use cnlink_bus::{Bus, BusClient, BusOptions, ClientError, Config, Policy, DEFAULT_PORT};
 
 use super::{parse_duration, Format};
+use crate::text::Escaped;
 
 /// Parses a port id: decimal or 0x hex.
 fn parse_port(s: &str) -> Result<u32, String> {
@@ -241,14 +242,14 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
         Format::Text if a.long => {
             writeln!(out, "{:<15} {:<23} {:>10} {:>10} {:>6}", "Name", "ID", "group", "port", "uid")?;
             for e in entries {
-                let (name, id) = (Escaped(e.name.as_bytes()).to_string(), format!("{}:{}", e.id.idx, e.id.val));
+                let (name, id) = (Escaped::str(&e.name), format!("{}:{}", e.id.idx, e.id.val));
                 writeln!(out, "{name:<15} {id:<23} {:>10} {:>10} {:>6}", e.group, e.port, e.uid)?;
             }
         }
         Format::Text => {
             writeln!(out, "Name            ID")?;
             for e in entries {
-                writeln!(out, "{:<15} {}:{}", Escaped(e.name.as_bytes()).to_string(), e.id.idx, e.id.val)?;
+                writeln!(out, "{:<15} {}:{}", Escaped::str(&e.name), e.id.idx, e.id.val)?;
             }
         }
     }

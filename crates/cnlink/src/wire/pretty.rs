@@ -93,9 +93,13 @@ fn data(f: &mut fmt::Formatter<'_>, id: CbId, d: &[u8]) -> fmt::Result {
     hexdump(f, d, "    ")
 }
 
-/// Displays bytes as text that is safe to print on a terminal: UTF-8 text passes unchanged, except control
-/// characters (C0, DEL and C1), which are written as `\xNN` per byte, as are bytes that are not UTF-8. So an
-/// escape sequence, a carriage return or a backspace from a sender shows as text instead of acting.
+/// Displays bytes as text that is safe to print on a terminal: an escape sequence, a carriage return or a
+/// backspace from a sender shows as text instead of acting. Escaped, as `journalctl` does:
+/// - C0 controls, DEL and C1 controls (UTF-8 encoded or raw), and bytes that are not UTF-8, as `\xHH`;
+/// - the backslash, as `\\`, so that an escape is never ambiguous;
+/// - Unicode's reordering and line controls (bidi overrides and isolates, U+2028, U+2029), as `\u{HHHH}`.
+///
+/// Everything else passes unchanged. Width and alignment (`{:<15}`) apply to the escaped text.
 ///
 /// ```
 /// use cnlink::wire::pretty::Escaped;
@@ -106,18 +110,24 @@ pub struct Escaped<'a>(pub &'a [u8]);
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = String::with_capacity(self.0.len());
         for chunk in self.0.utf8_chunks() {
-            let text = chunk.valid();
-            let mut start = 0;
-            for (i, c) in text.char_indices().filter(|(_, c)| c.is_control()) {
-                f.write_str(&text[start..i])?;
-                c.encode_utf8(&mut [0; 4]).bytes().try_for_each(|b| write!(f, "\\x{b:02x}"))?;
-                start = i + c.len_utf8();
+            for c in chunk.valid().chars() {
+                match c {
+                    '\\' => out.push_str(r"\\"),
+                    '\0'..='\x1f' | '\x7f'..='\u{9f}' => write!(out, "\\x{:02x}", c as u32)?,
+                    '\u{200e}'
+                    | '\u{200f}'
+                    | '\u{202a}'..='\u{202e}'
+                    | '\u{2066}'..='\u{2069}'
+                    | '\u{2028}'
+                    | '\u{2029}' => write!(out, "\\u{{{:04x}}}", c as u32)?,
+                    c => out.push(c),
+                }
             }
-            f.write_str(&text[start..])?;
-            chunk.invalid().iter().try_for_each(|b| write!(f, "\\x{b:02x}"))?;
+            chunk.invalid().iter().try_for_each(|b| write!(out, "\\x{b:02x}"))?;
         }
-        Ok(())
+        f.pad(&out)
     }
 }
 
@@ -196,17 +206,23 @@ mod tests {
 
     #[test]
     fn control_characters_are_escaped() {
-        let cases: [(&[u8], &str); 6] = [
-            (b"plain text \xc3\xa9", "plain text \u{e9}"),
-            (b"\x1b[31mred", "\\x1b[31mred"),
-            (b"a\rb\x07c\x7f", "a\\x0db\\x07c\\x7f"),
-            (b"\x9b2J", "\\x9b2J"),
-            ("\u{9b}".as_bytes(), "\\xc2\\x9b"),
-            (b"tab\there\n", "tab\\x09here\\x0a"),
+        let cases: [(&[u8], &str); 9] = [
+            (b"plain text \xc3\xa9 \xe2\x9c\x93", "plain text \u{e9} \u{2713}"),
+            (b"\x1b[31mred", r"\x1b[31mred"),
+            (b"a\rb\x07c\x7f\x00", r"a\x0db\x07c\x7f\x00"),
+            (b"\x9b2J", r"\x9b2J"),
+            ("\u{9b}2J".as_bytes(), r"\x9b2J"),
+            (b"tab\there\n", r"tab\x09here\x0a"),
+            (b"back\\slash", r"back\\slash"),
+            ("a\u{202e}b\u{2028}".as_bytes(), r"a\u{202e}b\u{2028}"),
+            (b"caf\xc3", r"caf\xc3"),
         ];
         for (bytes, want) in cases {
             assert_eq!(Escaped(bytes).to_string(), want, "{bytes:?}");
         }
+        assert_eq!(format!("[{:<6}]", Escaped(b"a\x1b")), r"[a\x1b ]", "padding applies to the escaped text");
+        let all: Vec<u8> = (0..=255).collect();
+        assert!(Escaped(&all).to_string().chars().all(|c| !c.is_control()));
     }
 
     #[test]
