@@ -29,7 +29,7 @@ fn assert_within(t0: Instant, wait: Duration) {
 }
 
 #[test]
-fn port_id_is_the_bound_address() {
+fn port_is_the_bound_address() {
     let (peer, c) = pair();
     assert_ne!(c.socket().port(), 0);
     assert_eq!(c.socket().port(), c.socket().port());
