@@ -126,13 +126,19 @@ fn an_overrun_during_a_request_is_counted_and_the_request_goes_on() {
     c.socket().set_recv_buffer(0).unwrap(); // the kernel's minimum: a few datagrams
     let group = 29;
     c.join(group).unwrap();
-    let flood = std::thread::spawn(move || {
-        let (reply, from) = take_request(&peer);
-        // Multicast to a full receiver is dropped and sets ENOBUFS on it (spec §10.3).
-        let d = wire::datagram(CnMsgHdr { id: CbId::new(29, 1), ..Default::default() }, &[0; 512], 0).unwrap();
-        for _ in 0..5000 {
-            peer.send_to(&d, NlAddr { port: 0, groups: 1 << (group - 1) }).ok();
+    // Multicast to a full receiver is dropped and sets ENOBUFS on it (spec §10.3). With nobody reading, a few
+    // hundred datagrams overrun it for sure; the next receive, inside the request below, reports it.
+    let d = wire::datagram(CnMsgHdr { id: CbId::new(29, 1), ..Default::default() }, &[0; 512], 0).unwrap();
+    let to_group = NlAddr { port: 0, groups: 1 << (group - 1) };
+    let flood = move |peer: &Socket| {
+        for _ in 0..500 {
+            peer.send_to(&d, to_group).ok(); // ECONNREFUSED after delivery: nobody holds port 0 (spec §10.8)
         }
+    };
+    flood(&peer);
+    let echo = std::thread::spawn(move || {
+        let (reply, from) = take_request(&peer);
+        flood(&peer); // and more while the request waits
         peer.send_to(&reply, from).unwrap();
         peer
     });
@@ -141,7 +147,7 @@ fn an_overrun_during_a_request_is_counted_and_the_request_goes_on() {
     assert!(c.counters().overruns >= 1, "{:?}", c.counters());
     let items: Vec<ClientItem> = std::iter::from_fn(|| c.recv(Some(Duration::ZERO)).unwrap()).collect();
     assert!(items.contains(&ClientItem::Overrun), "the overrun is an item for recv");
-    drop(flood.join().unwrap());
+    drop(echo.join().unwrap());
 }
 
 #[test]
