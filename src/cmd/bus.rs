@@ -14,6 +14,7 @@ use cnlink_bus::wire::{CtlMsg, NotifyRange};
 use cnlink_bus::{Bus, BusClient, BusOptions, Config, Policy, DEFAULT_PORT};
 
 use super::{parse_duration, Format};
+use crate::service::ServiceArgs;
 
 /// Parses a port id: decimal or 0x hex.
 fn parse_port(s: &str) -> Result<u32, String> {
@@ -72,6 +73,8 @@ struct ServeArgs {
     /// Log registrations and departures, not only denials.
     #[arg(short, long)]
     verbose: bool,
+    #[command(flatten)]
+    service: ServiceArgs,
 }
 
 #[derive(Debug, clap::Args)]

@@ -50,6 +50,8 @@ pub(crate) struct Config {
     pub(crate) cache_max: usize,
     pub(crate) kernel_filter: bool,
     pub(crate) ack_timeout: Duration,
+    /// Serve Prometheus metrics here.
+    pub(crate) metrics: Option<std::net::SocketAddr>,
 }
 
 /// The events the cache needs to stay right: creation (inheritance, start times), exec (names), exit (forget),
@@ -233,6 +235,7 @@ mod tests {
             cache_max: 1024,
             kernel_filter: true,
             ack_timeout: Duration::from_secs(1),
+            metrics: None,
         }
     }
 
