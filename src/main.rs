@@ -3,6 +3,8 @@
 //! Exit codes: 0 success (also after Ctrl-C, and when the reader of stdout goes away), 1 nothing matched (`send
 //! --wait-reply` with no reply, `decode` of bytes that are not a datagram), 2 errors.
 
+#![deny(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -11,6 +13,8 @@ mod cmd;
 mod config;
 mod monitor;
 mod service;
+mod sys;
+mod text;
 
 /// Linux kernel connector tools.
 #[derive(Debug, Parser)]
@@ -23,6 +27,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Watch process events (fork, exec, exit, ...) without losing any; forkstat's options and more.
+    ///
+    /// Shows every event kind by default (forkstat shows fork, exec and exit: `-e fork,exec,exit`). -q implies -S,
+    /// as in forkstat.
     Proc(Box<cmd::proc::ProcArgs>),
     /// The registered connector ids (/proc/net/connector), with known names.
     List(cmd::list::ListArgs),

@@ -108,6 +108,7 @@ pub(crate) fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     let events = ProcEvents::subscribe(opts).context("cannot subscribe to process events")?;
     let kernel_filtered = events.kernel_filtered();
     let port = events.socket().port_id().context("reading the socket's port id")?;
+    let rcvbuf = events.socket().recv_buffer().ok();
 
     let mode = cfg.cache_mode();
     let wants = procfs::Wants { uids: true, cgroup: true };
@@ -127,6 +128,7 @@ pub(crate) fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         w: JsonWriter::new(),
         quiet: cfg.quiet,
         drops: kernel_filtered.then(|| (port, procfs_drops(port).unwrap_or(0))),
+        own_pid: std::process::id() as i32,
     };
 
     let mut out = std::io::stdout().lock();
@@ -184,6 +186,7 @@ pub(crate) fn run(cfg: Config) -> anyhow::Result<ExitCode> {
             kernel_filtered,
             cache_evicted: mon.cache.evicted,
             proc_read_failures: mon.cache.read_failures(),
+            rcvbuf,
         };
         match cfg.format {
             Format::Text => summary.text(&mut out)?,

@@ -41,6 +41,7 @@
 //! answer means every message was routed), then tells the subscribers to drain and report. Each fan-out runs
 //! once per `--sub-rcvbuf`; one subscriber is also fed by a publisher paced at `--paced-rate`, and by
 //! [`cnlink_bus::BusClient::send_group`], which waits for the bus's answer to every message.
+#![deny(unsafe_code)]
 
 #[path = "../bus/mod.rs"]
 mod bus;

@@ -21,8 +21,12 @@
 //! steals CPU from another; the rounds are interleaved so that a noisy moment of the shared machine
 //! hits every listener alike, and the summary gives medians across rounds.
 
+#![deny(unsafe_code)]
+
 #[path = "../storm/mod.rs"]
 mod storm;
+#[path = "../sys.rs"]
+mod sys;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
