@@ -1,9 +1,12 @@
 //! What makes a daemon a good citizen of a Linux host: systemd's readiness protocol ([`notify`]), Prometheus
-//! metrics ([`metrics`]) served over HTTP ([`http`]), and the options every daemon shares ([`ServiceArgs`]).
+//! metrics ([`metrics`]) served over HTTP ([`http`]), both driven from a daemon's main loop ([`daemon`]) with
+//! what each daemon reports ([`reports`]), and the options every daemon shares ([`ServiceArgs`]).
 
+pub(crate) mod daemon;
 pub(crate) mod http;
 pub(crate) mod metrics;
 pub(crate) mod notify;
+pub(crate) mod reports;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -35,11 +35,6 @@ impl Notifier {
         self.enabled
     }
 
-    /// How often [`Notifier::watchdog`] sends, when the watchdog is on.
-    pub(crate) fn watchdog_interval(&self) -> Option<Duration> {
-        self.watchdog_every
-    }
-
     /// `READY=1`: the service is up (the subscription is acknowledged, the socket is bound).
     pub(crate) fn ready(&mut self) {
         self.send(&[NotifyState::Ready]);
