@@ -7,10 +7,12 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod cmd;
+mod config;
 mod monitor;
+mod service;
 mod sys;
 mod text;
 
@@ -39,10 +41,32 @@ enum Command {
     Decode(cmd::decode::DecodeArgs),
     /// The connector core in userspace (daemon, list, echo, test).
     Bus(cmd::bus::BusArgs),
+    /// Print the man page or a shell completion script.
+    Generate(cmd::generate::GenerateArgs),
+}
+
+/// The command line, merged with a `--config` file when one is given.
+fn parse() -> Result<Cli, ExitCode> {
+    match config::parse(Cli::command(), std::env::args_os().collect()) {
+        Ok(config::Parsed::Run(m)) => Cli::from_arg_matches(&m).map_err(|e| e.exit()),
+        Ok(config::Parsed::Print(text)) => {
+            // A closed stdout is not an error here either.
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+            Err(ExitCode::SUCCESS)
+        }
+        Err(config::ParseError::Cli(e)) => e.exit(),
+        Err(config::ParseError::Config(e)) => {
+            eprintln!("cnlink: {e:#}");
+            Err(ExitCode::from(2))
+        }
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let result = match cli.command {
         Command::Proc(args) => cmd::proc::run(*args),
         Command::List(args) => cmd::list::run(args),
@@ -50,6 +74,7 @@ fn main() -> ExitCode {
         Command::Send(args) => cmd::send::run(args),
         Command::Decode(args) => cmd::decode::run(args),
         Command::Bus(args) => cmd::bus::run(args),
+        Command::Generate(args) => cmd::generate::run(args, Cli::command()),
     };
     match result {
         Ok(code) => code,

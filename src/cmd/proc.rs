@@ -10,6 +10,7 @@ use super::{parse_duration, parse_size, Format};
 use crate::monitor::filter::{ProcFilter, Selection};
 use crate::monitor::human::{Columns, NameStyle};
 use crate::monitor::{self, Config};
+use crate::service::ServiceArgs;
 
 /// Watch process events.
 #[derive(Debug, clap::Args)]
@@ -19,7 +20,7 @@ core), comm, ptrace (or ptrce), uid, gid, sid, all. Default: all (forkstat's def
 dropped. Ctrl-C stops (printing -S statistics) with exit code 0.")]
 pub(crate) struct ProcArgs {
     /// Events to show, comma-separated (see below).
-    #[arg(short = 'e', long = "events", value_name = "LIST")]
+    #[arg(short = 'e', long = "events", value_name = "LIST", conflicts_with_all = ["all", "everything"])]
     events: Option<String>,
     /// All events (the default).
     #[arg(short = 'E', long = "all")]
@@ -100,6 +101,8 @@ pub(crate) struct ProcArgs {
     /// How long to wait for the kernel to acknowledge the subscription.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     ack_timeout: Duration,
+    #[command(flatten)]
+    service: ServiceArgs,
 }
 
 /// A uid given as a number or a user name (looked up through NSS: /etc/passwd, LDAP, sssd, ...).
@@ -141,6 +144,7 @@ pub(crate) fn run(a: ProcArgs) -> anyhow::Result<ExitCode> {
         cache_max: a.cache_max,
         kernel_filter: !a.no_kernel_filter,
         ack_timeout: a.ack_timeout,
+        metrics: a.service.metrics,
     };
     monitor::run(cfg)
 }

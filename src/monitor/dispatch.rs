@@ -112,13 +112,22 @@ impl Monitor {
 
     pub(crate) fn item(&mut self, item: &ProcItem) {
         match item {
-            ProcItem::Event(ev) => self.event(ev),
-            ProcItem::Lost { count } => self.lost(*count, LostCause::SeqGap),
+            ProcItem::Event(ev) => {
+                self.stats.charge_cpu(ev.cpu);
+                self.event(ev)
+            }
+            ProcItem::Lost { count } => {
+                self.stats.lost_uncharged += count;
+                self.lost(*count, LostCause::SeqGap)
+            }
             ProcItem::Overrun => {
                 self.stats.overruns += 1;
                 self.check_drops();
             }
-            ProcItem::Ack { .. } => self.stats.acks += 1,
+            ProcItem::Ack { cpu, .. } => {
+                self.stats.charge_cpu(*cpu);
+                self.stats.acks += 1
+            }
             _ => {}
         }
     }

@@ -59,6 +59,10 @@ pub(crate) struct Stats {
     pub(crate) acks: u64,
     /// Events of the monitor's own process (its threads starting and being named), not shown.
     pub(crate) own: u64,
+    /// Sequence-gap losses by CPU: a `Lost` record is charged to the CPU of the message after it.
+    pub(crate) lost_by_cpu: std::collections::BTreeMap<u32, u64>,
+    /// Sequence-gap losses not yet charged to a CPU.
+    pub(crate) lost_uncharged: u64,
 }
 
 impl Stats {
@@ -77,6 +81,13 @@ impl Stats {
                     self.by_name.insert(Rc::from(name), row);
                 }
             }
+        }
+    }
+
+    /// Charges the pending sequence-gap losses to `cpu`, the sender of the message that revealed them.
+    pub(crate) fn charge_cpu(&mut self, cpu: u32) {
+        if self.lost_uncharged > 0 {
+            *self.lost_by_cpu.entry(cpu).or_default() += std::mem::take(&mut self.lost_uncharged);
         }
     }
 
