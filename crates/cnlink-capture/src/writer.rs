@@ -9,6 +9,7 @@ use std::io::{self, Write};
 
 use crate::cooked::CookedHeader;
 use crate::encode::{Encoder, Interface, Section, TooLarge};
+use crate::order::ByteOrder;
 use crate::record::{HostInfo, Record};
 
 /// What starts every file: the section's options, one interface per netlink family, the host.
@@ -67,9 +68,15 @@ impl<W: Write> CaptureWriter<W> {
     /// Writes the header blocks (Section Header, an Interface Description per protocol, the host record) to
     /// `out`, in this machine's byte order, which is also the datagrams' order.
     pub fn new(out: W, header: &FileHeader) -> io::Result<CaptureWriter<W>> {
+        Self::with_byte_order(out, header, ByteOrder::NATIVE)
+    }
+
+    /// Like [`CaptureWriter::new`], with the pcapng fields in `order`; the datagrams are written as given, never
+    /// swapped (the host record's `byte_order` says which order they are in).
+    pub fn with_byte_order(out: W, header: &FileHeader, order: ByteOrder) -> io::Result<CaptureWriter<W>> {
         let mut w = CaptureWriter {
             out,
-            encoder: Encoder::default(),
+            encoder: Encoder::new(order),
             interfaces: Vec::new(),
             scratch: Vec::with_capacity(4096),
             bytes: 0,

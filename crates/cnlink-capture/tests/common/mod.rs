@@ -6,7 +6,7 @@ use std::process::Command;
 
 /// `cnlink::wire`'s fixtures (`#[cfg(test)]` there, so read from the source): the ack of a LISTEN, then the fork,
 /// exec and exit of `sh -c 'exit 3'`, captured from Linux 6.18. Returns `(name, datagram)` in file order.
-pub fn kernel_datagrams() -> Vec<(String, Vec<u8>)> {
+pub(crate) fn kernel_datagrams() -> Vec<(String, Vec<u8>)> {
     let src = include_str!("../../../cnlink/src/wire/fixtures.rs");
     let mut out = Vec::new();
     let mut current: Option<(String, Vec<u8>)> = None;
@@ -34,12 +34,12 @@ pub fn kernel_datagrams() -> Vec<(String, Vec<u8>)> {
 }
 
 /// True when `CI=true`: skips are failures there.
-pub fn under_ci() -> bool {
+pub(crate) fn under_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
 /// Skips (returns false, printing why) or, under CI, fails.
-pub fn skip(test: &str, reason: &str) -> bool {
+pub(crate) fn skip(test: &str, reason: &str) -> bool {
     if under_ci() {
         panic!("{test}: cannot run under CI=true: {reason}");
     }
@@ -48,7 +48,7 @@ pub fn skip(test: &str, reason: &str) -> bool {
 }
 
 /// The `tshark` to use, or a skip.
-pub fn tshark_or_skip(test: &str) -> Option<PathBuf> {
+pub(crate) fn tshark_or_skip(test: &str) -> Option<PathBuf> {
     let found = Command::new("tshark").arg("--version").output().is_ok_and(|o| o.status.success());
     if found {
         Some(PathBuf::from("tshark"))
