@@ -128,7 +128,17 @@ impl RotateConfig {
 /// The caller's process table at rotation time, as a snapshot (its `reason` is set to `Rotation`).
 pub type StateFn = Box<dyn FnMut() -> Option<Snapshot> + Send>;
 
-/// Writes a capture into one file or a bounded series of files. See the [module docs](self).
+/// Writes a capture into one file or a bounded series of files.
+///
+/// Without a limit it writes one file at the path given. With one, the files are `STEM-000001.EXT`,
+/// `STEM-000002.EXT`, ... next to it; the oldest is deleted when a new one would make more than `max_files`. Every
+/// file starts with the Section Header, the interfaces, the host record and (from the second file on) a
+/// [`Snapshot`] with reason [`SnapshotReason::Rotation`] from the caller's `state` function, so a later file alone
+/// can be replayed.
+///
+/// Writes are buffered; the buffer is handed to the kernel by [`RotatingWriter::flush`] (call it when the writer
+/// thread's queue runs dry), when `flush_interval` has passed at a write or a [`RotatingWriter::tick`], and when a
+/// file is finished (then also `fsync`ed). Time comes from the caller (`now`), never from a clock read here.
 pub struct RotatingWriter {
     config: RotateConfig,
     header: FileHeader,

@@ -115,8 +115,7 @@ fn items_of<'a>(blocks: impl IntoIterator<Item = Block<'a>>, order: ByteOrder) -
             Block::Interface { id, interface } => {
                 assert_eq!(id as usize, protocols.len());
                 assert_eq!((interface.link_type, interface.tsresol), (253, 9));
-                protocols
-                    .push(u16::from_str_radix(interface.name.unwrap().strip_prefix("cnlink-").unwrap(), 10).unwrap());
+                protocols.push(interface.name.unwrap().strip_prefix("cnlink-").unwrap().parse::<u16>().unwrap());
             }
             Block::Packet(p) => {
                 let cooked = p.cooked.expect("netlink packet");

@@ -253,7 +253,7 @@ fn lua_dissector_shows_ack_fork_exec_exit_of_the_kernel_fixtures() {
     let summary = tshark(&["-X", &format!("lua_script:{LUA}"), "-n", "-r", file.to_str().unwrap()]);
     let (_, _, fork) = &events[1];
     let EventData::Fork { child_pid, .. } = fork.data else { unreachable!() };
-    assert!(summary.contains(&format!("CONNECTOR 92 fork parent_tgid=")), "{summary}");
+    assert!(summary.contains("CONNECTOR 92 fork parent_tgid="), "{summary}");
     assert!(summary.contains(&format!("child_pid={child_pid}")), "{summary}");
 }
 
