@@ -483,3 +483,41 @@ fn decode_ok(d: &[u8]) -> bool {
         .and_then(|nl| CnMsg::new_checked(nl.payload()).ok().map(|cn| ProcEvent::parse(cn.data()).is_ok()))
         .unwrap_or(false)
 }
+
+#[test]
+fn tshark_reads_every_rotated_file() {
+    use cnlink_capture::{RotateConfig, RotateLimit, RotatingWriter};
+    if !tshark_or_skip("tshark_reads_every_rotated_file") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = RotateConfig {
+        limit: Some(RotateLimit::Size(1024)),
+        max_files: Some(3),
+        ..RotateConfig::single(dir.path().join("rot.pcapng"))
+    };
+    let snapshot =
+        || Some(Snapshot { reason: SnapshotReason::Rotation, encoding: 1, timestamp_ns: 1, data: vec![7; 32] });
+    let header = FileHeader::netlink(&[11]).with_host(HostInfo::collect());
+    let t0 = Instant::now();
+    let mut w = RotatingWriter::create(config, header, Box::new(snapshot), t0).unwrap();
+    let packets = fixture_packets();
+    let mut written = Vec::new();
+    for round in 0..8u64 {
+        for (ts, d) in &packets {
+            w.write_datagram(t0, ts + round, 11, d).unwrap();
+            written.push(ts + round);
+        }
+    }
+    let files = w.finish().unwrap();
+    assert_eq!(files.len(), 3);
+    let mut read = Vec::new();
+    for f in &files {
+        let got = fields(f, true, &["frame.time_epoch", "netlink.family", "cnlink_record.kind"]);
+        assert_eq!(got[0][2], "1", "{}: the host record first", f.display());
+        assert_eq!(got[1][2], "2", "{}: then the rotation snapshot", f.display());
+        read.extend(got.iter().filter(|r| r[1] == "0x000b").map(|r| r[0].clone()));
+    }
+    let tail: Vec<String> = written[written.len() - read.len()..].iter().map(|&t| epoch(t)).collect();
+    assert_eq!(read, tail, "the kept files hold the last packets, in order");
+}
