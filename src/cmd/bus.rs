@@ -18,7 +18,7 @@ use super::{parse_duration, Format};
 use crate::service::daemon::Daemon;
 use crate::service::metrics::Metrics;
 use crate::service::{reports, ServiceArgs};
-use crate::text::Escaped;
+use cnlink::wire::Escaped;
 
 /// Parses a port id: decimal or 0x hex.
 fn parse_port(s: &str) -> Result<u32, String> {
@@ -253,14 +253,14 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
         Format::Text if a.long => {
             writeln!(out, "{:<15} {:<23} {:>10} {:>10} {:>6}", "Name", "ID", "group", "port", "uid")?;
             for e in entries {
-                let (name, id) = (Escaped::str(&e.name), format!("{}:{}", e.id.idx, e.id.val));
+                let (name, id) = (Escaped(e.name.as_bytes()), format!("{}:{}", e.id.idx, e.id.val));
                 writeln!(out, "{name:<15} {id:<23} {:>10} {:>10} {:>6}", e.group, e.port, e.uid)?;
             }
         }
         Format::Text => {
             writeln!(out, "Name            ID")?;
             for e in entries {
-                writeln!(out, "{:<15} {}:{}", Escaped::str(&e.name), e.id.idx, e.id.val)?;
+                writeln!(out, "{:<15} {}:{}", Escaped(e.name.as_bytes()), e.id.idx, e.id.val)?;
             }
         }
     }
