@@ -322,12 +322,13 @@ fn memfd_and_deleted_executables_are_flagged() {
     );
     let c = Command::new(python()).args(["-c", &script]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
     let pid = c.id() as i32;
-    let o = observe_until(pid, |o| o.exe.as_ref().is_some_and(|e| e.memfd));
+    let o = observe_until(pid, |o| {
+        o.exe.as_ref().is_some_and(|e| e.memfd) && o.argv.as_ref().is_some_and(|a| a.args().eq([&b"cat"[..]]))
+    });
     reap(c);
     let e = o.exe.unwrap();
     assert!(e.path.starts_with(b"/memfd:cnlink-test"), "{:?}", String::from_utf8_lossy(&e.path));
     assert!(e.deleted, "the kernel marks memfds deleted");
-    assert_eq!(o.argv.unwrap().args().collect::<Vec<_>>(), [&b"cat"[..]]);
 }
 
 /// Holds the machine-wide lock around `ns_last_pid` use (other tests may fork at the same time).

@@ -77,18 +77,29 @@ impl LiveProc {
         Ok(rustix::fs::readlinkat(dir.as_fd(), file, Vec::new())?.into_bytes())
     }
 
-    /// The start time in `/proc/PID/stat`, looked up afresh by path (not through the directory handle).
-    fn start_now(&mut self, pid: i32) -> Option<u64> {
+    /// The start time and name in `/proc/PID/stat`, looked up afresh by path (not through the directory
+    /// handle).
+    fn stat_now(&mut self, pid: i32) -> Option<(u64, Vec<u8>)> {
         let f = File::open(format!("{}/{pid}/stat", self.root)).ok()?;
         self.fill(f, self.limits.file_bytes).ok()?;
-        parse_stat(&self.buf).map(|s| s.start_ticks)
+        parse_stat(&self.buf).map(|s| (s.start_ticks, s.name))
     }
 
+    /// Reads `pid`; once more if it exec'd meanwhile (its name changed), so that the program's fields are one
+    /// program's.
     fn read(&mut self, pid: i32, wants: Wants) -> Observation {
+        let (obs, changed) = self.read_once(pid, wants);
+        if changed {
+            return self.read_once(pid, wants).0;
+        }
+        obs
+    }
+
+    fn read_once(&mut self, pid: i32, wants: Wants) -> (Observation, bool) {
         let boot_offset_ns = boot_offset_ns();
         let mut obs = Observation::gone(pid, boot_offset_ns);
         if pid <= 0 {
-            return obs;
+            return (obs, false);
         }
         let dir = match rustix::fs::open(
             format!("{}/{pid}", self.root).as_str(),
@@ -96,14 +107,14 @@ impl LiveProc {
             Mode::empty(),
         ) {
             Ok(d) => d,
-            Err(_) => return obs,
+            Err(_) => return (obs, false),
         };
         let limits = self.limits;
         let stat = match self.read_at(&dir, "stat", limits.file_bytes) {
             Ok(_) => parse_stat(&self.buf),
             Err(_) => None,
         };
-        let Some(stat) = stat else { return obs };
+        let Some(stat) = stat else { return (obs, false) };
         let kthread = stat.kthread();
         let first_start = stat.start_ticks;
         obs.stat = Some(stat);
@@ -148,13 +159,18 @@ impl LiveProc {
             obs.mnt_ns = Self::link_at(&dir, "ns/mnt").ok().and_then(|l| parse_ns_link(&l));
             missing |= obs.pid_ns.is_none() || obs.mnt_ns.is_none();
         }
-        obs.status = match (self.start_now(pid), missing) {
+        let now = self.stat_now(pid);
+        let renamed = match (&now, &obs.stat) {
+            (Some((t, name)), Some(s)) => *t == first_start && *name != s.name,
+            _ => false,
+        };
+        obs.status = match (now.map(|(t, _)| t), missing) {
             (Some(t), _) if t != first_start => EnrichStatus::PidReused,
             (Some(_), true) => EnrichStatus::Partial,
             (None, true) => EnrichStatus::Gone,
             (_, false) => EnrichStatus::Ok,
         };
-        obs
+        (obs, renamed)
     }
 }
 

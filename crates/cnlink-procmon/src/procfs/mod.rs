@@ -4,7 +4,8 @@
 //! An observation is read in this order: `stat`, `cmdline`, `exe`, `cwd`, `status`, `cgroup`, `ns/pid`,
 //! `ns/mnt`, all through one `/proc/PID` directory handle (so that every file is the same process's), then
 //! `/proc/PID/stat` once more by path: its start time tells whether the pid still names the process that was
-//! read. The result carries an [`EnrichStatus`]:
+//! read (and its name whether it exec'd meanwhile: then the whole reading is done once more, so that the
+//! program's fields are one program's). The result carries an [`EnrichStatus`]:
 //!
 //! | status | when |
 //! |---|---|

@@ -11,6 +11,17 @@ use super::ProcessTable;
 use crate::identity::{EntityId, EntityIdSource};
 use crate::procfs::{EnrichStatus, Observation, ProcSource, Wants};
 
+/// Whether an event may be about a process the table saw exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exited {
+    /// No: a live process, or one read from `/proc`.
+    Never,
+    /// Yes, if it still has threads (its leader exited first; the others go on, and may fork or rename).
+    WithThreads,
+    /// Yes (late thread exits, core dumps of a group whose leader already exited).
+    Always,
+}
+
 /// `programs` with `newest` in front, at most `max` long.
 fn pushed(newest: &Program, programs: &[Program], max: usize) -> Arc<[Program]> {
     let mut v = Vec::with_capacity(max.min(programs.len() + 1));
@@ -61,7 +72,7 @@ impl ProcessTable {
             EventData::Comm { process_pid, process_tgid, .. }
             | EventData::Ptrace { process_pid, process_tgid, .. }
             | EventData::Coredump { process_pid, process_tgid, .. } => {
-                match self.resolve(ev, process_tgid, true, src) {
+                match self.resolve(ev, process_tgid, Exited::Always, src) {
                     Ok(k) => self.record(ev, k, process_pid),
                     Err(status) => self.unresolved(ev, process_pid, process_tgid, status),
                 }
@@ -102,13 +113,13 @@ impl ProcessTable {
         rec
     }
 
-    /// The entry of process `tgid`: the live one (checked against `/proc` after a loss), else (if
-    /// `allow_exited`) the latest exited one, else one made from reading `/proc`.
+    /// The entry of process `tgid`: the live one (checked against `/proc` after a loss), else (as `exited`
+    /// allows) the latest exited one, else one made from reading `/proc`.
     fn resolve<S: ProcSource + ?Sized>(
         &mut self,
         ev: &KernelEvent,
         tgid: i32,
-        allow_exited: bool,
+        exited: Exited,
         src: &mut S,
     ) -> Result<Key, EnrichStatus> {
         if tgid <= 0 {
@@ -119,8 +130,9 @@ impl ProcessTable {
                 return Ok(k);
             }
         }
-        if allow_exited {
-            if let Some(&k) = self.tree.exited.get(&tgid) {
+        if let Some(&k) = self.tree.exited.get(&tgid) {
+            let threads = self.tree.entries.get(&k).map_or(0, |e| e.threads);
+            if exited == Exited::Always || (exited == Exited::WithThreads && threads > 0) {
                 return Ok(k);
             }
         }
@@ -233,7 +245,7 @@ impl ProcessTable {
         src: &mut S,
         change: impl FnOnce(&mut ProcessInfo),
     ) -> ProcRecord {
-        let k = match self.resolve(ev, tgid, false, src) {
+        let k = match self.resolve(ev, tgid, Exited::WithThreads, src) {
             Ok(k) => k,
             Err(status) => return self.unresolved(ev, pid, tgid, status),
         };
@@ -256,9 +268,13 @@ impl ProcessTable {
         src: &mut S,
     ) -> ProcRecord {
         let ts = ev.timestamp_ns;
-        let parent = self.resolve(ev, parent_tgid, false, src).ok();
+        let parent = self.resolve(ev, parent_tgid, Exited::WithThreads, src).ok();
         if child_pid != child_tgid {
-            let group = if child_tgid == parent_tgid { parent } else { self.resolve(ev, child_tgid, false, src).ok() };
+            let group = if child_tgid == parent_tgid {
+                parent
+            } else {
+                self.resolve(ev, child_tgid, Exited::WithThreads, src).ok()
+            };
             return match group {
                 Some(g) => {
                     self.add_thread(child_pid, g, ts);
@@ -419,7 +435,7 @@ impl ProcessTable {
             let thread = self.tree.threads.remove(&pid);
             let k = match thread.map(|t| t.group).filter(|g| self.tree.entries.contains_key(g)) {
                 Some(g) => Ok(g),
-                None => self.resolve(ev, tgid, true, src),
+                None => self.resolve(ev, tgid, Exited::Always, src),
             };
             let k = match k {
                 Ok(k) => k,
@@ -435,7 +451,8 @@ impl ProcessTable {
             rec.lifetime_ns = thread.map(|t| ts.saturating_sub(t.start_ns));
             return rec;
         }
-        let k = match self.resolve(ev, tgid, true, src) {
+        // A leader exits once: an exited entry of this pid is an earlier process.
+        let k = match self.resolve(ev, tgid, Exited::Never, src) {
             Ok(k) => k,
             Err(status) => return self.unresolved(ev, pid, tgid, status),
         };

@@ -561,3 +561,20 @@ fn rss_of_a_hundred_thousand_processes() {
     assert_eq!(t.stats().live, 100_000);
     assert!(grown < 200 << 20);
 }
+
+#[test]
+fn an_unseen_later_process_never_borrows_an_exited_entry() {
+    let (mut t, mut fake) = machine();
+    fake.procs.insert(1100, P::new(1100, 100, 10 * TICK, "first", &["first", "--secret"]).obs());
+    let a = t.handle(&fork(10 * TICK, 100, 1100), &mut fake).entity_id;
+    t.handle(&exit(11 * TICK, 1100, 1100, 100), &mut fake);
+    // Lost: the second process's fork. Its exit (a zombie still in /proc) is its own.
+    fake.procs.insert(1100, P::new(1100, 100, 20 * TICK, "second", &["second"]).obs());
+    let x = t.handle(&exit(21 * TICK, 1100, 1100, 100), &mut fake);
+    assert_ne!(x.entity_id, a);
+    assert_eq!(x.process.unwrap().program.name, "second");
+    // And without anything in /proc, an id of its own from the event.
+    fake.procs.remove(&1100);
+    let x = t.handle(&exit(31 * TICK, 1100, 1100, 100), &mut fake);
+    assert_eq!((x.entity_id_source, x.process.is_none()), (Some(EntityIdSource::Event), true));
+}
