@@ -391,7 +391,8 @@ fn forced_pid_reuse_never_shows_the_earlier_process() {
             assert_eq!(g.table.lookup(n).map(|p| p.entity_id), id, "the exited process is kept");
         }
         let Some(mut b) = spawn_as(n, Command::new("sleep").arg("0.3")) else { continue };
-        assert!(feeder.wait_for(WAIT, |s| s.records.iter().any(|r| is_exec_of(r, n) && argv_of(r) == ["sleep", "0.3"])));
+        let second_exec = |r: &cnlink_procmon::ProcRecord| is_exec_of(r, n) && argv_of(r) == ["sleep", "0.3"];
+        assert!(feeder.wait_for(WAIT, |s| s.records.iter().any(second_exec)));
         let lookup = feeder.shared.lock().unwrap().table.lookup(n).map(|p| p.entity_id);
         b.wait().unwrap();
         assert!(feeder.wait_for(WAIT, |s| s.records.iter().filter(|r| is_exit_of(r, n)).count() == 2));

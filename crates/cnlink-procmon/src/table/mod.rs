@@ -1,4 +1,5 @@
-//! The process table: a sans-IO engine that turns proc connector events into [`ProcRecord`]s.
+//! The process table: a sans-IO engine that turns proc connector events into
+//! [`ProcRecord`](record::ProcRecord)s.
 //!
 //! It is seeded from a [`Snapshot`] of `/proc`, then kept by the events: a fork links the child to its parent
 //! and hands it a copy of the parent's data (the child runs the same program until it execs); an exec reads
@@ -7,9 +8,10 @@
 //! need it for their ancestry; comm, uid, gid and sid events change what they say. Threads are tracked as
 //! members of their group.
 //!
-//! The table does no IO of its own: every `/proc` read goes through the [`ProcSource`] passed to
-//! [`ProcessTable::handle`] (the live `/proc`, a recording, or a [`crate::procfs::Prefetched`] observation
-//! read by the receive thread the moment the event arrived).
+//! The table does no IO of its own: every `/proc` read goes through the
+//! [`ProcSource`](crate::procfs::ProcSource) passed to [`ProcessTable::handle`] (the live `/proc`, a
+//! recording, or a [`crate::procfs::Prefetched`] observation read by the receive thread the moment the event
+//! arrived).
 //!
 //! **Pid reuse.** Entries are keyed by a serial number, not by pid; a pid maps to its live process only. A
 //! fork of a pid that is still live retires the stale entry; an observation is used for an event's process

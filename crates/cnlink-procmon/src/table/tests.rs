@@ -7,7 +7,7 @@ use cnlink::wire::EventData;
 
 use super::*;
 use crate::procfs::parse::{parse_cmdline, parse_stat};
-use crate::procfs::{CgroupFile, EnrichStatus, Exe, ProcSource, StatusFields};
+use crate::procfs::{CgroupFile, EnrichStatus, Exe, PathRead, ProcSource, StatusFields};
 use crate::table::record::KernelEvent;
 
 const MS: u64 = 1_000_000;
@@ -513,7 +513,7 @@ fn synthetic(first: i32, n: usize) -> Snapshot {
                     memfd: false,
                     truncated: false,
                 }),
-                cwd: Some(crate::procfs::PathRead { path: format!("/srv/app/{}", pid % 10).into_bytes(), truncated: false }),
+                cwd: Some(PathRead { path: format!("/srv/app/{}", pid % 10).into_bytes(), truncated: false }),
                 status_fields: Some(StatusFields { ruid: 1000, euid: 1000, rgid: 1000, egid: 1000, nspid: vec![pid] }),
                 cgroup: Some(CgroupFile { bytes: cgroup.into_bytes(), truncated: false }),
                 pid_ns: Some(1),
