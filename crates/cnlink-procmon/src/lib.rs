@@ -46,7 +46,7 @@ mod intern;
 pub mod procfs;
 pub mod table;
 
-pub use bstr::{write_escaped, BStr};
+pub use bstr::BStr;
 pub use container::{CgroupInfo, Container, Pod, QosClass, Runtime, SystemdUnit};
 pub use identity::{EntityId, EntityIdSource, HostIdentity};
 pub use procfs::{EnrichStatus, LiveProc, Observation, ProcSource, Snapshot, Wants};
