@@ -116,7 +116,7 @@ impl BusClient {
 
     /// This client's port id.
     pub fn port(&self) -> Result<u32, ClientError> {
-        Ok(self.conn.socket().port_id().map_err(cnlink::Error::Io)?)
+        Ok(self.conn.socket().port())
     }
 
     fn control(&mut self, data: &[u8]) -> Result<Vec<u8>, ClientError> {

@@ -105,14 +105,14 @@ impl Connector {
 
     /// Sends a new message to `id`; returns the `(seq, ack)` it carried.
     pub fn send(&mut self, id: CbId, data: &[u8]) -> Result<(u32, u32), Error> {
-        let (d, seq, ack) = self.core.frame(id, data, self.sock.port_id()?)?;
+        let (d, seq, ack) = self.core.frame(id, data, self.sock.port())?;
         self.send_bytes(&d)?;
         Ok((seq, ack))
     }
 
     /// Sends a message with a header of the caller's choosing (a reply, say); `hdr.len` is set from `data`.
     pub fn send_raw(&mut self, hdr: CnMsgHdr, data: &[u8]) -> Result<(), Error> {
-        let d = crate::wire::datagram(hdr, data, self.sock.port_id()?)?;
+        let d = crate::wire::datagram(hdr, data, self.sock.port())?;
         self.send_bytes(&d)
     }
 

@@ -8,7 +8,7 @@
 //! ## Process events in a dozen lines
 //!
 //! ```no_run
-//! use cnlink::proc::{ProcEvents, ProcItem, ProcOptions};
+//! use cnlink::proc::{Loss, ProcEvents, ProcItem, ProcOptions};
 //! use cnlink::wire::{EventData, EventMask};
 //!
 //! // Exits only: on Linux 6.6+ the kernel filters; on older kernels the same filter runs here.
@@ -20,15 +20,21 @@
 //!                 println!("{process_pid} exited: {}", ev.data.exit_status().unwrap());
 //!             }
 //!         }
-//!         ProcItem::Lost { count } => eprintln!("lost {count} events"),
+//!         ProcItem::Lost(Loss::Exact(n)) => eprintln!("lost {n} events"),
+//!         ProcItem::Lost(Loss::AtLeast(n)) => eprintln!("lost at least {n} events"),
+//!         ProcItem::Lost(Loss::Unknown) => eprintln!("lost events, how many is unknown"),
 //!         _ => {}
 //!     }
 //! }
 //! # Ok::<(), cnlink::Error>(())
 //! ```
 //!
-//! With the `tokio` feature, [`tokio::ProcStream`] is the same as an async `Stream`, and [`tokio::AsyncConnector`]
-//! the async request/reply client. Any other id is reached with [`Connector`]:
+//! Losses are exact when the accounting covers every CPU (see [`engine::Loss`]); a receive-buffer overrun is an
+//! item ([`proc::ProcItem::Overrun`]), never an error. [`proc::ProcEvents::set_tap`] shows a recorder every
+//! datagram before it is decoded.
+//!
+//! With the `tokio` feature, [`tokio::ProcStream`] is the same as an async `Stream` (it never blocks the
+//! executor), and [`tokio::AsyncConnector`] the async request/reply client. Any other id is reached with [`Connector`]:
 //! [`Connector::request`] sends a message and waits for the reply its [`MatchRule`] recognises (the documents'
 //! rule, same `seq` and `ack + 1`, by default).
 //!
@@ -54,10 +60,12 @@
 //! ## Layers
 //!
 //! ```text
-//! wire     bytes <-> views and reprs                                  no IO, no unsafe
-//! engine   seq/ack genealogy, per-CPU loss accounting, stream decoding  no IO, no clock, no unsafe
+//! wire     bytes <-> views and reprs                                    no IO, no unsafe
+//! engine   the proc subscription (Subscriber), proc decoding and per-CPU   no IO, no clock, no unsafe
+//!          loss accounting, the request/reply client core
 //! socket   netlink sockets: the only module with syscalls and unsafe
-//! drivers  proc::ProcEvents, Connector (blocking); tokio::* (feature "tokio")
+//! drivers  proc::ProcEvents, Connector (blocking); tokio::* (feature "tokio"): loops that move bytes
+//!          between the sockets and the engines
 //! ```
 //!
 //! Contracts: views check lengths once at construction and no accessor panics after; unknown event kinds are
@@ -69,6 +77,7 @@ mod connector;
 mod diagnose;
 pub mod engine;
 mod error;
+mod host;
 pub mod proc;
 pub mod socket;
 pub mod wire;
@@ -82,3 +91,8 @@ mod testing;
 pub use connector::Connector;
 pub use engine::{Credentials, MatchRule, OwnedMsg, Trust};
 pub use error::Error;
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

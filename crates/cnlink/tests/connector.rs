@@ -24,7 +24,7 @@ fn echo_once(peer: &Socket) {
 #[test]
 fn request_reply_over_usersock() {
     let peer = Socket::open(Protocol::Usersock).unwrap();
-    let to = NlAddr::port(peer.port_id().unwrap());
+    let to = NlAddr::port(peer.port());
     let mut c = Connector::open_with(Protocol::Usersock, to, MatchRule::Documented, Trust::PeerOnly).unwrap();
     let echo = std::thread::spawn(move || {
         echo_once(&peer);
@@ -55,7 +55,7 @@ fn spoofed_proc_event_from_another_socket_is_rejected() {
     let fork = EventData::Fork { parent_pid: 1, parent_tgid: 1, child_pid: 666, child_tgid: 666 };
     ProcEvent { cpu: 0, timestamp_ns: 1, data: fork }.emit(&mut ev).unwrap();
     let d = wire::datagram(CnMsgHdr { id: CbId::PROC, seq: 1, ..Default::default() }, &ev, 0).unwrap();
-    forger.send_to(&d, NlAddr::port(c.socket().port_id().unwrap())).unwrap();
+    forger.send_to(&d, NlAddr::port(c.socket().port())).unwrap();
     assert!(c.recv(Some(Duration::from_millis(200))).unwrap().is_none());
     assert_eq!(c.stats().rejected, 1);
 }

@@ -44,7 +44,7 @@ async fn proc_stream_sees_a_child_exit() {
 #[tokio::test]
 async fn async_request_reply_over_usersock() {
     let peer = Socket::open(Protocol::Usersock).unwrap();
-    let to = NlAddr::port(peer.port_id().unwrap());
+    let to = NlAddr::port(peer.port());
     let echo = std::thread::spawn(move || {
         let mut buf = [0u8; 256];
         let meta = peer.recv(&mut buf).unwrap();

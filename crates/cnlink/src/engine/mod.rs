@@ -3,13 +3,26 @@
 //! Bytes and times go in, decisions come out; the blocking and async drivers only move bytes between these and
 //! a [`crate::socket::Socket`]. That keeps the logic in one place and lets tests drive it with made-up datagrams
 //! and simulated time.
+//!
+//! - [`Subscriber`]: the proc connector subscription (requests, acks, filter fallback, resync, loss reports),
+//!   built on the pure [`ProcDecoder`] (datagrams to [`ProcItem`]s) and [`SeqTracker`] (per-CPU gaps).
+//! - [`ClientCore`]: the request/reply client of any connector id.
 
 pub mod connector;
+pub mod cpus;
 pub mod genealogy;
 pub mod loss;
 pub mod proc_stream;
+pub mod subscriber;
 
-pub use connector::{ClientCore, ClientStats, Credentials, OwnedMsg, Trust};
+pub use connector::{ClientCore, ClientStats, OwnedMsg, Trust};
+pub use cpus::CpuSet;
 pub use genealogy::{Genealogy, MatchRule};
-pub use loss::{SeqObservation, SeqTracker};
-pub use proc_stream::{Event, ProcDecoder, ProcItem, Stats};
+pub use loss::{Loss, SeqObservation, SeqTracker};
+pub use proc_stream::{Event, ProcCounters, ProcDecoder, ProcItem};
+pub use subscriber::{
+    ConfigError, Failure, KernelRelease, Path, State, Subscriber, SubscriberConfig, SubscriberEvent, Transmit,
+};
+
+/// A sender's credentials; defined with the socket that receives them.
+pub use crate::socket::Credentials;

@@ -49,7 +49,7 @@ impl AsyncConnector {
     /// Sends a new message to `id`; returns its `(seq, ack)`. Netlink sends to a socket never block.
     pub fn send(&mut self, id: CbId, data: &[u8]) -> Result<(u32, u32), Error> {
         let sock = self.fd.get_ref();
-        let (d, seq, ack) = self.core.frame(id, data, sock.port_id()?)?;
+        let (d, seq, ack) = self.core.frame(id, data, sock.port())?;
         sock.send_to(&d, self.core.peer())?;
         Ok((seq, ack))
     }
@@ -57,7 +57,7 @@ impl AsyncConnector {
     /// Sends a message with a header of the caller's choosing (a reply, say); `hdr.len` is set from `data`.
     pub fn send_raw(&mut self, hdr: CnMsgHdr, data: &[u8]) -> Result<(), Error> {
         let sock = self.fd.get_ref();
-        let d = crate::wire::datagram(hdr, data, sock.port_id()?)?;
+        let d = crate::wire::datagram(hdr, data, sock.port())?;
         sock.send_to(&d, self.core.peer())?;
         Ok(())
     }
