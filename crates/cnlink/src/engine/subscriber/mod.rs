@@ -29,8 +29,9 @@
 //! that shows `c`'s counter at once. It closes each CPU's gap right after an overrun instead of whenever that CPU
 //! next sends, and gives CPUs that have been silent a baseline. It runs only where it helps and costs nothing in
 //! listener counts: when the first ack names a real CPU (old kernels send `0xffffffff` and bypass the counter) and
-//! the kernel keeps per-socket state (6.6+). It sends one `LISTEN` per CPU of the affinity set not heard from
-//! since the last overrun, back to back, and runs at most once per [`RESYNC_INTERVAL`].
+//! the kernel keeps per-socket state (6.6+). Right after the ack it sends one `LISTEN` from each CPU of the
+//! affinity set that has not been heard from yet; after an overrun, one from each CPU of the set. The requests go
+//! back to back (their acks are matched as they come), and a resync runs at most once per [`RESYNC_INTERVAL`].
 
 mod release;
 #[cfg(test)]
@@ -237,8 +238,6 @@ pub struct Subscriber {
     resync_enabled: bool,
     resync_last: Option<Instant>,
     resync_due: Option<Instant>,
-    /// CPUs heard from since the last overrun (since the start before the first).
-    heard: CpuSet,
     /// The socket drop counter at the last reading (kernel-filtered), and whether an overrun awaits a reading.
     drops_seen: u32,
     drops_due: bool,
@@ -277,7 +276,6 @@ impl Subscriber {
             resync_enabled: false,
             resync_last: None,
             resync_due: None,
-            heard: CpuSet::new(),
             drops_seen: 0,
             drops_due: false,
         };
@@ -331,13 +329,8 @@ impl Subscriber {
                 let start = self.items.len();
                 self.decoder.handle(from, datagram, &mut self.items);
                 for i in start..self.items.len() {
-                    match self.items[i] {
-                        ProcItem::Event(e) => self.heard.insert(e.cpu),
-                        ProcItem::Ack { cpu, ack, err, .. } => {
-                            self.heard.insert(cpu);
-                            self.on_ack(now, ack, cpu, err);
-                        }
-                        _ => {}
+                    if let ProcItem::Ack { cpu, ack, err, .. } = self.items[i] {
+                        self.on_ack(now, ack, cpu, err);
                     }
                 }
             }
@@ -431,7 +424,7 @@ impl Subscriber {
             Phase::Listening { deadline, .. } if now >= deadline => {
                 self.fail(Failure::NoAck { waited: now.saturating_duration_since(self.started) });
             }
-            Phase::Subscribed if self.resync_due.is_some_and(|due| now >= due) => self.resync(now),
+            Phase::Subscribed if self.resync_due.is_some_and(|due| now >= due) => self.resync(now, true),
             _ => {}
         }
         self.outstanding.retain(|o| o.deadline > now);
@@ -533,7 +526,7 @@ impl Subscriber {
         self.resync_enabled =
             !kernel_filtered && self.per_socket_state && ack_cpu != u32::MAX && self.affinity.is_some();
         if self.resync_enabled {
-            self.resync(now);
+            self.resync(now, false);
         }
     }
 
@@ -546,15 +539,16 @@ impl Subscriber {
     fn note_coverage(&mut self) {
         let covered = self.online.as_ref().is_some_and(|on| on.iter().all(|c| self.decoder.has_baseline(c)));
         self.decoder.set_gaps_exact(covered);
-        self.heard.clear();
     }
 
-    /// Sends `LISTEN` from every CPU of the affinity set not heard from since the last overrun, back to back.
-    fn resync(&mut self, now: Instant) {
+    /// Sends `LISTEN` from the CPUs of the affinity set, back to back: after an overrun from all of them (what
+    /// arrives after the overrun may have been queued before the drops, so it does not close a gap), else from
+    /// those that have not been heard from.
+    fn resync(&mut self, now: Instant, after_overrun: bool) {
         self.resync_due = None;
         self.resync_last = Some(now);
         let Some(affinity) = &self.affinity else { return };
-        let cpus: Vec<u32> = affinity.iter().filter(|&c| !self.heard.contains(c)).collect();
+        let cpus: Vec<u32> = affinity.iter().filter(|&c| after_overrun || !self.decoder.has_baseline(c)).collect();
         for cpu in cpus {
             self.listen(now, Purpose::Resync, Some(cpu));
         }
