@@ -14,6 +14,9 @@ use cnlink_bus::wire::{CtlMsg, NotifyRange};
 use cnlink_bus::{Bus, BusClient, BusOptions, Config, Policy, DEFAULT_PORT};
 
 use super::{parse_duration, Format};
+use crate::service::daemon::Daemon;
+use crate::service::metrics::Metrics;
+use crate::service::{reports, ServiceArgs};
 
 /// Parses a port id: decimal or 0x hex.
 fn parse_port(s: &str) -> Result<u32, String> {
@@ -72,6 +75,8 @@ struct ServeArgs {
     /// Log registrations and departures, not only denials.
     #[arg(short, long)]
     verbose: bool,
+    #[command(flatten)]
+    service: ServiceArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -153,6 +158,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         verbose: a.verbose,
         ..BusOptions::default()
     };
+    let (mut daemon, metrics) = Daemon::start(a.service.metrics, Metrics::bus)?;
     let bus = Bus::bind(opts).with_context(|| format!("binding NETLINK_USERSOCK port {:#x}", a.port))?;
     for id in a.echo {
         // Inline: replying is one non-blocking send, so the echo cannot hold up the other ids, and it saves
@@ -165,9 +171,14 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let stop = stop_flag()?;
     let handle = bus.spawn()?;
     eprintln!("cnlink bus: listening on NETLINK_USERSOCK port {:#x} ({})", bus.port(), bus.port());
+    daemon.ready();
     while !stop.load(Ordering::Relaxed) && !handle.is_finished() {
+        if daemon.tick(Instant::now()) {
+            reports::bus(&mut daemon, metrics.as_ref(), &bus.stats());
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
+    daemon.stopping();
     handle.stop().context("the bus stopped")?;
     let s = bus.stats();
     eprintln!(

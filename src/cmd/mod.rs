@@ -2,6 +2,7 @@
 
 pub(crate) mod bus;
 pub(crate) mod decode;
+pub(crate) mod generate;
 pub(crate) mod list;
 pub(crate) mod listen;
 pub(crate) mod proc;
