@@ -100,6 +100,38 @@ pub enum TapEvent<'a> {
 /// A tap: called for every [`TapEvent`], on the receiving thread, before the engine sees it. Keep it short.
 pub type Tap = Box<dyn FnMut(TapEvent<'_>) + Send>;
 
+/// Where a driver keeps its tap. The `Mutex` is never locked (the tap is only called through `&mut`); it keeps the
+/// drivers `Sync` although a tap need not be.
+#[derive(Default)]
+pub(crate) struct TapSlot(Option<std::sync::Mutex<Tap>>);
+
+impl TapSlot {
+    pub(crate) fn new(tap: Option<Tap>) -> TapSlot {
+        TapSlot(tap.map(std::sync::Mutex::new))
+    }
+
+    pub(crate) fn set(&mut self, tap: Tap) {
+        self.0 = Some(std::sync::Mutex::new(tap));
+    }
+
+    pub(crate) fn take(&mut self) -> Option<Tap> {
+        self.0.take().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Shows `ev` to the tap, if there is one.
+    #[inline]
+    pub(crate) fn show(&mut self, ev: TapEvent<'_>) {
+        if let Some(m) = &mut self.0 {
+            let tap = m.get_mut().unwrap_or_else(|e| e.into_inner());
+            tap(ev);
+        }
+    }
+}
+
 /// Size of one receive slot: a proc message is 76 bytes; anything up to a page fits.
 const SLOT: usize = 4096;
 /// Receive buffer of the probe socket, which sees every proc message on the machine while it waits for an ack.
@@ -111,15 +143,21 @@ pub struct ProcEvents {
     probe: Option<Socket>,
     engine: Subscriber,
     batch: RecvBatch,
-    tap: Option<Tap>,
+    tap: TapSlot,
 }
+
+// A subscription can move to another thread and be shared, with or without a tap.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<ProcEvents>();
+};
 
 impl std::fmt::Debug for ProcEvents {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProcEvents")
             .field("sock", &self.sock)
             .field("engine", &self.engine.state())
-            .field("tap", &self.tap.is_some())
+            .field("tap", &self.tap.is_set())
             .finish()
     }
 }
@@ -139,7 +177,8 @@ impl ProcEvents {
         let engine = Subscriber::new(Instant::now(), subscriber_config(&opts))?;
         let sock = open_proc_socket(opts.recv_buffer)?;
         // From here on, dropping `events` sends the IGNOREs that undo whatever went out, also on the error paths.
-        let mut events = ProcEvents { sock, probe: None, engine, batch: RecvBatch::new(opts.batch, SLOT), tap };
+        let mut events =
+            ProcEvents { sock, probe: None, engine, batch: RecvBatch::new(opts.batch, SLOT), tap: TapSlot::new(tap) };
         events.handshake()?;
         Ok(events)
     }
@@ -177,7 +216,7 @@ impl ProcEvents {
     /// Sets a tap that sees every datagram received (before decoding), every overrun and every request sent,
     /// replacing any tap set before. Without one, nothing is done for it.
     pub fn set_tap(&mut self, tap: Tap) {
-        self.tap = Some(tap);
+        self.tap.set(tap);
     }
 
     /// Removes the tap and returns it.
@@ -274,9 +313,7 @@ impl ProcEvents {
                 // This thread may not run there: the engine gives up on that CPU's ack.
                 continue;
             }
-            if let Some(tap) = &mut self.tap {
-                tap(TapEvent::Sent { path: t.path, cpu: t.cpu, datagram: t.datagram() });
-            }
+            self.tap.show(TapEvent::Sent { path: t.path, cpu: t.cpu, datagram: t.datagram() });
             if let Err(e) = sock.send(t.datagram()) {
                 result = Err(send_error(e));
             }
@@ -339,11 +376,9 @@ pub(crate) fn subscriber_config(opts: &ProcOptions) -> SubscriberConfig {
 }
 
 /// Hands the datagrams of the last receive on `path` to the engine, showing them to the tap first.
-pub(crate) fn feed(engine: &mut Subscriber, now: Instant, path: Path, batch: &RecvBatch, tap: &mut Option<Tap>) {
+pub(crate) fn feed(engine: &mut Subscriber, now: Instant, path: Path, batch: &RecvBatch, tap: &mut TapSlot) {
     for (meta, datagram) in batch.iter() {
-        if let Some(tap) = tap {
-            tap(TapEvent::Received { path, meta, datagram });
-        }
+        tap.show(TapEvent::Received { path, meta, datagram });
         if meta.truncated {
             engine.handle_truncated(now, path, meta.from, datagram);
         } else {
@@ -353,10 +388,8 @@ pub(crate) fn feed(engine: &mut Subscriber, now: Instant, path: Path, batch: &Re
 }
 
 /// Hands an `ENOBUFS` on `path` to the engine, with a fresh look at the CPUs (one may have been hot-plugged).
-pub(crate) fn overrun(engine: &mut Subscriber, path: Path, tap: &mut Option<Tap>) {
-    if let Some(tap) = tap {
-        tap(TapEvent::Overrun { path });
-    }
+pub(crate) fn overrun(engine: &mut Subscriber, path: Path, tap: &mut TapSlot) {
+    tap.show(TapEvent::Overrun { path });
     if path == Path::Main {
         engine.set_cpus(host::thread_affinity(), host::online_cpus());
     }

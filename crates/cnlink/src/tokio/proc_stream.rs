@@ -12,7 +12,7 @@ use tokio::time::Sleep;
 
 use crate::engine::{Path, State, Subscriber, Transmit};
 use crate::host;
-use crate::proc::{self, ProcCounters, ProcItem, ProcOptions, Tap, TapEvent};
+use crate::proc::{self, ProcCounters, ProcItem, ProcOptions, Tap, TapEvent, TapSlot};
 use crate::socket::{async_fd, RecvBatch, Socket};
 use crate::Error;
 
@@ -32,15 +32,20 @@ pub struct ProcStream {
     batch: RecvBatch,
     timer: Pin<Box<Sleep>>,
     pinner: Option<Pinner>,
-    tap: Option<Tap>,
+    tap: TapSlot,
 }
+
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<ProcStream>();
+};
 
 impl std::fmt::Debug for ProcStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProcStream")
             .field("sock", self.fd.get_ref())
             .field("engine", &self.engine.state())
-            .field("tap", &self.tap.is_some())
+            .field("tap", &self.tap.is_set())
             .finish()
     }
 }
@@ -68,7 +73,7 @@ impl ProcStream {
             batch: RecvBatch::new(opts.batch, 4096),
             timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             pinner: None,
-            tap,
+            tap: TapSlot::new(tap),
         };
         std::future::poll_fn(|cx| stream.poll_until(cx, |e| e.state() != State::Subscribing)).await?;
         match stream.engine.state() {
@@ -103,7 +108,7 @@ impl ProcStream {
 
     /// Sets a tap, as [`crate::proc::ProcEvents::set_tap`]; it runs inside `poll`, so keep it short.
     pub fn set_tap(&mut self, tap: Tap) {
-        self.tap = Some(tap);
+        self.tap.set(tap);
     }
 
     /// Removes the tap and returns it.
@@ -182,9 +187,7 @@ impl ProcStream {
     fn flush(&mut self) -> Result<(), Error> {
         let mut result = Ok(());
         while let Some(t) = self.engine.poll_transmit() {
-            if let Some(tap) = &mut self.tap {
-                tap(TapEvent::Sent { path: t.path, cpu: t.cpu, datagram: t.datagram() });
-            }
+            self.tap.show(TapEvent::Sent { path: t.path, cpu: t.cpu, datagram: t.datagram() });
             let sent = match (t.cpu, t.path, &self.probe) {
                 (Some(_), _, _) => self.pinner().map(|p| p.send(t)),
                 (None, Path::Main, _) => self.fd.get_ref().send(t.datagram()).map(drop).map_err(proc::send_error),
@@ -214,7 +217,7 @@ fn poll_receive(
     path: Path,
     engine: &mut Subscriber,
     batch: &mut RecvBatch,
-    tap: &mut Option<Tap>,
+    tap: &mut TapSlot,
 ) -> Poll<Result<(), Error>> {
     let mut guard = ready!(fd.poll_read_ready_mut(cx))?;
     match guard.get_inner_mut().recv_batch(batch, false) {

@@ -368,7 +368,11 @@ impl Subscriber {
         }
         self.decoder.handle_overrun(&mut self.items);
         match self.phase {
-            Phase::Probing { .. } => self.drops_due = true,
+            Phase::Probing { .. } => {
+                // Whether the kernel filters is not known yet: prepare for both.
+                self.drops_due = true;
+                self.note_coverage();
+            }
             Phase::Subscribed if self.kernel_filtered => self.drops_due = true,
             Phase::Listening { deadline, resends } => {
                 self.note_coverage();
@@ -483,11 +487,16 @@ impl Subscriber {
         Some(item)
     }
 
-    /// Appends every waiting item to `out`; returns how many.
+    /// Appends every waiting item to `out`; returns how many. Into an empty `out` this moves no item: the two
+    /// vectors are swapped.
     pub fn drain_items(&mut self, out: &mut Vec<ProcItem>) -> usize {
         let n = self.items.len() - self.head;
-        out.extend_from_slice(&self.items[self.head..]);
-        self.items.clear();
+        if out.is_empty() && self.head == 0 {
+            std::mem::swap(out, &mut self.items);
+        } else {
+            out.extend_from_slice(&self.items[self.head..]);
+            self.items.clear();
+        }
         self.head = 0;
         n
     }
