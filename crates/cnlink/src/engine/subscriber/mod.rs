@@ -422,6 +422,8 @@ impl Subscriber {
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.phase {
             Phase::Probing { deadline, .. } if now >= deadline => {
+                // The legacy form subscribes to everything: from here on every message can be counted.
+                self.decoder.set_count_gaps(true);
                 self.listen(now, Purpose::Legacy, None);
                 self.phase = Phase::Listening { deadline: now + self.ack_timeout, resends: 0 };
             }
