@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use super::{parse_duration, Format};
+use super::{parse_duration, parse_size, Format};
 use crate::monitor::filter::{ProcFilter, Selection};
 use crate::monitor::human::{Columns, NameStyle};
 use crate::monitor::{self, Config};
@@ -103,19 +103,6 @@ pub(crate) struct ProcArgs {
     ack_timeout: Duration,
     #[command(flatten)]
     service: ServiceArgs,
-}
-
-/// Parses a byte size: `4096`, `64K`, `256M`, `1G`.
-fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&s[..i], 1usize << 10),
-        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
-        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
-        _ => (s, 1),
-    };
-    let n: usize = num.parse().map_err(|_| format!("invalid size {s:?} (e.g. 4096, 64K, 256M)"))?;
-    n.checked_mul(mult).ok_or_else(|| format!("size too large: {s:?}"))
 }
 
 /// A uid given as a number or a user name (looked up through NSS: /etc/passwd, LDAP, sssd, ...).

@@ -55,18 +55,6 @@ impl Drop for Pinning {
     }
 }
 
-/// A random `u32` from the kernel, or one mixed from the time and the pid if that fails.
-pub(crate) fn random_u32() -> u32 {
-    let mut b = [0u8; 4];
-    match rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()) {
-        Ok(4) => u32::from_ne_bytes(b),
-        _ => {
-            let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-            (t.tv_nsec as u32).wrapping_mul(0x9e37_79b9) ^ std::process::id().rotate_left(16)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

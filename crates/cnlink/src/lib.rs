@@ -36,7 +36,8 @@
 //! With the `tokio` feature, [`tokio::ProcStream`] is the same as an async `Stream` (it never blocks the
 //! executor), and [`tokio::AsyncConnector`] the async request/reply client. Any other id is reached with [`Connector`]:
 //! [`Connector::request`] sends a message and waits for the reply its [`MatchRule`] recognises (the documents'
-//! rule, same `seq` and `ack + 1`, by default).
+//! rule, same `seq` and `ack + 1`, by default); [`Connector::recv`] gives the rest as [`ClientItem`]s, an
+//! overrun included. Both clients are thin drivers over [`engine::ClientCore`].
 //!
 //! ## The bytes
 //!
@@ -62,7 +63,7 @@
 //! ```text
 //! wire     bytes <-> views and reprs                                    no IO, no unsafe
 //! engine   the proc subscription (Subscriber), proc decoding and per-CPU   no IO, no clock, no unsafe
-//!          loss accounting, the request/reply client core
+//!          loss accounting, reply matching and the request/reply client core
 //! socket   netlink sockets: the only module with syscalls and unsafe
 //! drivers  proc::ProcEvents, Connector (blocking); tokio::* (feature "tokio"): loops that move bytes
 //!          between the sockets and the engines
@@ -89,7 +90,7 @@ pub mod tokio;
 mod testing;
 
 pub use connector::Connector;
-pub use engine::{Credentials, MatchRule, OwnedMsg, Trust};
+pub use engine::{ClientCounters, ClientItem, Credentials, MatchRule, OwnedMsg, Trust};
 pub use error::Error;
 
 /// The README's examples, compiled as doctests.

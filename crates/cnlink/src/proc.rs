@@ -174,7 +174,7 @@ impl ProcEvents {
     }
 
     fn start(opts: ProcOptions, tap: Option<Tap>) -> Result<ProcEvents, Error> {
-        let engine = Subscriber::new(Instant::now(), subscriber_config(&opts))?;
+        let engine = Subscriber::new(Instant::now(), subscriber_config(&opts)?)?;
         let sock = open_proc_socket(opts.recv_buffer)?;
         // From here on, dropping `events` sends the IGNOREs that undo whatever went out, also on the error paths.
         let mut events =
@@ -363,16 +363,16 @@ impl Iterator for ProcEvents {
 }
 
 /// The engine's configuration from the options and what the machine says about itself.
-pub(crate) fn subscriber_config(opts: &ProcOptions) -> SubscriberConfig {
-    SubscriberConfig {
+pub(crate) fn subscriber_config(opts: &ProcOptions) -> Result<SubscriberConfig, Error> {
+    Ok(SubscriberConfig {
         events: opts.events,
         kernel_filter: opts.kernel_filter,
         ack_timeout: opts.ack_timeout,
-        initial_ack: host::random_u32(),
+        initial_ack: crate::connector::random_u32()?,
         kernel: host::kernel_release(),
         affinity: host::thread_affinity(),
         online: host::online_cpus(),
-    }
+    })
 }
 
 /// Hands the datagrams of the last receive on `path` to the engine, showing them to the tap first.

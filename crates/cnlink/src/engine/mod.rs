@@ -10,19 +10,19 @@
 
 pub mod connector;
 pub mod cpus;
-pub mod genealogy;
 pub mod loss;
 pub mod proc_stream;
+pub mod reply_matcher;
 pub mod subscriber;
 
-pub use connector::{ClientCore, ClientStats, OwnedMsg, Trust};
+pub use connector::{
+    ClientCore, ClientCounters, ClientItem, Credentials, OwnedMsg, PendingRequest, RequestError, Trust,
+    DEFAULT_QUEUE_LIMIT,
+};
 pub use cpus::CpuSet;
-pub use genealogy::{Genealogy, MatchRule};
 pub use loss::{Loss, SeqObservation, SeqTracker};
 pub use proc_stream::{Event, ProcCounters, ProcDecoder, ProcItem};
+pub use reply_matcher::{MatchRule, ReplyMatcher, RequestId};
 pub use subscriber::{
     ConfigError, Failure, KernelRelease, Path, State, Subscriber, SubscriberConfig, SubscriberEvent, Transmit,
 };
-
-/// A sender's credentials; defined with the socket that receives them.
-pub use crate::socket::Credentials;

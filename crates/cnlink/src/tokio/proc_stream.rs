@@ -62,7 +62,7 @@ impl ProcStream {
     }
 
     async fn start(opts: ProcOptions, tap: Option<Tap>) -> Result<ProcStream, Error> {
-        let engine = Subscriber::new(Instant::now(), proc::subscriber_config(&opts))?;
+        let engine = Subscriber::new(Instant::now(), proc::subscriber_config(&opts)?)?;
         let sock = proc::open_proc_socket(opts.recv_buffer)?;
         sock.set_nonblocking(true)?;
         // From here on, dropping `stream` sends the IGNOREs that undo whatever went out, also on the error paths.
