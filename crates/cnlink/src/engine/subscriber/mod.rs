@@ -33,6 +33,8 @@
 //! affinity set that has not been heard from yet; after an overrun, one from each CPU of the set. The requests go
 //! back to back (their acks are matched as they come), and a resync runs at most once per [`RESYNC_INTERVAL`].
 
+mod config;
+mod outputs;
 mod release;
 #[cfg(test)]
 mod tests;
@@ -46,6 +48,8 @@ use super::cpus::CpuSet;
 use super::loss::Loss;
 use super::proc_stream::{ProcCounters, ProcDecoder, ProcItem};
 
+pub use config::{ConfigError, SubscriberConfig};
+pub use outputs::{Failure, Path, State, SubscriberEvent, Transmit};
 pub use release::KernelRelease;
 
 /// How long the probe waits for the ack of a filtered `LISTEN` at most (the kernel answers before the send
@@ -57,131 +61,6 @@ pub const RESYNC_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_RESENDS: u8 = 3;
 /// The largest request: `nlmsghdr`, `cn_msg` and an 8-byte `proc_input`.
 const REQUEST_MAX: usize = wire::NLMSG_HDRLEN + wire::CN_MSG_HDRLEN + 8;
-
-/// What to subscribe to, and what the driver knows about the machine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscriberConfig {
-    /// The events wanted; at least one known kind.
-    pub events: EventMask,
-    /// Use the 6.6 kernel-side filter when `events` is a strict subset.
-    pub kernel_filter: bool,
-    /// How long to wait for the ack of the legacy `LISTEN`, and for resync acks.
-    pub ack_timeout: Duration,
-    /// The `ack` of the first request (random, so that acks to other processes' requests do not match).
-    pub initial_ack: u32,
-    /// The running kernel's release (`uname -r`), if known.
-    pub kernel: Option<KernelRelease>,
-    /// The CPUs the driver can send from (its thread's affinity); no resync without it.
-    pub affinity: Option<CpuSet>,
-    /// The CPUs online; without it, losses are reported as lower bounds.
-    pub online: Option<CpuSet>,
-}
-
-impl Default for SubscriberConfig {
-    fn default() -> Self {
-        SubscriberConfig {
-            events: EventMask::ALL,
-            kernel_filter: true,
-            ack_timeout: Duration::from_secs(1),
-            initial_ack: 0,
-            kernel: None,
-            affinity: None,
-            online: None,
-        }
-    }
-}
-
-/// Why a [`SubscriberConfig`] cannot be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The event mask selects no known event (the kernel would read it as "all").
-    #[error("the event mask selects no event")]
-    NoEvents,
-}
-
-/// Which of the driver's sockets a datagram came in on or goes out of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Path {
-    /// The subscribed socket.
-    Main,
-    /// The probe: joined to the proc group without a request of its own, so it sees every ack, including the
-    /// one a filtered main socket never gets.
-    Probe,
-}
-
-/// A request to send to the kernel (port 0).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Transmit {
-    /// The socket to send it from.
-    pub path: Path,
-    /// The CPU to send it from (the kernel answers on the sending CPU), or `None` for any.
-    pub cpu: Option<u32>,
-    /// What it asks.
-    pub request: ProcInput,
-    buf: [u8; REQUEST_MAX],
-    len: u8,
-}
-
-impl Transmit {
-    /// The whole datagram (`nlmsghdr`, `cn_msg`, the request data).
-    pub fn datagram(&self) -> &[u8] {
-        &self.buf[..usize::from(self.len)]
-    }
-}
-
-impl core::fmt::Debug for Transmit {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Transmit")
-            .field("path", &self.path)
-            .field("cpu", &self.cpu)
-            .field("request", &self.request)
-            .finish()
-    }
-}
-
-/// Why a subscription did not come about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// The kernel answered with this (positive) errno: `EPERM` before 6.6 without `CAP_NET_ADMIN`, say.
-    Refused(u32),
-    /// No ack came: the process is outside the initial user or pid namespace (the kernel ignores it), or the
-    /// kernel has no proc connector.
-    NoAck {
-        /// How long the subscription waited in all.
-        waited: Duration,
-    },
-}
-
-/// Where a subscription stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    /// Waiting for the kernel's ack.
-    Subscribing,
-    /// Acked: events flow.
-    Subscribed {
-        /// Whether the kernel filters (6.6+ with a strict subset of events).
-        kernel_filtered: bool,
-    },
-    /// It did not come about (close it to undo what the kernel may have counted).
-    Failed(Failure),
-    /// [`Subscriber::close`] was called.
-    Closed,
-}
-
-/// What [`Subscriber::poll_event`] yields: stream items and the subscription's own changes of state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubscriberEvent {
-    /// An item of the stream.
-    Item(ProcItem),
-    /// The kernel acked the subscription.
-    Subscribed {
-        /// Whether the kernel filters.
-        kernel_filtered: bool,
-    },
-    /// The subscription failed.
-    Failed(Failure),
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
