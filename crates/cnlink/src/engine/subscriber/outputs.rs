@@ -72,11 +72,11 @@ pub enum State {
     },
     /// It did not come about (close it to undo what the kernel may have counted).
     Failed(Failure),
-    /// [`Subscriber::close`] was called.
+    /// [`super::Subscriber::close`] was called.
     Closed,
 }
 
-/// What [`Subscriber::poll_event`] yields: stream items and the subscription's own changes of state.
+/// What [`super::Subscriber::poll_event`] yields: stream items and the subscription's own changes of state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubscriberEvent {
     /// An item of the stream.
