@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use cnlink::wire::{CbId, CnMsgHdr};
+use cnlink::wire::CbId;
 use cnlink_bus::wire::{CtlMsg, NotifyRange};
 use cnlink_bus::{Bus, BusClient, BusOptions, Config, Policy, DEFAULT_PORT};
 
@@ -303,9 +303,9 @@ fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
     stop.store(true, Ordering::Relaxed);
     let (mut agent, r) = agent.join().map_err(|_| anyhow::anyhow!("the agent thread panicked"))?;
     r?;
-    // The owner sends on its id with group 0: the bus looks up group idx, as cn_test's timer does.
+    // The owner sends on its id with group 0 (the SEND op): the bus looks up group idx, as cn_test's timer does.
     subscriber.join(id.idx)?;
-    agent.send_raw(CnMsgHdr { id, seq: 1, ack: 0, ..Default::default() }, b"counter = 1\0")?;
+    agent.send_group(0, id, b"counter = 1\0")?;
     let got = subscriber.recv(Some(a.timeout))?;
     all &= check(
         &mut out,
