@@ -16,6 +16,7 @@
 
 mod log;
 mod poller;
+mod procfs;
 
 use std::collections::HashMap;
 use std::io;
@@ -219,6 +220,12 @@ impl Bus {
         self.shared.port
     }
 
+    /// The bus's socket, to read its options (the receive buffer granted). Never receive from it: the run loop
+    /// does.
+    pub fn socket(&self) -> &Socket {
+        &self.shared.sock
+    }
+
     /// Registers a callback in this process (`cn_add_callback`); it runs on its own worker thread, fed through a
     /// queue of [`BusOptions::queue_len`] messages (what a full queue refuses is counted in
     /// [`Stats::dropped_local`]). A slow or blocking callback delays only its own id. A panic is caught, logged
@@ -324,8 +331,11 @@ impl Bus {
             }
             let mut core = sh.lock();
             for port in exited {
-                poller.unwatch(port);
-                core.client_gone(port);
+                if poller.exited(port) {
+                    core.client_gone(port);
+                } else {
+                    core.note_unwatched();
+                }
             }
             core.handle_timeout(Instant::now());
             self.dispatch(&mut core, &mut poller, &mut inline);

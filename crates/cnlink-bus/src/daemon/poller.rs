@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use rustix::event::epoll;
 
+use super::procfs;
+
 const SOCKET_TOKEN: u64 = u64::MAX;
 const WAKE_TOKEN: u64 = u64::MAX - 1;
 
@@ -21,10 +23,16 @@ pub(crate) enum Ready {
     Exited(u32),
 }
 
+/// A watched client: its process's pidfd, and the inode of its socket.
+struct Watch {
+    pidfd: OwnedFd,
+    inode: u64,
+}
+
 /// The epoll set and the pidfds in it, by client port.
 pub(crate) struct Poller {
     ep: OwnedFd,
-    watched: HashMap<u32, OwnedFd>,
+    watched: HashMap<u32, Watch>,
     events: Vec<epoll::Event>,
 }
 
@@ -59,25 +67,39 @@ impl Poller {
             .collect())
     }
 
-    /// Watches process `pid` for the client at `port`. False when it cannot be watched: pid 0 (the client's
-    /// process is not in our pid namespace), or `pidfd_open` failed (`ESRCH`: not visible or already gone;
-    /// `EMFILE`, ...). Such a client is left to the `ECONNREFUSED` of a later send to its port.
+    /// Watches process `pid` for the client at `port`, once `/proc` shows that this process holds the socket
+    /// bound to `port`. False when it cannot: pid 0; a pid from another pid namespace (credentials carry the
+    /// sender's pid as its own namespace numbers it, which here names another process or none); a process that
+    /// does not hold the socket (it was passed on); `pidfd_open` or `/proc` failing. Such a client is left to the
+    /// `ECONNREFUSED` of a later send to its port.
     pub(crate) fn watch(&mut self, port: u32, pid: i32) -> bool {
         let Some(pid) = rustix::process::Pid::from_raw(pid) else { return false };
-        let Ok(fd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) else { return false };
-        if epoll::add(&self.ep, &fd, epoll::EventData::new_u64(port as u64), epoll::EventFlags::IN).is_err() {
+        let Some(inode) = procfs::socket_inode(port) else { return false };
+        let Ok(pidfd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) else { return false };
+        if !procfs::holds_socket(pidfd.as_fd(), inode) {
             return false;
         }
-        if let Some(old) = self.watched.insert(port, fd) {
-            let _ = epoll::delete(&self.ep, &old);
+        if epoll::add(&self.ep, &pidfd, epoll::EventData::new_u64(port as u64), epoll::EventFlags::IN).is_err() {
+            return false;
         }
+        self.unwatch(port);
+        self.watched.insert(port, Watch { pidfd, inode });
         true
+    }
+
+    /// The watched process of the client at `port` exited: stops watching it, and says whether its socket is gone
+    /// too. It is not when another process still holds it (the client forked, or passed the socket on): the
+    /// client stays, left to the `ECONNREFUSED` of a later send.
+    pub(crate) fn exited(&mut self, port: u32) -> bool {
+        let Some(w) = self.watched.remove(&port) else { return true };
+        let _ = epoll::delete(&self.ep, &w.pidfd);
+        procfs::socket_inode(port) != Some(w.inode)
     }
 
     /// Stops watching the client at `port`.
     pub(crate) fn unwatch(&mut self, port: u32) {
-        if let Some(fd) = self.watched.remove(&port) {
-            let _ = epoll::delete(&self.ep, &fd);
+        if let Some(w) = self.watched.remove(&port) {
+            let _ = epoll::delete(&self.ep, &w.pidfd);
         }
     }
 }
