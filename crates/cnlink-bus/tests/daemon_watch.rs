@@ -3,8 +3,9 @@
 //! in another pid namespace (a container sharing the host's network namespace, or the daemon in a container of
 //! its own) it names another process of the daemon's namespace, or none. The daemon watches a pid only once
 //! `/proc` shows that process holding the client's socket; any other client keeps its registrations and loses
-//! them at the first send that finds its socket closed (`ECONNREFUSED`). A socket that outlives the process that
-//! registered (after a `fork`) keeps its registrations too.
+//! them at the first send that finds its socket closed (`ECONNREFUSED`), or when the daemon's periodic check of
+//! `/proc/net/netlink` finds its socket gone. A socket that outlives the process that registered (after a `fork`)
+//! keeps its registrations too.
 //!
 //! The pid-namespace tests run the daemon (the `bus_daemon` example) or the agent (`echo_agent`) under
 //! `unshare --pid --fork` and need root and util-linux.
@@ -15,6 +16,7 @@ use std::io::{BufRead, BufReader, Lines};
 use std::process::{ChildStdout, Command, Stdio};
 use std::time::Duration;
 
+use cnlink::socket::{Protocol, Socket};
 use cnlink::wire::CbId;
 use cnlink_bus::{BusClient, BusOptions, Config, Policy};
 use common::*;
@@ -62,18 +64,19 @@ fn can_unshare() -> bool {
     true
 }
 
-/// A daemon and an agent for `id`, each in a pid namespace of its own (siblings); a client of the daemon.
-fn daemon_and_agent(salt: u32, id: CbId) -> (Agent, Agent, BusClient) {
+/// A daemon and an agent for `id`, each in a pid namespace of its own (siblings); the agent's port; a client of
+/// the daemon.
+fn daemon_and_agent(salt: u32, id: CbId) -> (Agent, Agent, u32, BusClient) {
     let port = 0x636E_0000 | (std::process::id() & 0xffff) ^ salt;
     let daemon = example_binary("bus_daemon");
     let (daemon, mut out) = in_new_pid_namespace(&[daemon.to_str().unwrap(), &port.to_string()]);
     line_after(&mut out, "ready");
     let agent = agent_binary();
     let (agent, mut out) = in_new_pid_namespace(&[agent.to_str().unwrap(), &port.to_string(), &id.to_string()]);
-    line_after(&mut out, "ready ");
+    let agent_port = line_after(&mut out, "ready ").parse().unwrap();
     let mut c = BusClient::connect(port).unwrap();
     c.wait_for_bus(T).unwrap();
-    (daemon, agent, c)
+    (daemon, agent, agent_port, c)
 }
 
 #[test]
@@ -82,7 +85,7 @@ fn a_client_in_another_pid_namespace_stays_registered() {
         return;
     }
     let id = CbId::new(0x4e5, 1);
-    let (_daemon, _agent, mut c) = daemon_and_agent(0x7e57, id);
+    let (_daemon, _agent, _, mut c) = daemon_and_agent(0x7e57, id);
     assert!(listed(&mut c, id), "the agent's id is listed after its REGISTER was answered");
     for i in 0..3u8 {
         assert_eq!(c.request(id, &[i; 4], T).unwrap().data, [i; 4], "the agent answers");
@@ -93,23 +96,52 @@ fn a_client_in_another_pid_namespace_stays_registered() {
 }
 
 #[test]
-fn a_client_in_another_pid_namespace_is_cleaned_up_after_it_dies() {
+fn a_client_in_another_pid_namespace_is_cleaned_up_at_the_first_send_after_it_dies() {
     if !can_unshare() {
         return;
     }
     let id = CbId::new(0x4e5, 2);
-    let (_daemon, mut agent, mut c) = daemon_and_agent(0x7e58, id);
+    let (_daemon, agent, agent_port, mut c) = daemon_and_agent(0x7e58, id);
     assert!(listed(&mut c, id));
+    kill_and_wait_for_its_socket(agent, agent_port);
+    // Not watched: the message forwarded to the closed socket fails with ECONNREFUSED, which cleans up. The bus
+    // answers a batch of datagrams after handling all of them, and sends in order: once a request sent after the
+    // message is answered, the forward has failed, and the next request sees the result.
+    c.send(id, b"anyone?").unwrap();
+    c.stats().unwrap();
+    assert!(!listed(&mut c, id), "the dead agent's id is still registered");
+    assert_eq!(stat(&mut c, "clients_gone"), 1);
+}
+
+#[test]
+fn a_dead_unwatched_client_is_cleaned_up_without_traffic_and_its_port_is_not_inherited() {
+    if !can_unshare() {
+        return;
+    }
+    let id = CbId::new(0x4e5, 5);
+    let (_daemon, agent, agent_port, mut c) = daemon_and_agent(0x7e59, id);
+    assert!(listed(&mut c, id));
+    kill_and_wait_for_its_socket(agent, agent_port);
+    // Someone binds the dead agent's port at once: the bus, checking the sockets of the clients it cannot watch,
+    // sees another socket there and drops the dead agent's ids instead of forwarding their requests to it.
+    let thief = Socket::open_at(Protocol::Usersock, agent_port).unwrap();
+    assert!(eventually(T, || !listed(&mut c, id)), "the dead agent's id is still registered");
+    assert_eq!(stat(&mut c, "clients_gone"), 1);
+    drop(thief);
+}
+
+/// Kills an agent started by `in_new_pid_namespace`, and waits until its socket is closed.
+fn kill_and_wait_for_its_socket(mut agent: Agent, port: u32) {
     // `unshare --kill-child` takes the agent (pid 1 of its namespace) with it.
     agent.child.kill().unwrap();
     agent.child.wait().unwrap();
-    // Not watched: the first message forwarded to the closed socket (ECONNREFUSED) cleans up.
-    let gone = eventually(T, || {
-        let _ = c.send(id, b"anyone?");
-        !listed(&mut c, id)
-    });
-    assert!(gone, "the dead agent's id is still registered");
-    assert_eq!(stat(&mut c, "clients_gone"), 1);
+    let bound = || {
+        std::fs::read_to_string("/proc/net/netlink").unwrap().lines().any(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.get(1) == Some(&"2") && cols.get(2) == Some(&port.to_string().as_str())
+        })
+    };
+    assert!(eventually(T, || !bound()), "the agent's socket is still bound");
 }
 
 /// The agent's pid in its namespace is made equal to the pid of an unrelated process of ours (through

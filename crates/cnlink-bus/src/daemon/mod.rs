@@ -320,7 +320,8 @@ impl Bus {
         let mut batch = RecvBatch::new(32, 1 << 16);
         let mut inline = Vec::new();
         while !sh.stop.load(Ordering::Acquire) {
-            let timeout = sh.lock().poll_timeout().map(|t| t.saturating_duration_since(Instant::now()));
+            let due = [sh.lock().poll_timeout(), poller.check_at()].into_iter().flatten().min();
+            let timeout = due.map(|t| t.saturating_duration_since(Instant::now()));
             let mut exited = Vec::new();
             for ready in poller.wait(timeout)? {
                 match ready {
@@ -336,6 +337,9 @@ impl Bus {
                 } else {
                     core.note_unwatched();
                 }
+            }
+            for port in poller.check(Instant::now()) {
+                core.client_gone(port);
             }
             core.handle_timeout(Instant::now());
             self.dispatch(&mut core, &mut poller, &mut inline);

@@ -1,9 +1,11 @@
 //! What `/proc` says about a client's socket: which socket (inode) is bound to a port, and whether a process holds
 //! it. The pid in a netlink datagram's `SCM_CREDENTIALS` is the sender's pid in the sender's own pid namespace,
 //! never translated, so before watching that pid the daemon checks that the process it names really holds the
-//! sending socket; and when a watched process exits it checks whether the socket lives on in another process
-//! (after a `fork`, or passed over a unix socket).
+//! sending socket; when a watched process exits it checks whether the socket lives on in another process (after a
+//! `fork`, or passed over a unix socket); and it checks now and then that the sockets of the clients it cannot
+//! watch are still bound.
 
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// `NETLINK_USERSOCK`, the `Eth` column of `/proc/net/netlink`.
@@ -12,17 +14,27 @@ const USERSOCK: u32 = 2;
 /// The inode of the `NETLINK_USERSOCK` socket bound to `port` in this network namespace, from
 /// `/proc/net/netlink` (`None` when no socket is bound there, or the file cannot be read).
 pub(crate) fn socket_inode(port: u32) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/net/netlink").ok()?;
-    inode_in(&text, port)
+    usersock_inodes()?.remove(&port)
 }
 
-/// Finds `port` in the text of `/proc/net/netlink` (`sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode`).
-fn inode_in(text: &str, port: u32) -> Option<u64> {
-    text.lines().skip(1).find_map(|line| {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        let (eth, pid, inode) = (cols.get(1)?.parse::<u32>().ok()?, cols.get(2)?.parse::<u32>().ok()?, cols.get(9)?);
-        (eth == USERSOCK && pid == port).then(|| inode.parse().ok()).flatten()
-    })
+/// Every `NETLINK_USERSOCK` port bound in this network namespace, with its socket's inode (`None` when
+/// `/proc/net/netlink` cannot be read).
+pub(crate) fn usersock_inodes() -> Option<HashMap<u32, u64>> {
+    Some(inodes_in(&std::fs::read_to_string("/proc/net/netlink").ok()?))
+}
+
+/// The `NETLINK_USERSOCK` rows of `/proc/net/netlink` text (`sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode`):
+/// port (`Pid`) to `Inode`. Rows that do not parse are skipped.
+fn inodes_in(text: &str) -> HashMap<u32, u64> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let eth: u32 = cols.get(1)?.parse().ok()?;
+            (eth == USERSOCK).then_some(())?;
+            Some((cols.get(2)?.parse().ok()?, cols.get(9)?.parse().ok()?))
+        })
+        .collect()
 }
 
 /// Whether the process behind `pidfd` has socket `inode` among its open files. Its pid is read from the pidfd's
@@ -54,10 +66,11 @@ mod tests {
                     000000002e8f5d64 2   12345      00000000 0        0        0     2        0        29825   \n\
                     000000002e8f5d65 2   4294967295 00000000 0        0        0     2        0        7\n\
                     garbage\n";
-        assert_eq!(inode_in(text, 12345), Some(29825), "protocol 2 only");
-        assert_eq!(inode_in(text, u32::MAX), Some(7));
-        assert_eq!(inode_in(text, 1), None);
-        assert_eq!(inode_in("", 1), None);
+        let ports = inodes_in(text);
+        assert_eq!(ports.get(&12345), Some(&29825), "protocol 2 only");
+        assert_eq!(ports.get(&u32::MAX), Some(&7));
+        assert_eq!(ports.len(), 2);
+        assert!(inodes_in("").is_empty());
     }
 
     #[test]
