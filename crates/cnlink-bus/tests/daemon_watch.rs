@@ -90,9 +90,9 @@ fn a_client_in_another_pid_namespace_stays_registered() {
     for i in 0..3u8 {
         assert_eq!(c.request(id, &[i; 4], T).unwrap().data, [i; 4], "the agent answers");
     }
-    assert!(listed(&mut c, id), "still registered");
-    assert_eq!(stat(&mut c, "clients_gone"), 0);
-    assert!(stat(&mut c, "unwatched") >= 1, "its pid names no process holding its socket: not watched");
+    assert!(eventually(T, || stat(&mut c, "unwatched") == 1), "its pid names no process holding its socket");
+    assert!(listed(&mut c, id), "still registered once found unwatchable");
+    assert_eq!((stat(&mut c, "watched"), stat(&mut c, "clients_gone")), (0, 0));
 }
 
 #[test]
@@ -121,6 +121,7 @@ fn a_dead_unwatched_client_is_cleaned_up_without_traffic_and_its_port_is_not_inh
     let id = CbId::new(0x4e5, 5);
     let (_daemon, agent, agent_port, mut c) = daemon_and_agent(0x7e59, id);
     assert!(listed(&mut c, id));
+    assert!(eventually(T, || stat(&mut c, "unwatched") == 1), "the bus found it cannot watch the agent");
     kill_and_wait_for_its_socket(agent, agent_port);
     // Someone binds the dead agent's port at once: the bus, checking the sockets of the clients it cannot watch,
     // sees another socket there and drops the dead agent's ids instead of forwarding their requests to it.
@@ -167,7 +168,7 @@ fn credentials_naming_an_unrelated_process_do_not_end_a_live_client() {
     line_after(&mut out, "ready ");
     let mut c = BusClient::connect(port).unwrap();
     assert!(listed(&mut c, id));
-    assert!(h.bus().stats().unwatched >= 1, "{:?}", h.bus().stats());
+    assert!(eventually(T, || h.bus().stats().unwatched == 1), "{:?}", h.bus().stats());
     unrelated.kill().unwrap();
     unrelated.wait().unwrap();
     // The agent lives on: its id stays, and it answers.
@@ -180,14 +181,16 @@ fn credentials_naming_an_unrelated_process_do_not_end_a_live_client() {
 }
 
 /// The child of `a_socket_that_outlives_its_registering_process_keeps_its_ids`: registers `id` on the bus at
-/// `port`, hands its socket to a `sleep` (inherited over exec), prints the sleep's pid and exits.
+/// `port`, hands its socket to a `sleep` (inherited over exec), prints the sleep's pid, and exits when its stdin
+/// closes.
 #[allow(clippy::zombie_processes)] // The sleep outlives this process on purpose: it holds the socket.
 fn register_and_fork(port: u32, id: CbId) {
     let mut c = BusClient::connect(port).unwrap();
     c.register(id, "forked").unwrap();
     rustix::io::fcntl_setfd(c.connector().socket(), rustix::io::FdFlags::empty()).unwrap();
-    let sleep = Command::new("sleep").arg("60").stdout(Stdio::null()).spawn().unwrap();
+    let sleep = Command::new("sleep").arg("60").stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap();
     println!("\nready {}", sleep.id());
+    let _ = std::io::stdin().read_line(&mut String::new());
 }
 
 #[test]
@@ -201,20 +204,23 @@ fn a_socket_that_outlives_its_registering_process_keeps_its_ids() {
         ..BusOptions::default()
     });
     let port = h.bus().port();
-    let out = Command::new(std::env::current_exe().unwrap())
+    let mut registrar = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "a_socket_that_outlives_its_registering_process_keeps_its_ids", "--nocapture"])
         .env("CNLINK_BUS_FORK_PORT", port.to_string())
         .env_remove("CI")
-        .stderr(Stdio::inherit())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let holder = stdout.lines().find_map(|l| l.strip_prefix("ready ")).and_then(|p| p.parse().ok()).unwrap();
-    let holder = KillOnDrop(rustix::process::Pid::from_raw(holder).unwrap());
-    // The registering process exited while the sleep holds its socket: the daemon, told of the exit, finds the
-    // socket alive and keeps the client.
-    assert!(eventually(T, || h.bus().stats().unwatched >= 1), "{:?}", h.bus().stats());
+    let mut out = BufReader::new(registrar.stdout.take().unwrap()).lines();
+    let holder = out.by_ref().map_while(Result::ok).find_map(|l| l.strip_prefix("ready ").and_then(|p| p.parse().ok()));
+    let holder = KillOnDrop(rustix::process::Pid::from_raw(holder.expect("ready PID")).unwrap());
+    // The bus watches the registering process (it holds the socket); then that process exits while the sleep
+    // holds its socket: the bus finds the socket alive and keeps the client.
+    assert!(eventually(T, || h.bus().stats().watched == 1), "{:?}", h.bus().stats());
+    drop(registrar.stdin.take());
+    assert!(registrar.wait().unwrap().success());
+    assert!(eventually(T, || h.bus().stats().unwatched == 1), "{:?}", h.bus().stats());
     let mut c = BusClient::connect(port).unwrap();
     assert!(listed(&mut c, id));
     assert_eq!(h.bus().stats().clients_gone, 0);

@@ -125,8 +125,10 @@ pub enum Action {
     Deliver(Delivery),
     /// A client now holds state: watch process `pid` and call [`Core::client_gone`] when it exits. Comes out
     /// before the transmits of the request that made the client (its reply included), so that the watch is open
-    /// before the client hears back. A pid the driver cannot watch (0: not in its pid namespace) is reported with
-    /// [`Core::note_unwatched`]; such a client is cleaned up when a send to it fails.
+    /// before the client hears back. The pid is the client's as its own pid namespace numbers it: the driver
+    /// checks that it names the process holding the client's socket ([`Core::note_watched`]) and otherwise
+    /// watches the socket some other way ([`Core::note_unwatched`]); a send to a closed socket
+    /// ([`Core::send_failed`]) ends the client in any case.
     Watch {
         /// The client's port.
         port: u32,
@@ -301,6 +303,11 @@ impl Core {
     /// Counts a client whose process the driver could not watch (see [`Action::Watch`]).
     pub fn note_unwatched(&mut self) {
         self.stats.unwatched += 1;
+    }
+
+    /// Counts a client whose process the driver watches.
+    pub fn note_watched(&mut self) {
+        self.stats.watched += 1;
     }
 
     /// Counters and gauges.

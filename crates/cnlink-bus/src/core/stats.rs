@@ -85,7 +85,9 @@ stats! {
     log_dropped,
     /// Panics caught in local callbacks.
     callback_panics,
-    /// Clients whose process could not be watched (no pid in the bus's pid namespace, or `pidfd_open` failed):
-    /// they are cleaned up when a send to them fails.
+    /// Clients whose process could not be watched (their pid names no process of the bus's pid namespace that holds
+    /// their socket), or whose socket outlived the process watched: their socket is checked instead.
     unwatched,
+    /// Clients whose process is watched (it was found holding their socket).
+    watched,
 }

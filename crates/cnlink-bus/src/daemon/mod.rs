@@ -2,11 +2,11 @@
 //! running on worker threads. This is the daemon (`cnlink bus`) and the in-process API at once.
 //!
 //! The driver is thin: receive a batch, hand each datagram to [`Core::handle`], act on [`Core::poll_action`]
-//! (opening process watches before anything is sent, so a client is watched before it hears back), then send
-//! what [`Core::poll_transmit`] gives. Clients that hold state are watched through a pidfd opened from their
-//! credentials, so a dead client's ids are unregistered (with notifications) at once; a send refused with
-//! `ECONNREFUSED` (a closed socket) does the same, and is the only way for a client whose process the bus cannot
-//! see (another pid namespace).
+//! (opening a pidfd for each new client before anything is sent, so that the process is pinned before the client
+//! hears back), then send what [`Core::poll_transmit`] gives. A client's pidfd is watched once `/proc` shows that
+//! process holding the client's socket, so a dead client's ids are unregistered (with notifications) at once; the
+//! socket of a client that cannot be watched that way (another pid namespace, a socket passed on) is checked in
+//! `/proc/net/netlink` every second; and a send refused with `ECONNREFUSED` (a closed socket) ends any client.
 //!
 //! Each local callback added with [`Bus::add_callback`] has its own thread and bounded queue (the original
 //! connector used a workqueue): a slow callback never delays the others, and what its full queue drops is counted
@@ -320,7 +320,7 @@ impl Bus {
         let mut batch = RecvBatch::new(32, 1 << 16);
         let mut inline = Vec::new();
         while !sh.stop.load(Ordering::Acquire) {
-            let due = [sh.lock().poll_timeout(), poller.check_at()].into_iter().flatten().min();
+            let due = [sh.lock().poll_timeout(), poller.pass_at()].into_iter().flatten().min();
             let timeout = due.map(|t| t.saturating_duration_since(Instant::now()));
             let mut exited = Vec::new();
             for ready in poller.wait(timeout)? {
@@ -338,9 +338,12 @@ impl Bus {
                     core.note_unwatched();
                 }
             }
-            for port in poller.check(Instant::now()) {
+            let pass = poller.pass(Instant::now());
+            for port in pass.gone {
                 core.client_gone(port);
             }
+            (0..pass.unwatched).for_each(|_| core.note_unwatched());
+            (0..pass.watched).for_each(|_| core.note_watched());
             core.handle_timeout(Instant::now());
             self.dispatch(&mut core, &mut poller, &mut inline);
             drop(core);
@@ -413,12 +416,7 @@ impl Bus {
                 acted = true;
                 match action {
                     Action::Deliver(d) => self.deliver(core, d, inline),
-                    Action::Watch { port, pid } => {
-                        let watched = poller.watch(port, pid);
-                        if !watched {
-                            core.note_unwatched();
-                        }
-                    }
+                    Action::Watch { port, pid } => poller.watch(port, pid),
                     Action::Unwatch { port } => poller.unwatch(port),
                     Action::Denied(d) => {
                         let logged = sh.log.denial(d);

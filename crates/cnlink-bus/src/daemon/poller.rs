@@ -1,5 +1,11 @@
-//! The run loop's epoll set: the bus's socket, the wake-up eventfd, and one pidfd per watched client; and the
-//! clients whose process cannot be watched, whose sockets it checks in `/proc/net/netlink` every second.
+//! The run loop's epoll set (the bus's socket, the wake-up eventfd, one pidfd per watched client), and the checks
+//! that decide which clients can be watched.
+//!
+//! A new client's pidfd is opened at once, before the bus answers it, but it is watched only once `/proc` shows
+//! that process holding the client's socket (the pid in netlink credentials is the sender's own namespace's
+//! number, which here may name another process). That check, and the check that the sockets of the clients that
+//! cannot be watched are still bound, read `/proc`, so they run in a pass of their own: at most every 100 ms while
+//! new clients wait, every second otherwise, and never more than a tenth of the time.
 
 use std::collections::HashMap;
 use std::io;
@@ -10,8 +16,12 @@ use rustix::event::epoll;
 
 use super::procfs;
 
+/// The first check of new clients, after they arrived (so that one pass takes many).
+const NEW_CLIENTS_AFTER: Duration = Duration::from_millis(100);
 /// How often the sockets of unwatched clients are checked.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// New clients checked in one pass (the others wait for the next).
+const NEW_CLIENTS_PER_PASS: usize = 64;
 
 const SOCKET_TOKEN: u64 = u64::MAX;
 const WAKE_TOKEN: u64 = u64::MAX - 1;
@@ -33,13 +43,26 @@ struct Watch {
     inode: u64,
 }
 
-/// The epoll set and the pidfds in it, by client port.
+/// What a pass found.
+#[derive(Debug, Default)]
+pub(crate) struct Pass {
+    /// Clients whose socket is gone (closed, or another socket bound to the port since).
+    pub(crate) gone: Vec<u32>,
+    /// New clients that cannot be watched.
+    pub(crate) unwatched: usize,
+    /// New clients now watched.
+    pub(crate) watched: usize,
+}
+
+/// The epoll set and the clients, by port: watched, waiting for their first check, or checked by socket.
 pub(crate) struct Poller {
     ep: OwnedFd,
     watched: HashMap<u32, Watch>,
-    /// Clients that cannot be watched, by port, with their socket's inode.
+    /// New clients, with the pidfd of the process their credentials name (if it could be opened).
+    new: HashMap<u32, Option<OwnedFd>>,
+    /// Clients that cannot be watched, with their socket's inode.
     checked: HashMap<u32, u64>,
-    next_check: Instant,
+    next_pass: Instant,
     events: Vec<epoll::Event>,
 }
 
@@ -48,8 +71,14 @@ impl Poller {
         let ep = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         epoll::add(&ep, socket, epoll::EventData::new_u64(SOCKET_TOKEN), epoll::EventFlags::IN)?;
         epoll::add(&ep, wake, epoll::EventData::new_u64(WAKE_TOKEN), epoll::EventFlags::IN)?;
-        let (watched, checked) = (HashMap::new(), HashMap::new());
-        Ok(Poller { ep, watched, checked, next_check: Instant::now(), events: Vec::with_capacity(64) })
+        Ok(Poller {
+            ep,
+            watched: HashMap::new(),
+            new: HashMap::new(),
+            checked: HashMap::new(),
+            next_pass: Instant::now(),
+            events: Vec::with_capacity(64),
+        })
     }
 
     /// Waits up to `timeout` (forever with `None`); returns what is ready (nothing after `EINTR` or a timeout).
@@ -75,42 +104,27 @@ impl Poller {
             .collect())
     }
 
-    /// Watches process `pid` for the client at `port`, once `/proc` shows that this process holds the socket
-    /// bound to `port`. False when it cannot: pid 0; a pid from another pid namespace (credentials carry the
-    /// sender's pid as its own namespace numbers it, which here names another process or none); a process that
-    /// does not hold the socket (it was passed on); `pidfd_open` or `/proc` failing. Such a client's socket is
-    /// checked every second instead (when `/proc/net/netlink` shows it), and a send to it that fails with
-    /// `ECONNREFUSED` ends it too.
-    pub(crate) fn watch(&mut self, port: u32, pid: i32) -> bool {
+    /// A new client at `port`, whose credentials say pid `pid`: opens a pidfd for it now (pinning that process),
+    /// to be watched after the next pass has checked that it holds the client's socket.
+    pub(crate) fn watch(&mut self, port: u32, pid: i32) {
         self.unwatch(port);
-        let Some(inode) = procfs::socket_inode(port) else { return false };
-        let token = epoll::EventData::new_u64(port as u64);
-        let pidfd =
-            self.pidfd_holding(pid, inode).filter(|fd| epoll::add(&self.ep, fd, token, epoll::EventFlags::IN).is_ok());
-        match pidfd {
-            Some(pidfd) => {
-                self.watched.insert(port, Watch { pidfd, inode });
-                true
-            }
-            None => {
-                self.check_later(port, inode);
-                false
-            }
+        let pidfd = rustix::process::Pid::from_raw(pid)
+            .and_then(|pid| rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok());
+        if self.new.is_empty() && self.checked.is_empty() {
+            self.next_pass = Instant::now() + NEW_CLIENTS_AFTER;
+        } else {
+            self.next_pass = self.next_pass.min(Instant::now() + NEW_CLIENTS_AFTER);
         }
+        self.new.insert(port, pidfd);
     }
 
-    /// A pidfd for `pid`, if that process holds socket `inode`.
-    fn pidfd_holding(&self, pid: i32, inode: u64) -> Option<OwnedFd> {
-        let pid = rustix::process::Pid::from_raw(pid)?;
-        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()?;
-        procfs::holds_socket(pidfd.as_fd(), inode).then_some(pidfd)
-    }
-
-    fn check_later(&mut self, port: u32, inode: u64) {
-        if self.checked.is_empty() {
-            self.next_check = Instant::now() + CHECK_EVERY;
+    /// Forgets the client at `port`.
+    pub(crate) fn unwatch(&mut self, port: u32) {
+        if let Some(w) = self.watched.remove(&port) {
+            let _ = epoll::delete(&self.ep, &w.pidfd);
         }
-        self.checked.insert(port, inode);
+        self.new.remove(&port);
+        self.checked.remove(&port);
     }
 
     /// The watched process of the client at `port` exited: stops watching it, and says whether its socket is gone
@@ -120,38 +134,65 @@ impl Poller {
         let Some(w) = self.watched.remove(&port) else { return true };
         let _ = epoll::delete(&self.ep, &w.pidfd);
         if procfs::socket_inode(port) == Some(w.inode) {
-            self.check_later(port, w.inode);
+            self.checked.insert(port, w.inode);
             return false;
         }
         true
     }
 
-    /// When the sockets of unwatched clients are next due for a check.
-    pub(crate) fn check_at(&self) -> Option<Instant> {
-        (!self.checked.is_empty()).then_some(self.next_check)
+    /// When the next pass is due, if there is anything to check.
+    pub(crate) fn pass_at(&self) -> Option<Instant> {
+        (!self.new.is_empty() || !self.checked.is_empty()).then_some(self.next_pass)
     }
 
-    /// Checks, when due, that the sockets of unwatched clients are still bound; returns the ports of those that are
-    /// not (closed, or another socket bound to the port since), which are forgotten.
-    pub(crate) fn check(&mut self, now: Instant) -> Vec<u32> {
-        if self.checked.is_empty() || now < self.next_check {
-            return Vec::new();
+    /// When due: checks new clients (watched if the process their credentials name holds their socket, else
+    /// checked by socket from now on) and the sockets of the checked ones.
+    pub(crate) fn pass(&mut self, now: Instant) -> Pass {
+        let mut pass = Pass::default();
+        if !self.pass_at().is_some_and(|at| now >= at) {
+            return pass;
         }
-        self.next_check = now + CHECK_EVERY;
-        let Some(bound) = procfs::usersock_inodes() else { return Vec::new() };
-        let gone: Vec<u32> =
-            self.checked.iter().filter(|(port, inode)| bound.get(port) != Some(inode)).map(|(port, _)| *port).collect();
-        for port in &gone {
-            self.checked.remove(port);
+        let bound = procfs::usersock_inodes();
+        let new: Vec<u32> = self.new.keys().take(NEW_CLIENTS_PER_PASS).copied().collect();
+        for port in new {
+            let pidfd = self.new.remove(&port).flatten();
+            match bound.as_ref().map(|b| b.get(&port).copied()) {
+                // Its socket is already closed.
+                Some(None) => pass.gone.push(port),
+                Some(Some(inode)) => {
+                    if self.start_watch(port, pidfd, inode) {
+                        pass.watched += 1;
+                    } else {
+                        self.checked.insert(port, inode);
+                        pass.unwatched += 1;
+                    }
+                }
+                // `/proc/net/netlink` cannot be read: left to ECONNREFUSED.
+                None => pass.unwatched += 1,
+            }
         }
-        gone
+        if let Some(bound) = &bound {
+            let gone = self.checked.iter().filter(|(port, inode)| bound.get(port) != Some(inode)).map(|(p, _)| *p);
+            pass.gone.extend(gone.collect::<Vec<_>>());
+            for port in &pass.gone {
+                self.checked.remove(port);
+            }
+        }
+        // Never more than a tenth of the time, however large `/proc/net/netlink` is.
+        let spent = now.elapsed();
+        let every = if self.new.is_empty() { CHECK_EVERY } else { NEW_CLIENTS_AFTER };
+        self.next_pass = Instant::now() + every.max(spent * 9);
+        pass
     }
 
-    /// Stops watching the client at `port`.
-    pub(crate) fn unwatch(&mut self, port: u32) {
-        if let Some(w) = self.watched.remove(&port) {
-            let _ = epoll::delete(&self.ep, &w.pidfd);
+    /// Watches `pidfd` for the client at `port` if its process holds socket `inode`.
+    fn start_watch(&mut self, port: u32, pidfd: Option<OwnedFd>, inode: u64) -> bool {
+        let Some(pidfd) = pidfd.filter(|fd| procfs::holds_socket(fd.as_fd(), inode)) else { return false };
+        let token = epoll::EventData::new_u64(port as u64);
+        if epoll::add(&self.ep, &pidfd, token, epoll::EventFlags::IN).is_err() {
+            return false;
         }
-        self.checked.remove(&port);
+        self.watched.insert(port, Watch { pidfd, inode });
+        true
     }
 }

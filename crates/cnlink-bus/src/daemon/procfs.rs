@@ -6,10 +6,16 @@
 //! watch are still bound.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// `NETLINK_USERSOCK`, the `Eth` column of `/proc/net/netlink`.
 const USERSOCK: u32 = 2;
+/// The most of `/proc/net/netlink` read (about 40,000 sockets): any user can open netlink sockets, and the table
+/// is read on the receive thread.
+const MAX_NETLINK_TABLE: usize = 4 << 20;
+/// The most open files of a process looked through for a client's socket.
+const MAX_FDS: usize = 1024;
 
 /// The inode of the `NETLINK_USERSOCK` socket bound to `port` in this network namespace, from
 /// `/proc/net/netlink` (`None` when no socket is bound there, or the file cannot be read).
@@ -18,9 +24,12 @@ pub(crate) fn socket_inode(port: u32) -> Option<u64> {
 }
 
 /// Every `NETLINK_USERSOCK` port bound in this network namespace, with its socket's inode (`None` when
-/// `/proc/net/netlink` cannot be read).
+/// `/proc/net/netlink` cannot be read, or is larger than [`MAX_NETLINK_TABLE`]).
 pub(crate) fn usersock_inodes() -> Option<HashMap<u32, u64>> {
-    Some(inodes_in(&std::fs::read_to_string("/proc/net/netlink").ok()?))
+    let mut text = String::new();
+    let file = std::fs::File::open("/proc/net/netlink").ok()?;
+    file.take(MAX_NETLINK_TABLE as u64 + 1).read_to_string(&mut text).ok()?;
+    (text.len() <= MAX_NETLINK_TABLE).then(|| inodes_in(&text))
 }
 
 /// The `NETLINK_USERSOCK` rows of `/proc/net/netlink` text (`sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode`):
@@ -37,14 +46,17 @@ fn inodes_in(text: &str) -> HashMap<u32, u64> {
         .collect()
 }
 
-/// Whether the process behind `pidfd` has socket `inode` among its open files. Its pid is read from the pidfd's
-/// `fdinfo`, in `/proc`'s own pid namespace; false when `/proc` does not show it (another pid namespace,
-/// `hidepid`) or its files cannot be read (another user's process, for a daemon that is not root).
+/// Whether the process behind `pidfd` has socket `inode` among its first [`MAX_FDS`] open files. Its pid is read
+/// from the pidfd's `fdinfo`, in `/proc`'s own pid namespace; false when `/proc` does not show it (another pid
+/// namespace, `hidepid`, an exited process) or its files cannot be read (another user's process, for a daemon
+/// that is not root).
 pub(crate) fn holds_socket(pidfd: BorrowedFd<'_>, inode: u64) -> bool {
     let Some(pid) = fdinfo_pid(pidfd.as_raw_fd()) else { return false };
     let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
     let want = format!("socket:[{inode}]");
-    fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == want.as_str()))
+    fds.take(MAX_FDS)
+        .flatten()
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == want.as_str()))
 }
 
 /// The `Pid:` line of `/proc/self/fdinfo/FD` for a pidfd: the process's pid as `/proc` numbers it (0 or -1 when
