@@ -82,6 +82,13 @@ fn replies_that_answer_no_waiting_request_are_dropped_not_broadcast() {
     assert_eq!(sent(&mut c), vec![(EAVESDROPPER, CnMsgHdr { len: 4, ..hdr }, b"news".to_vec())]);
     assert_eq!(op(&mut c, who(AGENT, ROOT), &bw::send_op(0, hdr, b"more news").unwrap()), 0);
     assert_eq!(c.stats().fanout, 2);
+    // PUBLISH is never answered, not even a malformed one or a refusal; both are counted.
+    let mut bad = bw::publish_op(0, hdr, b"x").unwrap();
+    bad.pop();
+    c.handle(t0, who(EAVESDROPPER, MALLORY), &msg(CbId::CONNECTOR, 3, 3, &bad));
+    c.handle(t0, who(EAVESDROPPER, MALLORY), &msg(CbId::CONNECTOR, 4, 4, &bw::publish_op(0, hdr, b"forged").unwrap()));
+    assert!(sent(&mut c).is_empty());
+    assert_eq!((c.stats().bad_control, c.stats().denied), (1, 1));
 }
 
 #[test]

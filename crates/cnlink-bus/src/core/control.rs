@@ -15,7 +15,8 @@ impl Core {
     pub(super) fn control(&mut self, from: Sender, hdr: CnMsgHdr, data: &[u8]) {
         self.stats.control += 1;
         let (op, id, answered, outcome) = match Request::parse(data) {
-            Err((op, e)) => (op, None, true, Err(Refusal::Decode(e))),
+            // PUBLISH is never answered, not even when malformed.
+            Err((op, e)) => (op, None, op != bw::BUS_OP_PUBLISH, Err(Refusal::Decode(e))),
             Ok(req) => {
                 let id = match &req {
                     Request::Op(BusOp::Register { id, .. } | BusOp::Unregister { id }) => Some(*id),
