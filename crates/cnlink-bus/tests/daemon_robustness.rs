@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cnlink::socket::{NlAddr, Protocol, Socket};
+use cnlink::ClientItem;
 use cnlink::wire::{self, group_mask, CbId, CnMsgHdr};
 use cnlink_bus::core::{Config, SendError};
 use cnlink_bus::{Bus, BusClient, BusHandle, BusOptions, Policy};
@@ -41,7 +42,7 @@ fn five_thousand_one_way_messages_from_one_user_are_all_delivered() {
         a.register(id, "counter").unwrap();
         tx.send(()).unwrap();
         while !stop2.load(Ordering::Relaxed) {
-            let Some(m) = a.recv(Some(Duration::from_millis(50))).unwrap() else { continue };
+            let Some(ClientItem::Message(m)) = a.recv(Some(Duration::from_millis(50))).unwrap() else { continue };
             if m.data == b"event" {
                 events2.fetch_add(1, Ordering::Relaxed);
             } else {
