@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cnlink::socket::{NlAddr, Protocol, Socket};
-use cnlink::ClientItem;
 use cnlink::wire::{self, group_mask, CbId, CnMsgHdr};
+use cnlink::ClientItem;
 use cnlink_bus::core::{Config, SendError};
 use cnlink_bus::{Bus, BusClient, BusHandle, BusOptions, Policy};
 use common::*;
