@@ -48,7 +48,7 @@ fn flood(port: u32) {
     let socks: Vec<Socket> = (0..SOCKETS).map(|_| Socket::open(Protocol::Usersock).unwrap()).collect();
     for (s, sock) in socks.iter().enumerate() {
         let s = s as u32;
-        let me = sock.port_id().unwrap();
+        let me = sock.port();
         let send = |seq: u32, id: CbId, data: &[u8]| {
             let d = wire::datagram(CnMsgHdr { id, seq, ack: seq, ..Default::default() }, data, me).unwrap();
             sock.send_to(&d, to).unwrap();

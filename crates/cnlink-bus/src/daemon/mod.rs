@@ -197,7 +197,7 @@ impl Bus {
         sock.set_passcred(true)?;
         sock.set_nonblocking(true)?;
         let _ = sock.set_recv_buffer(opts.recv_buffer);
-        let port = sock.port_id()?;
+        let port = sock.port();
         let wake =
             rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK)?;
         Ok(Bus {

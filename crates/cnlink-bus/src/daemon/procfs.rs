@@ -88,7 +88,7 @@ mod tests {
     #[test]
     fn our_own_socket_is_found_in_our_files() {
         let sock = cnlink::socket::Socket::open(cnlink::socket::Protocol::Usersock).unwrap();
-        let inode = socket_inode(sock.port_id().unwrap()).expect("our socket is listed");
+        let inode = socket_inode(sock.port()).expect("our socket is listed");
         let me = rustix::process::pidfd_open(rustix::process::getpid(), rustix::process::PidfdFlags::empty()).unwrap();
         use std::os::fd::AsFd;
         assert!(holds_socket(me.as_fd(), inode));
