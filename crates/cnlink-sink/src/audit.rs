@@ -40,9 +40,7 @@ impl RangeSet {
             }
         }
         let joins_before = before.filter(|&(_, end)| end + 1 == n);
-        let after = n
-            .checked_add(1)
-            .and_then(|next| self.ranges.get(&next).map(|&e| (next, e)));
+        let after = n.checked_add(1).and_then(|next| self.ranges.get(&next).map(|&e| (next, e)));
         match (joins_before, after) {
             (Some((start, _)), Some((next, end))) => {
                 self.ranges.remove(&next);
@@ -72,10 +70,7 @@ impl RangeSet {
 
     /// Numbers below `n`.
     fn count_below(&self, n: u64) -> u64 {
-        self.ranges
-            .range(..n)
-            .map(|(&s, &e)| e.min(n - 1) - s + 1)
-            .sum()
+        self.ranges.range(..n).map(|(&s, &e)| e.min(n - 1) - s + 1).sum()
     }
 
     /// The gaps inside `from..=to`: their total and the first `limit` of them.
@@ -213,11 +208,7 @@ impl Auditor {
         }
         boot.ledgers += 1;
         boot.first_seq = Some(boot.first_seq.map_or(ledger.first_seq, |f| f.min(ledger.first_seq)));
-        if boot
-            .newest_ledger
-            .as_ref()
-            .is_none_or(|newest| ledger.sink_seq > newest.sink_seq)
-        {
+        if boot.newest_ledger.as_ref().is_none_or(|newest| ledger.sink_seq > newest.sink_seq) {
             boot.newest_ledger = Some(ledger.clone());
         }
     }
@@ -228,23 +219,15 @@ impl Auditor {
     }
 
     fn boot(&mut self, host_id: &str, boot_id: &str) -> &mut BootState {
-        self.boots
-            .entry((host_id.to_owned(), boot_id.to_owned()))
-            .or_default()
+        self.boots.entry((host_id.to_owned(), boot_id.to_owned())).or_default()
     }
 
     /// The verdict on everything fed so far.
     pub fn report(&self) -> AuditReport {
         let mut keys: Vec<_> = self.boots.keys().collect();
         keys.sort();
-        let boots = keys
-            .into_iter()
-            .map(|key| audit_boot(&key.0, &key.1, &self.boots[key]))
-            .collect();
-        AuditReport {
-            boots,
-            malformed: self.malformed,
-        }
+        let boots = keys.into_iter().map(|key| audit_boot(&key.0, &key.1, &self.boots[key])).collect();
+        AuditReport { boots, malformed: self.malformed }
     }
 }
 
@@ -268,9 +251,7 @@ fn audit_boot(host_id: &str, boot_id: &str, boot: &BootState) -> BootReport {
         report.missing_ranges = ranges;
         report.lost.transit = missing;
         report.unaccounted = missing;
-        report
-            .problems
-            .push("no ledger record: losses cannot be accounted for".into());
+        report.problems.push("no ledger record: losses cannot be accounted for".into());
         return report;
     };
     let first = boot.first_seq.unwrap_or(ledger.first_seq);
@@ -302,16 +283,14 @@ fn audit_boot(host_id: &str, boot_id: &str, boot: &BootState) -> BootReport {
         }
     } else {
         report.unaccounted += spool - missing;
-        report.problems.push(format!(
-            "the ledger reports {spool} spool losses but only {missing} sequence numbers are missing"
-        ));
+        report
+            .problems
+            .push(format!("the ledger reports {spool} spool losses but only {missing} sequence numbers are missing"));
     }
     let below = boot.seen.count_below(first);
     if below > 0 {
         report.unaccounted += below;
-        report
-            .problems
-            .push(format!("{below} records numbered below the boot's first_seq {first}"));
+        report.problems.push(format!("{below} records numbered below the boot's first_seq {first}"));
     }
     report
 }

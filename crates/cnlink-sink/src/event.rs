@@ -40,10 +40,7 @@ fn json_string(text: &str) -> String {
 /// The caller's object after its `{`, preceded by the separator the prefix needs: `,"k":v...}` or `}`.
 pub(crate) fn object_rest(json: &[u8]) -> Result<(&'static [u8], &[u8]), EventError> {
     let trimmed = json.trim_ascii();
-    let inner = trimmed
-        .strip_prefix(b"{")
-        .filter(|rest| rest.ends_with(b"}"))
-        .ok_or(EventError::NotAnObject)?;
+    let inner = trimmed.strip_prefix(b"{").filter(|rest| rest.ends_with(b"}")).ok_or(EventError::NotAnObject)?;
     if inner[..inner.len() - 1].trim_ascii().is_empty() {
         Ok((b"", b"}"))
     } else {
@@ -57,15 +54,7 @@ pub fn subject_token(name: &str) -> String {
     if name.is_empty() {
         return "_".to_owned();
     }
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
 }
 
 #[cfg(test)]

@@ -21,11 +21,7 @@ pub struct SinkConfig {
 impl SinkConfig {
     /// A configuration with the default spool bounds and ledger interval.
     pub fn new(identity: Identity, spool_dir: impl Into<std::path::PathBuf>) -> Self {
-        SinkConfig {
-            identity,
-            spool: SpoolOptions::new(spool_dir),
-            ledger_interval: Duration::from_secs(5),
-        }
+        SinkConfig { identity, spool: SpoolOptions::new(spool_dir), ledger_interval: Duration::from_secs(5) }
     }
 }
 
@@ -85,8 +81,7 @@ impl Sink {
         }
         let (separator, rest) = object_rest(json)?;
         let token = subject_token(kind);
-        self.append(RecordKind::Event, &token, separator, rest)
-            .map_err(|_| EventError::NotAnObject)
+        self.append(RecordKind::Event, &token, separator, rest).map_err(|_| EventError::NotAnObject)
     }
 
     fn append(
@@ -98,8 +93,7 @@ impl Sink {
     ) -> Result<u64, spool::AppendError> {
         use std::fmt::Write;
         // 20 digits for the number, 18 bytes of record framing.
-        self.writer
-            .make_room(self.prefix.len() + 20 + separator.len() + rest.len() + token.len() + 18);
+        self.writer.make_room(self.prefix.len() + 20 + separator.len() + rest.len() + token.len() + 18);
         self.seq_text.clear();
         let _ = write!(self.seq_text, "{}", self.writer.next_seq());
         let parts: [&[u8]; 4] = [&self.prefix, self.seq_text.as_bytes(), separator, rest];
@@ -125,12 +119,7 @@ impl Sink {
 
     /// Appends a ledger record with the upstream counts and the spool's, flushes, and returns its sequence
     /// number. `is_final` marks the record written at exit.
-    pub fn write_ledger(
-        &mut self,
-        now: Instant,
-        upstream: &UpstreamCounts,
-        is_final: bool,
-    ) -> Result<u64, SpoolError> {
+    pub fn write_ledger(&mut self, now: Instant, upstream: &UpstreamCounts, is_final: bool) -> Result<u64, SpoolError> {
         self.next_ledger = Some(now + self.ledger_interval);
         // Build, make room, and build again if a failed flush gave numbers back.
         let (seq, json) = loop {
@@ -147,12 +136,7 @@ impl Sink {
         self.flush().map(|()| seq)
     }
 
-    fn ledger_json(
-        &self,
-        seq: u64,
-        upstream: &UpstreamCounts,
-        is_final: bool,
-    ) -> Result<Vec<u8>, SpoolError> {
+    fn ledger_json(&self, seq: u64, upstream: &UpstreamCounts, is_final: bool) -> Result<Vec<u8>, SpoolError> {
         let stats = self.writer.handle().stats();
         let state = &stats.state;
         let identity = self.writer.identity();
@@ -162,9 +146,7 @@ impl Sink {
             sink_seq: seq,
             kind: LEDGER_TOKEN.into(),
             is_final,
-            time_unix_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            time_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
             first_seq: state.boot_first_seq,
             last_seq: seq,
             kernel_lost: upstream.kernel_lost_per_cpu.iter().sum(),

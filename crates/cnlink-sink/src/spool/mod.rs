@@ -130,11 +130,7 @@ impl SpoolError {
 }
 
 pub(crate) fn io_error(op: &'static str, path: &std::path::Path, source: std::io::Error) -> SpoolError {
-    SpoolError::Io {
-        op,
-        path: path.to_owned(),
-        source,
-    }
+    SpoolError::Io { op, path: path.to_owned(), source }
 }
 
 pub(crate) fn segment_path(dir: &std::path::Path, base_seq: u64) -> PathBuf {

@@ -45,12 +45,7 @@ pub struct SpoolReader {
 impl SpoolReader {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         let pos = shared.lock().floor() + 1;
-        SpoolReader {
-            shared,
-            open: None,
-            pos,
-            body: Vec::new(),
-        }
+        SpoolReader { shared, open: None, pos, body: Vec::new() }
     }
 
     /// Goes back to the first record not yet acknowledged (after a failed publish), and releases the records
@@ -79,11 +74,7 @@ impl SpoolReader {
                 self.open = None;
             }
             if let Some(open) = &mut self.open {
-                open.next_base = inner
-                    .segments
-                    .iter()
-                    .find(|s| s.base_seq > open.base_seq)
-                    .map(|s| s.base_seq);
+                open.next_base = inner.segments.iter().find(|s| s.base_seq > open.base_seq).map(|s| s.base_seq);
             }
             inner.committed_seq
         };
@@ -138,13 +129,9 @@ impl SpoolReader {
                 .find(|s| s.base_seq <= self.pos && s.last_seq >= self.pos)
                 .or_else(|| inner.segments.iter().find(|s| s.base_seq > self.pos))
                 .cloned();
-            let next_base = found.as_ref().and_then(|f: &Segment| {
-                inner
-                    .segments
-                    .iter()
-                    .find(|s| s.base_seq > f.base_seq)
-                    .map(|s| s.base_seq)
-            });
+            let next_base = found
+                .as_ref()
+                .and_then(|f: &Segment| inner.segments.iter().find(|s| s.base_seq > f.base_seq).map(|s| s.base_seq));
             (found, next_base)
         };
         let Some(segment) = segment else {
@@ -160,7 +147,8 @@ impl SpoolReader {
         if file.read_exact(&mut head).is_err() {
             return false;
         }
-        let ids_len = u16::from_le_bytes([head[10], head[11]]) as usize + u16::from_le_bytes([head[12], head[13]]) as usize;
+        let ids_len =
+            u16::from_le_bytes([head[10], head[11]]) as usize + u16::from_le_bytes([head[12], head[13]]) as usize;
         let mut rest = vec![0; ids_len + 4];
         if file.read_exact(&mut rest).is_err() {
             return false;
@@ -210,11 +198,7 @@ impl SpoolReader {
             return;
         };
         let mut inner = self.shared.lock();
-        let next_base = inner
-            .segments
-            .iter()
-            .find(|s| s.base_seq > open.base_seq)
-            .map(|s| s.base_seq);
+        let next_base = inner.segments.iter().find(|s| s.base_seq > open.base_seq).map(|s| s.base_seq);
         let deleted = !inner.segments.iter().any(|s| s.base_seq == open.base_seq);
         match next_base {
             Some(next) if !deleted && self.pos < next => {

@@ -121,19 +121,14 @@ impl<'a> Record<'a> {
 
     /// Reads the record at the start of `bytes`; returns it and the bytes it took.
     pub fn parse(bytes: &'a [u8]) -> Result<(Record<'a>, usize), RecordError> {
-        let body_len = read_u32(bytes, 0).ok_or(RecordError::Truncated {
-            needed: RECORD_PREFIX_LEN,
-            got: bytes.len(),
-        })? as usize;
+        let body_len =
+            read_u32(bytes, 0).ok_or(RecordError::Truncated { needed: RECORD_PREFIX_LEN, got: bytes.len() })? as usize;
         if !(RECORD_BODY_FIXED_LEN..=MAX_BODY_LEN).contains(&body_len) {
             return Err(RecordError::BadLength(body_len));
         }
         let total = RECORD_PREFIX_LEN + body_len;
         if bytes.len() < total {
-            return Err(RecordError::Truncated {
-                needed: total,
-                got: bytes.len(),
-            });
+            return Err(RecordError::Truncated { needed: total, got: bytes.len() });
         }
         let crc = read_u32(bytes, 4).unwrap_or(0);
         let body = &bytes[RECORD_PREFIX_LEN..total];
@@ -147,14 +142,8 @@ impl<'a> Record<'a> {
         if token_end > body.len() {
             return Err(RecordError::BadLength(token_len));
         }
-        let token = std::str::from_utf8(&body[RECORD_BODY_FIXED_LEN..token_end])
-            .map_err(|_| RecordError::BadText)?;
-        let record = Record {
-            seq,
-            kind,
-            token,
-            payload: &body[token_end..],
-        };
+        let token = std::str::from_utf8(&body[RECORD_BODY_FIXED_LEN..token_end]).map_err(|_| RecordError::BadText)?;
+        let record = Record { seq, kind, token, payload: &body[token_end..] };
         Ok((record, total))
     }
 
@@ -167,13 +156,7 @@ impl<'a> Record<'a> {
 
 /// Appends a record whose payload is the concatenation of `payload_parts` (so a caller can add fields to a
 /// payload without copying it first). Same limits as [`Record::emit`]; returns the bytes appended.
-pub fn emit_record(
-    out: &mut Vec<u8>,
-    seq: u64,
-    kind: RecordKind,
-    token: &str,
-    payload_parts: &[&[u8]],
-) -> usize {
+pub fn emit_record(out: &mut Vec<u8>, seq: u64, kind: RecordKind, token: &str, payload_parts: &[&[u8]]) -> usize {
     let start = out.len();
     out.extend_from_slice(&[0; 8]);
     out.extend_from_slice(&seq.to_le_bytes());
@@ -225,10 +208,7 @@ impl SegmentHeader {
     /// Reads the header at the start of a segment file; returns it and the bytes it took.
     pub fn parse(bytes: &[u8]) -> Result<(SegmentHeader, usize), RecordError> {
         if bytes.len() < SEGMENT_FIXED_LEN {
-            return Err(RecordError::Truncated {
-                needed: SEGMENT_FIXED_LEN,
-                got: bytes.len(),
-            });
+            return Err(RecordError::Truncated { needed: SEGMENT_FIXED_LEN, got: bytes.len() });
         }
         if bytes[0..8] != SEGMENT_MAGIC || read_u16(bytes, 8) != Some(SEGMENT_VERSION) {
             return Err(RecordError::BadMagic);
@@ -238,18 +218,13 @@ impl SegmentHeader {
         let ids_end = SEGMENT_FIXED_LEN + host_len + boot_len;
         let total = ids_end + 4;
         if bytes.len() < total {
-            return Err(RecordError::Truncated {
-                needed: total,
-                got: bytes.len(),
-            });
+            return Err(RecordError::Truncated { needed: total, got: bytes.len() });
         }
         if read_u32(bytes, ids_end) != Some(crc32c::crc32c(&bytes[..ids_end])) {
             return Err(RecordError::BadCrc);
         }
         let text = |range: std::ops::Range<usize>| {
-            std::str::from_utf8(&bytes[range])
-                .map(str::to_owned)
-                .map_err(|_| RecordError::BadText)
+            std::str::from_utf8(&bytes[range]).map(str::to_owned).map_err(|_| RecordError::BadText)
         };
         let header = SegmentHeader {
             base_seq: read_u64(bytes, 16).unwrap_or(0),
@@ -278,13 +253,7 @@ mod tests {
 
     fn sample() -> Vec<u8> {
         let mut out = Vec::new();
-        Record {
-            seq: 7,
-            kind: RecordKind::Event,
-            token: "exec",
-            payload: b"{\"a\":1}",
-        }
-        .emit(&mut out);
+        Record { seq: 7, kind: RecordKind::Event, token: "exec", payload: b"{\"a\":1}" }.emit(&mut out);
         out
     }
 
@@ -317,10 +286,7 @@ mod tests {
     fn every_torn_prefix_is_truncated_never_a_panic() {
         let bytes = sample();
         for cut in 0..bytes.len() {
-            assert!(
-                matches!(Record::parse(&bytes[..cut]), Err(RecordError::Truncated { .. })),
-                "cut at {cut}"
-            );
+            assert!(matches!(Record::parse(&bytes[..cut]), Err(RecordError::Truncated { .. })), "cut at {cut}");
         }
         assert_eq!(Record::peek_seq(&bytes[..16]), Some(7));
         assert_eq!(Record::peek_seq(&bytes[..15]), None);
@@ -357,11 +323,7 @@ mod tests {
 
     #[test]
     fn segment_header_round_trips_and_checks() {
-        let header = SegmentHeader {
-            base_seq: 42,
-            host_id: "web01".into(),
-            boot_id: "b00t".into(),
-        };
+        let header = SegmentHeader { base_seq: 42, host_id: "web01".into(), boot_id: "b00t".into() };
         let mut bytes = Vec::new();
         header.emit(&mut bytes);
         assert_eq!(bytes.len(), header.encoded_len());

@@ -71,12 +71,7 @@ impl Shared {
     }
 
     pub(crate) fn wake(&self) {
-        if let Some(wake) = self
-            .waker
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .as_ref()
-        {
+        if let Some(wake) = self.waker.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref() {
             wake();
         }
     }
@@ -84,10 +79,7 @@ impl Shared {
     /// Writes the current state to `state` (through `state.tmp` and a rename). On failure the state stays
     /// dirty in memory and the error is counted; the next call tries again.
     pub(crate) fn persist(&self) -> Result<(), SpoolError> {
-        let _file = self
-            .state_file
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _file = self.state_file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let bytes = {
             let mut inner = self.lock();
             if !inner.state_dirty {
@@ -135,9 +127,7 @@ fn write_state(dir: &Path, bytes: &[u8], sync: bool) -> Result<(), SpoolError> {
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_error("fsync", dir, e))
+    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error("fsync", dir, e))
 }
 
 /// The publisher's side of a spool: acknowledgements, counters and readers. Cheap to clone.
@@ -191,11 +181,7 @@ impl SpoolHandle {
 
     /// Calls `wake` (from the writer's thread) each time new records are readable.
     pub fn set_waker(&self, wake: impl Fn() + Send + Sync + 'static) {
-        *self
-            .shared
-            .waker
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Box::new(wake));
+        *self.shared.waker.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Box::new(wake));
     }
 
     /// Counts `n` publishes of the current boot's records.
@@ -245,12 +231,7 @@ impl SpoolHandle {
     pub fn stats(&self) -> SpoolStats {
         let inner = self.shared.lock();
         let floor = inner.floor();
-        let lag_bytes = inner
-            .segments
-            .iter()
-            .filter(|s| s.last_seq > floor)
-            .map(|s| s.bytes)
-            .sum();
+        let lag_bytes = inner.segments.iter().filter(|s| s.last_seq > floor).map(|s| s.bytes).sum();
         let lag_records = inner.segments.iter().map(|s| s.records_above(floor)).sum();
         SpoolStats {
             state: inner.state.clone(),

@@ -77,10 +77,7 @@ impl SpoolState {
     /// Reads the file's bytes.
     pub fn parse(bytes: &[u8]) -> Result<SpoolState, RecordError> {
         if bytes.len() < FIXED_LEN + 4 {
-            return Err(RecordError::Truncated {
-                needed: FIXED_LEN + 4,
-                got: bytes.len(),
-            });
+            return Err(RecordError::Truncated { needed: FIXED_LEN + 4, got: bytes.len() });
         }
         if bytes[..8] != STATE_MAGIC {
             return Err(RecordError::BadMagic);
@@ -110,9 +107,7 @@ impl SpoolState {
             write_dropped: u64_at(56),
             published: u64_at(64),
             acked: u64_at(72),
-            boot_id: std::str::from_utf8(&bytes[FIXED_LEN..end])
-                .map_err(|_| RecordError::BadText)?
-                .to_owned(),
+            boot_id: std::str::from_utf8(&bytes[FIXED_LEN..end]).map_err(|_| RecordError::BadText)?.to_owned(),
         })
     }
 

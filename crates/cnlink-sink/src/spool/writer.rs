@@ -48,10 +48,7 @@ pub struct SpoolWriter {
 
 /// Opens (or creates) the spool in `options.dir` for records of `identity`: recovers the last segment, reads
 /// the cursor, and returns the writer, the handle the publisher uses, and what recovery found.
-pub fn open(
-    options: &SpoolOptions,
-    identity: Identity,
-) -> Result<(SpoolWriter, SpoolHandle, Recovery), SpoolError> {
+pub fn open(options: &SpoolOptions, identity: Identity) -> Result<(SpoolWriter, SpoolHandle, Recovery), SpoolError> {
     check_options(options, &identity)?;
     let dir = options.dir.as_path();
     fs::create_dir_all(dir).map_err(|e| io_error("create", dir, e))?;
@@ -69,12 +66,8 @@ pub fn open(
         let scan = scan_segment(&last.path)?;
         last.last_seq = scan.last_seq.unwrap_or(last.base_seq - 1);
         if scan.valid_len < scan.file_len {
-            let file = OpenOptions::new()
-                .write(true)
-                .open(&last.path)
-                .map_err(|e| io_error("open", &last.path, e))?;
-            file.set_len(scan.valid_len)
-                .map_err(|e| io_error("truncate", &last.path, e))?;
+            let file = OpenOptions::new().write(true).open(&last.path).map_err(|e| io_error("open", &last.path, e))?;
+            file.set_len(scan.valid_len).map_err(|e| io_error("truncate", &last.path, e))?;
             file.sync_all().map_err(|e| io_error("fsync", &last.path, e))?;
             recovery.torn = 1;
             torn_gap = true;
@@ -106,14 +99,11 @@ pub fn open(
     recovery.next_seq = next_seq;
 
     // Append to the last segment only if it is whole and of this host and boot.
-    let reuse = !torn_gap
-        && last_scanned.is_some_and(|h| h.host_id == identity.host_id && h.boot_id == identity.boot_id);
+    let reuse =
+        !torn_gap && last_scanned.is_some_and(|h| h.host_id == identity.host_id && h.boot_id == identity.boot_id);
     let (active, active_len) = match (reuse, segments.back()) {
         (true, Some(last)) => {
-            let file = OpenOptions::new()
-                .append(true)
-                .open(&last.path)
-                .map_err(|e| io_error("open", &last.path, e))?;
+            let file = OpenOptions::new().append(true).open(&last.path).map_err(|e| io_error("open", &last.path, e))?;
             (Some(file), last.bytes)
         }
         _ => (None, 0),
@@ -162,10 +152,7 @@ pub fn open(
 
 fn check_options(options: &SpoolOptions, identity: &Identity) -> Result<(), SpoolError> {
     if options.segment_bytes < 4096 {
-        return Err(SpoolError::Invalid(format!(
-            "segment size {} is below 4096 bytes",
-            options.segment_bytes
-        )));
+        return Err(SpoolError::Invalid(format!("segment size {} is below 4096 bytes", options.segment_bytes)));
     }
     if options.max_bytes < 2 * options.segment_bytes {
         return Err(SpoolError::Invalid(format!(
@@ -197,11 +184,7 @@ fn list_segments(dir: &Path, recovery: &mut Recovery) -> Result<VecDeque<Segment
     for entry in fs::read_dir(dir).map_err(|e| io_error("list", dir, e))? {
         let entry = entry.map_err(|e| io_error("list", dir, e))?;
         let name = entry.file_name();
-        let Some(base) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".seg"))
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
+        let Some(base) = name.to_str().and_then(|n| n.strip_suffix(".seg")).and_then(|n| n.parse::<u64>().ok()) else {
             continue;
         };
         found.push((base, entry.path()));
@@ -269,13 +252,7 @@ fn scan_segment(path: &Path) -> Result<Scan, SpoolError> {
             }
         }
     }
-    Ok(Scan {
-        header,
-        last_seq,
-        valid_len: at as u64,
-        file_len: bytes.len() as u64,
-        torn_seq,
-    })
+    Ok(Scan { header, last_seq, valid_len: at as u64, file_len: bytes.len() as u64, torn_seq })
 }
 
 /// A record the writer refuses (nothing is counted: the caller's input is wrong).
@@ -302,9 +279,7 @@ impl SpoolWriter {
 
     /// A handle on the same spool.
     pub fn handle(&self) -> SpoolHandle {
-        SpoolHandle {
-            shared: self.shared.clone(),
-        }
+        SpoolHandle { shared: self.shared.clone() }
     }
 
     /// Bytes appended and not yet flushed.
@@ -324,12 +299,7 @@ impl SpoolWriter {
     /// Appends a record whose payload is the concatenation of `payload_parts`, and returns its sequence
     /// number. It goes to the memory buffer (flushed first if full); an error of that flush is counted and
     /// does not fail the append.
-    pub fn append(
-        &mut self,
-        kind: RecordKind,
-        token: &str,
-        payload_parts: &[&[u8]],
-    ) -> Result<u64, AppendError> {
+    pub fn append(&mut self, kind: RecordKind, token: &str, payload_parts: &[&[u8]]) -> Result<u64, AppendError> {
         if token.is_empty() || token.len() > 255 {
             return Err(AppendError::BadToken);
         }
@@ -421,16 +391,11 @@ impl SpoolWriter {
         };
         let mut bytes = Vec::with_capacity(header.encoded_len());
         header.emit(&mut bytes);
-        let created = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .and_then(|mut file| {
-                file.set_len(0)?;
-                file.write_all(&bytes)?;
-                Ok(file)
-            });
+        let created = OpenOptions::new().append(true).create(true).truncate(false).open(&path).and_then(|mut file| {
+            file.set_len(0)?;
+            file.write_all(&bytes)?;
+            Ok(file)
+        });
         let file = match created {
             Ok(file) => file,
             Err(error) => {
@@ -491,11 +456,7 @@ impl SpoolWriter {
     /// not acknowledged. The counts reach the state file before the files are deleted.
     fn evict(&mut self) {
         let doomed = {
-            let _file = self
-                .shared
-                .state_file
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let _file = self.shared.state_file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let mut inner = self.shared.lock();
             let mut doomed = Vec::new();
             while inner.total_bytes > self.shared.max_bytes && inner.segments.len() > 1 {
