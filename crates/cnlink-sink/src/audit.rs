@@ -6,11 +6,13 @@
 //!   `last` is the larger of the newest ledger's `last_seq` and the highest number seen;
 //! - `missing` is the count of expected numbers never seen (exact, with the first ranges listed);
 //!   `duplicates` counts numbers seen more than once (the server's dedup window was exceeded);
-//! - the spool stage accounts for `spool_evicted + spool_torn` missing numbers (newest ledger);
-//! - what is missing beyond that is lost in **transit** (published, or to be published, but not in the
-//!   stream): unaccounted;
-//! - fewer missing numbers than the spool losses the ledger reports, numbers below `first_seq`, or a boot
-//!   without any ledger record are disagreements: unaccounted too;
+//! - the spool stage accounts for at least `spool_evicted + spool_torn` missing numbers (newest ledger), and
+//!   at most that plus `spool_evicted_unconfirmed` (records evicted after a publish whose ack never came: the
+//!   stream may hold them); the report's `lost.spool_evicted` is the exact number of evicted records missing;
+//! - what is missing beyond the most the spool explains is lost in **transit** (published, or to be
+//!   published, but not in the stream): unaccounted;
+//! - fewer missing numbers than the certain spool losses, numbers below `first_seq`, or a boot without any
+//!   ledger record are disagreements: unaccounted too;
 //! - kernel, queue and write (full disk) losses have no sequence numbers: they are reported, counted exactly by
 //!   the ledger, and accounted for.
 //!
@@ -117,7 +119,7 @@ pub struct StageLosses {
     pub kernel: u64,
     /// Lost in the monitor's queue.
     pub queue: u64,
-    /// Evicted from the full spool.
+    /// Evicted from the full spool and missing from the stream (exact).
     pub spool_evicted: u64,
     /// Torn or damaged spool records.
     pub spool_torn: u64,
@@ -271,22 +273,22 @@ fn audit_boot(host_id: &str, boot_id: &str, boot: &BootState) -> BootReport {
         write_dropped: ledger.write_dropped,
         transit: 0,
     };
-    let spool = ledger.spool_losses_with_seq();
-    if missing >= spool {
-        report.lost.transit = missing - spool;
-        report.unaccounted += missing - spool;
-        if missing > spool {
-            report.problems.push(format!(
-                "{} sequence numbers missing from the stream, {spool} of them explained by the spool",
-                missing
-            ));
-        }
-    } else {
-        report.unaccounted += spool - missing;
+    let certain = ledger.spool_losses_certain();
+    let possible = ledger.spool_losses_possible();
+    if missing < certain {
+        report.unaccounted += certain - missing;
         report
             .problems
-            .push(format!("the ledger reports {spool} spool losses but only {missing} sequence numbers are missing"));
+            .push(format!("the ledger reports {certain} spool losses but only {missing} sequence numbers are missing"));
+    } else if missing > possible {
+        report.lost.transit = missing - possible;
+        report.unaccounted += missing - possible;
+        report.problems.push(format!(
+            "{missing} sequence numbers missing from the stream, at most {possible} of them explained by the spool"
+        ));
     }
+    // The evictions that are missing: exact, since torn records are always missing.
+    report.lost.spool_evicted = missing.min(possible) - report.lost.spool_torn.min(missing.min(possible));
     let below = boot.seen.count_below(first);
     if below > 0 {
         report.unaccounted += below;
@@ -358,6 +360,29 @@ mod tests {
         assert_eq!((boot.missing, boot.duplicates), (10, 1));
         assert_eq!(boot.missing_ranges, vec![(10, 19)]);
         assert_eq!((boot.lost.spool_evicted, boot.lost.spool_torn, boot.lost.transit), (9, 1, 0));
+    }
+
+    #[test]
+    fn evictions_after_an_unconfirmed_publish_may_or_may_not_be_missing() {
+        let mut with_unconfirmed = ledger(100, 1, 5, 0);
+        with_unconfirmed.spool_evicted_unconfirmed = 3;
+        for kept in [0, 1, 3] {
+            // 5 never sent and missing; of the 3 sent without an ack, `kept` reached the stream.
+            let mut auditor = Auditor::new();
+            for seq in (1..100).filter(|s| !(10..15).contains(s) && !(20..23 - kept).contains(s)) {
+                auditor.event("h", "b", seq);
+            }
+            auditor.ledger(&with_unconfirmed);
+            let report = auditor.report();
+            assert!(report.is_complete(), "{report:?}");
+            assert_eq!(report.boots[0].lost.spool_evicted, 8 - kept);
+        }
+        let mut auditor = Auditor::new();
+        for seq in (1..100).filter(|s| !(10..19).contains(s)) {
+            auditor.event("h", "b", seq);
+        }
+        auditor.ledger(&with_unconfirmed);
+        assert_eq!(auditor.report().boots[0].lost.transit, 1);
     }
 
     #[test]

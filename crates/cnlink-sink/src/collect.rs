@@ -28,6 +28,8 @@ pub struct CollectConfig {
     pub batch: usize,
     /// Return once no message came for this long and none is pending (default: run until stopped).
     pub idle_exit: Option<Duration>,
+    /// How long failures are retried after the last progress before giving up (default 30 s).
+    pub retry_for: Duration,
 }
 
 impl CollectConfig {
@@ -40,6 +42,7 @@ impl CollectConfig {
             filter_subject: None,
             batch: 500,
             idle_exit: None,
+            retry_for: Duration::from_secs(30),
         }
     }
 }
@@ -132,7 +135,9 @@ pub fn parse_message<'a>(stream_seq: u64, subject: &'a str, payload: &'a [u8]) -
 
 /// Consumes the stream through the durable consumer, calling `on_message` for each well-formed message in
 /// stream order and acknowledging it after; returns when `stop` is set, or when idle (see
-/// [`CollectConfig::idle_exit`]). Blocking: it runs its own current-thread runtime.
+/// [`CollectConfig::idle_exit`]). Blocking: it runs its own current-thread runtime. A lost connection or a
+/// cluster that is electing a leader is retried (every 250 ms) for [`CollectConfig::retry_for`] after the
+/// last progress; a failing callback stops at once.
 pub fn collect<E: std::fmt::Display>(
     config: &CollectConfig,
     stop: &AtomicBool,
@@ -143,72 +148,98 @@ pub fn collect<E: std::fmt::Display>(
         .build()
         .map_err(|e| CollectError::Setup(format!("runtime: {e}")))?;
     runtime.block_on(async {
-        let client = config.connect.connect().await.map_err(CollectError::Setup)?;
-        let js = jetstream::new(client.clone());
-        let stream = js
-            .get_stream(&config.stream)
-            .await
-            .map_err(|e| CollectError::Setup(format!("stream {}: {e}", config.stream)))?;
-        let consumer: consumer::PullConsumer = stream
-            .get_or_create_consumer(
-                &config.durable,
-                consumer::pull::Config {
-                    durable_name: Some(config.durable.clone()),
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    filter_subject: config.filter_subject.clone().unwrap_or_default(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| CollectError::Setup(format!("consumer {}: {e}", config.durable)))?;
         let mut stats = CollectStats::default();
-        let mut last_message = Instant::now();
-        while !stop.load(Ordering::SeqCst) {
-            let mut batch = consumer
-                .fetch()
-                .max_messages(config.batch.max(1))
-                .expires(Duration::from_millis(500))
-                .messages()
-                .await
-                .map_err(|e| CollectError::Consume(format!("fetch: {e}")))?;
-            let mut got = 0;
-            while let Some(message) = batch.next().await {
-                let message = message.map_err(|e| CollectError::Consume(format!("fetch: {e}")))?;
-                got += 1;
-                stats.received += 1;
-                let stream_seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
-                match parse_message(stream_seq, message.subject.as_str(), &message.payload) {
-                    Ok(collected) => {
-                        on_message(&collected).map_err(|e| CollectError::Callback(e.to_string()))?;
-                        match collected.kind {
-                            CollectedKind::Event(_) => stats.events += 1,
-                            CollectedKind::Ledger(_) => stats.ledgers += 1,
-                        }
-                    }
-                    Err(why) => {
-                        stats.malformed += 1;
-                        stats.last_malformed = Some(why);
+        let mut last_progress = Instant::now();
+        loop {
+            let received = stats.received;
+            let outcome = session(config, stop, &mut on_message, &mut stats).await;
+            if stats.received > received {
+                last_progress = Instant::now();
+            }
+            match outcome {
+                Ok(()) => return Ok(stats),
+                Err(error @ CollectError::Callback(_)) => return Err(error),
+                Err(error) if last_progress.elapsed() >= config.retry_for => return Err(error),
+                Err(_) if stop.load(Ordering::SeqCst) => return Ok(stats),
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+    })
+}
+
+async fn session<E: std::fmt::Display>(
+    config: &CollectConfig,
+    stop: &AtomicBool,
+    on_message: &mut impl FnMut(&Collected<'_>) -> Result<(), E>,
+    stats: &mut CollectStats,
+) -> Result<(), CollectError> {
+    let client = config.connect.connect().await.map_err(CollectError::Setup)?;
+    let js = jetstream::new(client.clone());
+    let stream = js
+        .get_stream(&config.stream)
+        .await
+        .map_err(|e| CollectError::Setup(format!("stream {}: {e}", config.stream)))?;
+    let consumer: consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            &config.durable,
+            consumer::pull::Config {
+                durable_name: Some(config.durable.clone()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                filter_subject: config.filter_subject.clone().unwrap_or_default(),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| CollectError::Setup(format!("consumer {}: {e}", config.durable)))?;
+    let mut last_message = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(config.batch.max(1))
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await
+            .map_err(|e| CollectError::Consume(format!("fetch: {e}")))?;
+        let mut got = 0;
+        while let Some(message) = batch.next().await {
+            let message = message.map_err(|e| CollectError::Consume(format!("fetch: {e}")))?;
+            got += 1;
+            stats.received += 1;
+            let stream_seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+            match parse_message(stream_seq, message.subject.as_str(), &message.payload) {
+                Ok(collected) => {
+                    on_message(&collected).map_err(|e| CollectError::Callback(e.to_string()))?;
+                    match collected.kind {
+                        CollectedKind::Event(_) => stats.events += 1,
+                        CollectedKind::Ledger(_) => stats.ledgers += 1,
                     }
                 }
-                message.ack().await.map_err(|e| CollectError::Consume(format!("ack: {e}")))?;
+                Err(why) => {
+                    stats.malformed += 1;
+                    stats.last_malformed = Some(why);
+                }
             }
-            if got > 0 {
-                last_message = Instant::now();
-                continue;
-            }
-            if let Some(idle) = config.idle_exit {
-                if last_message.elapsed() >= idle {
-                    let mut consumer = consumer.clone();
-                    let pending = consumer.info().await.map(|i| i.num_pending).unwrap_or(1);
-                    if pending == 0 {
-                        break;
-                    }
+            message.ack().await.map_err(|e| CollectError::Consume(format!("ack: {e}")))?;
+        }
+        if got > 0 {
+            last_message = Instant::now();
+            continue;
+        }
+        if let Some(idle) = config.idle_exit {
+            if last_message.elapsed() >= idle {
+                let mut consumer = consumer.clone();
+                let pending = consumer
+                    .info()
+                    .await
+                    .map_err(|e| CollectError::Consume(format!("consumer info: {e}")))?
+                    .num_pending;
+                if pending == 0 {
+                    break;
                 }
             }
         }
-        client.flush().await.map_err(|e| CollectError::Consume(format!("flush: {e}")))?;
-        Ok(stats)
-    })
+    }
+    client.flush().await.map_err(|e| CollectError::Consume(format!("flush: {e}")))
 }
 
 #[cfg(test)]

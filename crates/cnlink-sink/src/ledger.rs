@@ -5,7 +5,8 @@
 //! {"host_id":"web01","boot_id":"6c1e...","sink_seq":9001,"type":"ledger","final":false,
 //!  "time_unix_ms":1764300000000,"first_seq":1,"last_seq":9001,
 //!  "kernel_lost":3,"kernel_lost_per_cpu":[0,3],"queue_lost":0,"filtered":12,
-//!  "spool_evicted":0,"spool_evicted_other_boot":0,"spool_torn":0,"write_dropped":0,
+//!  "spool_evicted":0,"spool_evicted_unconfirmed":0,"spool_evicted_other_boot":0,"spool_torn":0,
+//!  "write_dropped":0,
 //!  "published":8990,"acked":8990,"acked_through":9000}
 //! ```
 //!
@@ -59,6 +60,9 @@ pub struct LedgerRecord {
     pub filtered: u64,
     /// Records of this boot evicted from the spool before they were acknowledged.
     pub spool_evicted: u64,
+    /// Records of this boot evicted after a publish whose acknowledgement never came: each may or may not be
+    /// in the stream.
+    pub spool_evicted_unconfirmed: u64,
     /// Records of earlier boots evicted from this host's spool (they count against those boots).
     pub spool_evicted_other_boot: u64,
     /// Records lost to a torn or damaged spool record (each one sequence number).
@@ -79,9 +83,16 @@ impl LedgerRecord {
         serde_json::from_slice(payload)
     }
 
-    /// Losses that used a sink sequence number: each shows as one number missing from the stream.
-    pub fn spool_losses_with_seq(&self) -> u64 {
+    /// Spool losses certain to be missing from the stream (evicted before any publish, or torn): each is one
+    /// missing sequence number.
+    pub fn spool_losses_certain(&self) -> u64 {
         self.spool_evicted + self.spool_torn
+    }
+
+    /// The most spool losses that can be missing: the certain ones and the evictions after an unconfirmed
+    /// publish.
+    pub fn spool_losses_possible(&self) -> u64 {
+        self.spool_losses_certain() + self.spool_evicted_unconfirmed
     }
 }
 

@@ -154,6 +154,7 @@ impl Sink {
             queue_lost: upstream.queue_lost,
             filtered: upstream.filtered,
             spool_evicted: state.evicted,
+            spool_evicted_unconfirmed: state.evicted_unconfirmed,
             spool_evicted_other_boot: state.evicted_other_boot,
             spool_torn: state.torn,
             write_dropped: state.write_dropped,

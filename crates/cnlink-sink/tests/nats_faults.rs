@@ -113,7 +113,11 @@ fn check(outcome: &Outcome) -> u64 {
     assert_eq!(boot.duplicates, 0, "the server's dedup removes every repeat");
     assert!(boot.saw_final_ledger);
     let newest = found.ledgers.iter().max_by_key(|l| l.sink_seq).expect("a ledger");
-    assert_eq!(boot.missing, newest.spool_evicted + newest.spool_torn);
+    assert!(
+        (newest.spool_losses_certain()..=newest.spool_losses_possible()).contains(&boot.missing),
+        "missing {} within the ledger's spool losses: {newest:?}",
+        boot.missing
+    );
 
     let mut by_n: HashMap<u64, u32> = HashMap::new();
     for &(_, _, n) in &found.events {
@@ -211,10 +215,10 @@ fn spool_limit_reached_while_server_down_drops_oldest_counted_exactly() {
     assert!(newest.spool_evicted > 1000, "{newest:?}");
     assert_eq!(newest.spool_evicted, outcome.spool.state.evicted);
     let report = outcome.found.auditor.report();
-    assert_eq!(report.boots[0].lost.spool_evicted, newest.spool_evicted);
+    assert_eq!(report.boots[0].lost.spool_evicted, report.boots[0].missing);
     assert_eq!(report.boots[0].lost.transit, 0);
     // Events and ledger records both use numbers: the events missing are at most the records evicted.
-    assert!(missing > 0 && missing <= newest.spool_evicted);
+    assert!(missing > 0 && missing <= newest.spool_evicted + newest.spool_evicted_unconfirmed);
     // The oldest went: every event missing is older than every event after the outage began to be kept.
     let kept_after_gap = outcome.found.events.iter().map(|e| e.2).filter(|&n| n >= 3_000).min().unwrap();
     assert_eq!(
@@ -329,10 +333,10 @@ fn publisher_killed_mid_segment_resumes_from_the_cursor() {
         .filter(|p| p.extension().is_some_and(|e| e == "seg"))
         .collect();
     segments.sort();
-    assert!(segments.len() > 1, "the run spanned segments");
     let last = segments.last().unwrap();
     let bytes = std::fs::read(last).unwrap();
     let (_, mut at) = cnlink_sink::spool::record::SegmentHeader::parse(&bytes).unwrap();
+    assert!(bytes.len() > at, "killed with records in the active segment");
     let mut last_seq = 0;
     while let Ok((record, used)) = Record::parse(&bytes[at..]) {
         last_seq = record.seq;

@@ -7,6 +7,9 @@ use std::sync::Arc;
 use super::record::{Record, RecordKind, SegmentHeader, RECORD_PREFIX_LEN};
 use super::shared::{Segment, Shared};
 
+/// How far ahead of the records sent the durable `sent_limit` is raised (one state write per this many).
+const SENT_LIMIT_STEP: u64 = 4096;
+
 /// A record read back from the spool, with the host and boot of its segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpooledRecord {
@@ -110,9 +113,21 @@ impl SpoolReader {
             }
         }
         out.truncate(kept);
+        let mut raised = false;
         if out.len() > start {
             let last = out[out.len() - 1].seq;
             inner.sent_through = inner.sent_through.max(last);
+            inner.sent_max = inner.sent_max.max(last);
+            if last > inner.state.sent_limit {
+                // Written before the records go out, so a restarted process knows they may have.
+                inner.state.sent_limit = last + SENT_LIMIT_STEP;
+                inner.state_dirty = true;
+                raised = true;
+            }
+        }
+        drop(inner);
+        if raised {
+            let _ = self.shared.persist();
         }
         out.len() - start
     }
@@ -198,23 +213,23 @@ impl SpoolReader {
             return;
         };
         let mut inner = self.shared.lock();
+        let this = inner.segments.iter().find(|s| s.base_seq == open.base_seq).map(|s| s.last_seq);
         let next_base = inner.segments.iter().find(|s| s.base_seq > open.base_seq).map(|s| s.base_seq);
-        let deleted = !inner.segments.iter().any(|s| s.base_seq == open.base_seq);
-        match next_base {
-            Some(next) if !deleted && self.pos < next => {
-                let lost = next - self.pos;
-                inner.state.torn += lost;
+        match (this, next_base) {
+            // Deleted under us: start again from the cursor.
+            (None, _) => self.pos = self.pos.max(inner.floor() + 1),
+            // Sealed, and records it holds cannot be read: damage, counted and skipped.
+            (Some(last), Some(next)) if self.pos <= last => {
+                inner.state.torn += last + 1 - self.pos;
                 inner.state_dirty = true;
-                inner.last_error = Some(format!(
-                    "spool: damaged records {}..{} in segment {} skipped",
-                    self.pos,
-                    next - 1,
-                    open.base_seq
-                ));
+                inner.last_error =
+                    Some(format!("spool: damaged records {}..={last} in segment {} skipped", self.pos, open.base_seq));
                 self.pos = next;
             }
-            _ if deleted => self.pos = self.pos.max(inner.floor() + 1),
-            _ => {}
+            // Past its last record (a torn record's number was skipped): on to the next segment.
+            (Some(_), Some(next)) => self.pos = self.pos.max(next),
+            // The active segment: look again at the next batch.
+            (Some(_), None) => {}
         }
     }
 }

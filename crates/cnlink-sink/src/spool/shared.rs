@@ -35,6 +35,8 @@ pub(crate) struct Inner {
     pub(crate) committed_seq: u64,
     /// The highest sequence number the reader handed to the network and that is not yet acknowledged.
     pub(crate) sent_through: u64,
+    /// No record above this was ever sent, by this process or an earlier one.
+    pub(crate) sent_max: u64,
     pub(crate) state: SpoolState,
     pub(crate) state_dirty: bool,
     pub(crate) total_bytes: u64,

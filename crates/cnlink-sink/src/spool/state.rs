@@ -12,8 +12,10 @@
 //! 56  8  write_dropped       records dropped because a write failed, e.g. a full disk (no sequence number used)
 //! 64  8  published           publishes sent for the current boot's records (repeats included)
 //! 72  8  acked               the current boot's records acknowledged
-//! 80  2  boot_len            bytes of the boot id
-//! 82  .  boot id (UTF-8)
+//! 80  8  sent_limit          no record above this was ever sent (raised, and written, before sending)
+//! 88  8  evicted_unconfirmed records of the current boot evicted after a publish whose ack never came
+//! 96  2  boot_len            bytes of the boot id
+//! 98  .  boot id (UTF-8)
 //!  .  4  crc32c              CRC32C of every byte above
 //! ```
 //!
@@ -22,7 +24,7 @@
 use super::record::RecordError;
 
 const STATE_MAGIC: [u8; 8] = *b"CNLSTAT1";
-const FIXED_LEN: usize = 82;
+const FIXED_LEN: usize = 98;
 
 /// The spool's durable counters and cursor.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,6 +49,11 @@ pub struct SpoolState {
     pub published: u64,
     /// That boot's records acknowledged.
     pub acked: u64,
+    /// No record with a higher sequence number was ever sent (the reader raises it, durably, before sending).
+    pub sent_limit: u64,
+    /// That boot's records evicted after a publish whose acknowledgement never came: each may or may not be
+    /// in the stream.
+    pub evicted_unconfirmed: u64,
 }
 
 impl SpoolState {
@@ -64,6 +71,8 @@ impl SpoolState {
             self.write_dropped,
             self.published,
             self.acked,
+            self.sent_limit,
+            self.evicted_unconfirmed,
         ] {
             out.extend_from_slice(&value.to_le_bytes());
         }
@@ -87,7 +96,7 @@ impl SpoolState {
             word.copy_from_slice(&bytes[at..at + 8]);
             u64::from_le_bytes(word)
         };
-        let boot_len = u16::from_le_bytes([bytes[80], bytes[81]]) as usize;
+        let boot_len = u16::from_le_bytes([bytes[96], bytes[97]]) as usize;
         let end = FIXED_LEN + boot_len;
         if bytes.len() != end + 4 {
             return Err(RecordError::BadLength(bytes.len()));
@@ -107,6 +116,8 @@ impl SpoolState {
             write_dropped: u64_at(56),
             published: u64_at(64),
             acked: u64_at(72),
+            sent_limit: u64_at(80),
+            evicted_unconfirmed: u64_at(88),
             boot_id: std::str::from_utf8(&bytes[FIXED_LEN..end]).map_err(|_| RecordError::BadText)?.to_owned(),
         })
     }
@@ -116,6 +127,7 @@ impl SpoolState {
         self.boot_id = boot_id.to_owned();
         self.boot_first_seq = first_seq;
         self.evicted = 0;
+        self.evicted_unconfirmed = 0;
         self.torn = 0;
         self.write_dropped = 0;
         self.published = 0;
@@ -140,9 +152,11 @@ mod tests {
             write_dropped: 7,
             published: 8,
             acked: 9,
+            sent_limit: 10,
+            evicted_unconfirmed: 11,
         };
         let bytes = state.emit();
-        assert_eq!(bytes.len(), 82 + 4 + 4);
+        assert_eq!(bytes.len(), 98 + 4 + 4);
         assert_eq!(&bytes[8..16], &1u64.to_le_bytes());
         assert_eq!(SpoolState::parse(&bytes), Ok(state));
         for cut in 0..bytes.len() {

@@ -120,6 +120,7 @@ pub fn open(options: &SpoolOptions, identity: Identity) -> Result<(SpoolWriter, 
             segments,
             committed_seq,
             sent_through: 0,
+            sent_max: state.sent_limit,
             state,
             state_dirty: true,
             total_bytes,
@@ -469,12 +470,16 @@ impl SpoolWriter {
                     break;
                 }
                 let last_seq = oldest.last_seq;
+                let base_seq = oldest.base_seq;
                 let same_boot = *oldest.boot_id == *self.identity.boot_id;
                 let Some(segment) = inner.segments.pop_front() else {
                     break;
                 };
+                // Records sent without an ack may be in the stream: counted apart from the never sent.
+                let sent = last_seq.min(inner.sent_max).saturating_sub(floor.max(base_seq - 1));
                 if same_boot {
-                    inner.state.evicted += lost;
+                    inner.state.evicted += lost - sent;
+                    inner.state.evicted_unconfirmed += sent;
                 } else {
                     inner.state.evicted_other_boot += lost;
                 }
