@@ -19,6 +19,7 @@ use common::{collect_all, server_binary, Collection, NatsServer, TempDir};
 use rustix::process::Signal;
 
 const BOOT: &str = "boot-1";
+const WINDOW: usize = 256;
 
 fn identity() -> Identity {
     Identity { host_id: "test.host".into(), boot_id: BOOT.into() }
@@ -29,6 +30,7 @@ fn publish_config(servers: &str, replicas: usize) -> PublishConfig {
     config.stream = StreamConfig { replicas, ..StreamConfig::default() };
     config.ack_timeout = Duration::from_secs(2);
     config.max_backoff = Duration::from_secs(1);
+    config.window = WINDOW;
     config
 }
 
@@ -137,9 +139,18 @@ fn check(outcome: &Outcome) -> u64 {
             }
         }
     }
+    // The spool drains in order; only a reconnect can put a record behind later ones (the client sends what
+    // it still held from the old connection while the publisher starts again from the cursor): never by more
+    // than the window in flight, twice.
     let mut stream_order = found.events.clone();
     stream_order.sort();
-    assert!(stream_order.windows(2).all(|w| w[0].1 < w[1].1), "the stream holds the events in sink order");
+    let mut highest = 0;
+    let mut behind = 0;
+    for &(_, seq, _) in &stream_order {
+        highest = u64::max(highest, seq);
+        behind = u64::max(behind, highest - seq);
+    }
+    assert!(behind <= 2 * WINDOW as u64, "a record {behind} places behind");
     assert_eq!(found.stats.malformed, 0);
     missing_events
 }
