@@ -21,6 +21,9 @@ pub enum EventError {
     /// The event kind is empty or longer than 64 bytes.
     #[error("event kind must be 1 to 64 bytes")]
     BadKind,
+    /// The record would exceed the spool's largest record (16 MiB).
+    #[error("event refused by the spool: {0}")]
+    TooLarge(String),
 }
 
 /// The bytes that start every payload of one (host, boot): `{"host_id":"..","boot_id":"..","sink_seq":`.

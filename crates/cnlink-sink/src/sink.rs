@@ -81,7 +81,7 @@ impl Sink {
         }
         let (separator, rest) = object_rest(json)?;
         let token = subject_token(kind);
-        self.append(RecordKind::Event, &token, separator, rest).map_err(|_| EventError::NotAnObject)
+        self.append(RecordKind::Event, &token, separator, rest).map_err(|e| EventError::TooLarge(e.to_string()))
     }
 
     fn append(

@@ -216,7 +216,7 @@ async fn run(spool: SpoolHandle, config: PublishConfig, control: Arc<Control>) {
             Ok(()) => break,
             Err(message) => {
                 control.fail(message);
-                session.abandon(&mut reader);
+                session.abandon(&mut reader, &control);
                 backoff.wait(&control).await;
             }
         }
@@ -254,6 +254,15 @@ impl Backoff {
     }
 }
 
+/// Counts not yet added to the status (added once per batch of acks, not per record).
+#[derive(Default)]
+struct Counts {
+    published: u64,
+    published_current: u64,
+    acked: u64,
+    duplicates: u64,
+}
+
 struct InFlight {
     seq: u64,
     current_boot: bool,
@@ -270,6 +279,7 @@ struct Session {
     acked_through: Option<u64>,
     acked_current: u64,
     acks_held: u32,
+    counts: Counts,
     last_persist: Instant,
     progressed: bool,
     host: (Arc<str>, String),
@@ -286,6 +296,7 @@ impl Session {
             acked_through: None,
             acked_current: 0,
             acks_held: 0,
+            counts: Counts::default(),
             last_persist: Instant::now(),
             progressed: false,
             host: (Arc::from(""), String::new()),
@@ -302,7 +313,7 @@ impl Session {
         let mut scratch = Vec::new();
         loop {
             if control.stop.load(Ordering::SeqCst) {
-                self.give_acks();
+                self.give_acks(control);
                 return Ok(());
             }
             while self.in_flight.len() < self.window {
@@ -318,28 +329,24 @@ impl Session {
                 let seq = record.seq;
                 let (subject, publish) = self.message(record);
                 let ack = js.send_publish(subject, publish).await.map_err(|e| format!("publish: {e}"))?;
-                if current_boot {
-                    self.spool.note_published(1);
-                }
-                control.update(|s| s.published += 1);
+                self.counts.published += 1;
+                self.counts.published_current += u64::from(current_boot);
                 self.in_flight.push_back(InFlight { seq, current_boot, ack });
             }
             let Some(next) = self.in_flight.pop_front() else {
-                self.give_acks();
+                self.give_acks(control);
                 let _ = tokio::time::timeout(Duration::from_millis(200), control.notify.notified()).await;
                 continue;
             };
             let ack = next.ack.await.map_err(|e| format!("publish of record {}: {e}", next.seq))?;
-            control.update(|s| {
-                s.acked += 1;
-                s.duplicates += u64::from(ack.duplicate);
-            });
+            self.counts.acked += 1;
+            self.counts.duplicates += u64::from(ack.duplicate);
             self.progressed = true;
             self.acked_through = Some(next.seq);
             self.acked_current += u64::from(next.current_boot);
             self.acks_held += 1;
             if self.in_flight.is_empty() || self.acks_held >= 64 {
-                self.give_acks();
+                self.give_acks(control);
             }
         }
     }
@@ -363,8 +370,20 @@ impl Session {
         (subject, publish)
     }
 
-    /// Moves the spool's cursor over the acknowledged prefix, and writes it at most every 200 ms.
-    fn give_acks(&mut self) {
+    /// Moves the spool's cursor over the acknowledged prefix (writing it at most every 200 ms), and adds the
+    /// counts to the status.
+    fn give_acks(&mut self, control: &Control) {
+        let counts = std::mem::take(&mut self.counts);
+        if counts.published_current > 0 {
+            self.spool.note_published(counts.published_current);
+        }
+        if counts.published + counts.acked > 0 {
+            control.update(|s| {
+                s.published += counts.published;
+                s.acked += counts.acked;
+                s.duplicates += counts.duplicates;
+            });
+        }
         if let Some(seq) = self.acked_through.take() {
             self.spool.ack_through(seq, self.acked_current);
             self.acked_current = 0;
@@ -377,8 +396,8 @@ impl Session {
     }
 
     /// After a failure: keeps the acks received, forgets what is in flight, and reads again from the cursor.
-    fn abandon(&mut self, reader: &mut crate::spool::SpoolReader) {
-        self.give_acks();
+    fn abandon(&mut self, reader: &mut crate::spool::SpoolReader, control: &Control) {
+        self.give_acks(control);
         self.in_flight.clear();
         self.batch.clear();
         reader.rewind();

@@ -44,6 +44,8 @@ pub struct SpoolWriter {
     next_seq: u64,
     last_sync: Instant,
     unsynced: bool,
+    /// Loss counters changed and are not on disk yet.
+    state_pending: bool,
 }
 
 /// Opens (or creates) the spool in `options.dir` for records of `identity`: recovers the last segment, reads
@@ -147,6 +149,7 @@ pub fn open(options: &SpoolOptions, identity: Identity) -> Result<(SpoolWriter, 
         next_seq,
         last_sync: Instant::now(),
         unsynced: false,
+        state_pending: false,
     };
     Ok((writer, SpoolHandle { shared }, recovery))
 }
@@ -327,7 +330,7 @@ impl SpoolWriter {
     pub fn flush(&mut self) -> Result<(), SpoolError> {
         if self.buf.is_empty() {
             self.sync_if_due(false)?;
-            return self.shared.persist();
+            return self.persist_if_pending();
         }
         if let Err(error) = self.write_buffer() {
             self.drop_buffer(&error);
@@ -353,7 +356,17 @@ impl SpoolWriter {
         if over_limit {
             self.evict();
         }
-        self.shared.persist()
+        self.persist_if_pending()
+    }
+
+    /// Writes the state after this writer changed loss counters (the publisher writes the cursor itself).
+    fn persist_if_pending(&mut self) -> Result<(), SpoolError> {
+        if !self.state_pending {
+            return Ok(());
+        }
+        let result = self.shared.persist();
+        self.state_pending = result.is_err();
+        result
     }
 
     fn write_buffer(&mut self) -> Result<(), SpoolError> {
@@ -433,7 +446,8 @@ impl SpoolWriter {
         self.next_seq = self.buf_first_seq;
         self.buf.clear();
         self.buf_records = 0;
-        let _ = self.shared.persist();
+        self.state_pending = true;
+        let _ = self.persist_if_pending();
     }
 
     fn sync_if_due(&mut self, sealing: bool) -> Result<(), SpoolError> {
@@ -490,7 +504,8 @@ impl SpoolWriter {
             }
             doomed
         };
-        let _ = self.shared.persist();
+        self.state_pending = true;
+        let _ = self.persist_if_pending();
         self.shared.remove_files(doomed);
     }
 }
