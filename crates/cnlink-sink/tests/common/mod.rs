@@ -156,8 +156,11 @@ impl NatsServer {
         if let Ok(mut f) = std::fs::File::open(&self.log) {
             let _ = f.read_to_string(&mut text);
         }
-        let start = text.len().saturating_sub(4000);
-        text[text.floor_char_boundary(start)..].to_owned()
+        let mut start = text.len().saturating_sub(4000);
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        text[start..].to_owned()
     }
 
     fn signal(&self, signal: Signal) {
