@@ -72,7 +72,7 @@ fn listen(c: &mut Connector, a: &ListenArgs, stop: &AtomicBool) -> anyhow::Resul
     let mut out = std::io::stdout().lock();
     let mut w = JsonWriter::new();
     let mut seen = 0u64;
-    while !stop.load(Ordering::Acquire) && a.count.map_or(true, |n| seen < n) {
+    while !stop.load(Ordering::Acquire) && a.count.is_none_or(|n| seen < n) {
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         if left.is_some_and(|l| l.is_zero()) {
             break;

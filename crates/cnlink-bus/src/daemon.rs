@@ -145,7 +145,7 @@ impl Shared {
 
     fn log_denial(&self, d: &crate::core::Denial) {
         let n = self.denials_logged.fetch_add(1, Ordering::Relaxed);
-        if n < 100 || n % 1000 == 0 {
+        if n < 100 || n.is_multiple_of(1000) {
             let who = d.from.creds.map_or("?".to_string(), |c| format!("uid {} pid {}", c.uid, c.pid));
             let id = d.id.map_or(String::new(), |id| format!(" id {id}"));
             eprintln!(
@@ -482,7 +482,7 @@ impl BusHandle {
 
     /// Whether the run loop has ended (after a stop, or on an IO error that [`BusHandle::stop`] returns).
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().map_or(true, |t| t.is_finished())
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 
     /// Stops the run loop and waits for it; returns its result.
