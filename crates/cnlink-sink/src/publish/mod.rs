@@ -1,7 +1,7 @@
 //! The JetStream publisher: reads the spool in order and publishes each record, on its own thread with a
 //! current-thread tokio runtime inside, so the caller stays synchronous.
 //!
-//! - Subject `PREFIX.HOST.proc.TOKEN` (host made safe by [`subject_token`](crate::subject_token)).
+//! - Subject `PREFIX.HOST.proc.TOKEN` (host made safe by [`subject_token`]).
 //! - Headers: `Nats-Msg-Id: HOST_ID:BOOT_ID:SEQ` (the server drops repeats within its duplicate window),
 //!   `Cnlink-Host`, `Cnlink-Boot`, `Cnlink-Seq`, and `Cnlink-Schema` (`cnlink-proc/1` or `cnlink-ledger/1`).
 //! - At most `window` publishes wait for their acknowledgement; acknowledgements are taken in spool order, so
