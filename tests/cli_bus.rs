@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use cli_common::{cnlink, json, Running};
 use cnlink::wire::CbId;
+use cnlink::ClientItem;
 use cnlink_bus::wire::ListEntry;
 use cnlink_bus::BusClient;
 
@@ -98,7 +99,7 @@ fn echo_agent_and_the_cn_test_scenario() {
     );
     for id in [CbId::new(30, 5), CbId::new(31, 6)] {
         let (seq, ack) = c.send(id, b"ping").unwrap();
-        let r = c.recv(Some(T)).unwrap().expect("an answer");
+        let r = c.recv(Some(T)).unwrap().and_then(ClientItem::into_message).expect("an answer");
         assert_eq!((r.hdr.id, r.hdr.seq, r.hdr.ack, &r.data[..]), (id, seq, ack.wrapping_add(1), &b"ping"[..]));
     }
     // SIGINT: it unregisters its ids and says how many it answered.
@@ -174,4 +175,69 @@ fn policy_file_denies_and_errors_exit_2() {
         assert!(err.contains("denied"), "the denial is logged: {err}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `cnlink bus` run as uid 65534 on `port`: a real daemon of the wrong user, which is what an impostor looks like.
+fn impostor(port: u32) -> std::process::Child {
+    let child = cnlink()
+        .args(["bus", "--port", &port.to_string()])
+        .uid(65534)
+        .gid(65534)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut c = BusClient::connect(port).unwrap();
+    c.set_bus_uids(&[65534]);
+    c.wait_for_bus(T).expect("the impostor answers");
+    child
+}
+
+#[test]
+fn an_impostor_on_the_bus_port_is_refused_by_name() {
+    if !cli_common::root_or_skip("an_impostor_on_the_bus_port_is_refused_by_name") {
+        return;
+    }
+    let port = port(4);
+    let p = port.to_string();
+    let mut imp = impostor(port);
+    // Root's echo agent finds uid 65534 on the bus's port: it refuses, names it, registers nothing.
+    let out = cnlink().args(["bus", "echo", "30.7", "--port", &p]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("uid 65534 (pid {})", imp.id())), "{err}");
+    assert!(!err.contains("answering"), "it never reports a registration: {err}");
+    for tool in [&["list"][..], &["stats"]] {
+        let out = cnlink().args(["bus"]).args(tool).args(["--port", &p]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{tool:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("uid 65534"), "{out:?}");
+    }
+    // Trusting that uid explicitly, the same tools talk to it; and nothing was registered with it.
+    let out = cnlink().args(["bus", "list", "--port", &p, "--bus-uid", "65534", "--format", "json"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let rows: Vec<serde_json::Value> = String::from_utf8(out.stdout).unwrap().lines().filter_map(json).collect();
+    assert_eq!(rows.len(), 1, "only the bus's own id: {rows:?}");
+    let _ = imp.kill();
+    let _ = imp.wait();
+}
+
+#[test]
+fn bus_list_escapes_what_agents_chose() {
+    let port = port(5);
+    let d = daemon(port, &[]);
+    let mut agent = BusClient::connect(port).unwrap();
+    agent.register(CbId::new(60, 1), "ev\x1b[2J\r\x07\x7f\u{9b}il").unwrap();
+    for args in [&["bus", "list"][..], &["bus", "list", "--long"]] {
+        let out = cnlink().args(args).args(["--port", &port.to_string()]).output().unwrap();
+        assert!(out.status.success());
+        assert!(!out.stdout.iter().any(|&b| b.is_ascii_control() && b != b'\n' || b >= 0x80), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains(r"ev\x1b[2J\x0d\x07\x7f\x9bil"), "{text}");
+    }
+    // JSON is escaped as JSON, unchanged.
+    let out = cnlink().args(["bus", "list", "--format", "json", "--port", &port.to_string()]).output().unwrap();
+    let rows: Vec<serde_json::Value> = String::from_utf8(out.stdout).unwrap().lines().filter_map(json).collect();
+    assert!(rows.iter().any(|v| v["name"] == "ev\x1b[2J\r\x07\x7f\u{9b}il"), "{rows:?}");
+    terminate(&d);
+    assert_eq!(d.finish(T).0, Some(0));
 }

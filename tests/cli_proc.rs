@@ -172,11 +172,12 @@ fn losses_are_reported(extra: &[&str], cause: &str) {
     args.extend_from_slice(extra);
     args.extend_from_slice(&["-D", "60"]);
     let mon = Running::start(&args);
-    std::thread::sleep(Duration::from_millis(500));
+    mon.wait_ready_json();
     for _ in 0..400 {
         Command::new("true").status().unwrap();
     }
-    std::thread::sleep(Duration::from_millis(700));
+    // The burst has been received once a marker started after it shows up (markers may be lost too: retry).
+    mon.wait_ready_json();
     mon.interrupt();
     let (code, err, lines) = mon.finish(Duration::from_secs(20));
     assert_eq!(code, Some(0), "stderr: {err}");
@@ -201,4 +202,29 @@ fn losses_are_counted_with_the_kernel_filter() {
     if root_or_skip("losses_are_counted_with_the_kernel_filter") {
         losses_are_reported(&["-e", "exec", "--no-enrich"], "socket_drops");
     }
+}
+
+#[test]
+fn names_with_terminal_escapes_are_printed_escaped() {
+    if !root_or_skip("names_with_terminal_escapes_are_printed_escaped") {
+        return;
+    }
+    let mon = Running::start(&["proc", "-l", "-e", "exec,comm,exit", "-D", "60"]);
+    assert!(mon.wait_for(Duration::from_secs(20), |l| l.starts_with("Time")).is_some(), "no header");
+    // argv[0] retitles the terminal and returns the cursor to forge the line; then the comm clears the screen.
+    let script = r#"exec -a "$(printf '\033]0;owned\007\rfake')" sh -c 'sleep 0.5; printf "\033[2J\233x" > /proc/$$/comm; sleep 0.5; exit 7'"#;
+    let status = Command::new("bash").args(["-c", script]).status().unwrap();
+    assert_eq!(status.code(), Some(7));
+    let exit = mon.wait_for(Duration::from_secs(10), |l| l.contains(" exit ") && l.contains("fake"));
+    let exit = exit.expect("the exit line of the process with the hostile name");
+    mon.interrupt();
+    let (code, err, lines) = mon.finish(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "stderr: {err}");
+    for l in &lines {
+        assert!(!l.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f), "a raw control byte was printed: {l:?}");
+        assert!(!l.contains('\u{9b}'), "a C1 control was printed: {l:?}");
+    }
+    assert!(exit.contains(r"\x1b]0;owned\x07\x0dfake"), "{exit}");
+    let comm = lines.iter().find(|l| l.contains(" comm ") && l.contains(r"\x1b[2J"));
+    assert!(comm.is_some_and(|l| l.contains(r"\x1b[2J\x9bx")), "{lines:#?}");
 }

@@ -132,3 +132,157 @@ fn listen_on_group_1_sees_proc_events() {
 fn listen_needs_a_group() {
     assert_eq!(cnlink().arg("listen").output().unwrap().status.code(), Some(2));
 }
+
+/// True when `bytes` hold no control character but newlines, and nothing outside ASCII: safe for a terminal.
+fn terminal_safe(bytes: &[u8]) -> bool {
+    !bytes.iter().any(|&b| b.is_ascii_control() && b != b'\n' || b >= 0x80)
+}
+
+/// A process name with ESC, BEL, CR, DEL and a raw C1 CSI byte: an OSC sequence that would retitle a terminal.
+const HOSTILE: &[u8] = b"\x1b]0;x\x07\r\x7f\x9b";
+/// How the text output must show it.
+const HOSTILE_SHOWN: &str = r#"comm="\x1b]0;x\x07\x0d\x7f\x9b""#;
+
+#[test]
+fn decode_escapes_what_a_sender_controls() {
+    use cnlink::wire::{CbId, CnMsgHdr, EventData, ProcEvent};
+    let mut comm = [0u8; 16];
+    comm[..HOSTILE.len()].copy_from_slice(HOSTILE);
+    let mut ev = [0u8; 40];
+    ProcEvent { cpu: 0, timestamp_ns: 1, data: EventData::Comm { process_pid: 7, process_tgid: 7, comm } }
+        .emit(&mut ev)
+        .unwrap();
+    let d = cnlink::wire::datagram(CnMsgHdr { id: CbId::PROC, ..Default::default() }, &ev, 0).unwrap();
+    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+    let out = cnlink().args(["decode", &hex]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(terminal_safe(&out.stdout), "{:?}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(HOSTILE_SHOWN), "{out:?}");
+}
+
+/// Spawns marker children until the text listener shows one's exit: proof that it receives proc events.
+fn wait_ready_text(mon: &Running) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        let mut c = Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        if mon
+            .wait_for(Duration::from_millis(500), |l| l.contains("exit ") && l.contains(&format!("process_pid={pid} ")))
+            .is_some()
+        {
+            return;
+        }
+    }
+    panic!("listen showed no marker child's exit");
+}
+
+#[test]
+fn listen_text_escapes_a_hostile_process_name() {
+    if !root_or_skip("listen_text_escapes_a_hostile_process_name") {
+        return;
+    }
+    let mon = Running::start(&["listen", "--group", "1", "-D", "60"]);
+    wait_ready_text(&mon);
+    // The shell renames itself (its own /proc/self/comm): the kernel reports a comm event with these bytes.
+    let mut child =
+        Command::new("/bin/sh").args(["-c", r"printf '\033]0;x\007\r\177\233' > /proc/self/comm"]).spawn().unwrap();
+    let pid = child.id();
+    assert!(child.wait().unwrap().success());
+    let line =
+        mon.wait_for(Duration::from_secs(10), |l| l.contains("comm ") && l.contains(&format!("process_pid={pid} ")));
+    let line = line.expect("the comm event of the renamed shell");
+    assert!(line.contains(HOSTILE_SHOWN), "{line:?}");
+    assert!(terminal_safe(line.as_bytes()), "{line:?}");
+    mon.interrupt();
+    assert_eq!(mon.finish(Duration::from_secs(10)).0, Some(0));
+}
+
+#[test]
+fn listen_prints_a_bundle_once_with_its_real_header() {
+    if !root_or_skip("listen_prints_a_bundle_once_with_its_real_header") {
+        return;
+    }
+    use cnlink::socket::{NlAddr, Protocol, Socket};
+    use cnlink::wire::{CbId, CnMsgHdr, NlMsgHdr};
+    // Connector group 20: no kernel user. A root process may multicast there; listen trusts anyone.
+    let mon = Running::start(&["listen", "--group", "20", "-D", "60"]);
+    let sock = Socket::open(Protocol::Connector).unwrap();
+    let bundle = |seq: u32| {
+        // One netlink message of type 0x1234 with flags 5, carrying two cn_msgs back to back (spec §4.6).
+        let mut payload = Vec::new();
+        for (n, data) in [(1u32, &b"one"[..]), (2, &b"two!"[..])] {
+            let m = cnlink::wire::datagram(CnMsgHdr { id: CbId::new(20, 1), seq: n, ..Default::default() }, data, 0);
+            payload.extend_from_slice(&m.unwrap()[16..16 + 20 + data.len()]);
+        }
+        let mut d = vec![0u8; 16];
+        NlMsgHdr { len: (16 + payload.len()) as u32, ty: 0x1234, flags: 5, seq, pid: 0 }.emit(&mut d).unwrap();
+        d.extend_from_slice(&payload);
+        d
+    };
+    let mut seen = None;
+    for seq in 1000..1100 {
+        sock.send_to(&bundle(seq), NlAddr { port: 0, groups: 1 << 19 }).unwrap();
+        let header = format!("nlmsghdr len=63 type=(4660) flags=0x5 seq={seq} pid=0");
+        if mon.wait_for(Duration::from_millis(200), |l| l.starts_with(&header)).is_some() {
+            seen = Some(seq);
+            break;
+        }
+    }
+    assert!(seen.is_some(), "listen showed none of the bundles");
+    // What follows the header: the two cn_msgs with their data, and no second header (no re-framing).
+    let mut after = Vec::new();
+    mon.wait_for(Duration::from_secs(1), |l| {
+        after.push(l.to_string());
+        false
+    });
+    let cn: Vec<&String> = after.iter().filter(|l| l.contains("cn_msg id=20.1")).collect();
+    assert_eq!(cn.len(), 2, "{after:#?}");
+    assert!(cn[0].contains("seq=1 ") && cn[1].contains("seq=2 "), "{after:#?}");
+    assert!(!after.iter().any(|l| l.starts_with("nlmsghdr")), "printed once: {after:#?}");
+    mon.interrupt();
+    assert_eq!(mon.finish(Duration::from_secs(10)).0, Some(0));
+}
+
+#[test]
+fn listen_stays_up_through_a_thread_storm_and_counts_overruns() {
+    if !root_or_skip("listen_stays_up_through_a_thread_storm_and_counts_overruns") {
+        return;
+    }
+    // A tiny receive buffer (the kernel grants twice this) and a storm of thread creations overrun it.
+    let mon = Running::start(&["listen", "--group", "1", "--format", "json", "--rcvbuf", "4K", "-D", "12"]);
+    mon.wait_ready_json();
+    let mut overrun = None;
+    for _ in 0..50 {
+        for _ in 0..300 {
+            std::thread::spawn(|| {}).join().unwrap();
+        }
+        overrun = mon.wait_for(Duration::from_millis(200), |l| json(l).is_some_and(|v| v["event"] == "overrun"));
+        if overrun.is_some() {
+            break;
+        }
+    }
+    let overrun = json(&overrun.expect("an overrun line during the storm")).unwrap();
+    assert!(overrun["overruns"].as_u64() >= Some(1), "{overrun}");
+    // It goes on listening: a child started after the storm is seen.
+    let mut seen = None;
+    for _ in 0..20 {
+        let mut c = Command::new("true").spawn().unwrap();
+        let pid = c.id() as i64;
+        c.wait().unwrap();
+        seen = mon.wait_for(Duration::from_millis(500), |l| {
+            json(l).is_some_and(|v| v["event"] == "exit" && v["pid"].as_i64() == Some(pid))
+        });
+        if seen.is_some() {
+            break;
+        }
+    }
+    assert!(seen.is_some(), "no event after the overrun");
+    // At the end of -D: exit 0 and a final count that includes the overruns.
+    let (code, err, _) = mon.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "stderr: {err}");
+    let last = err.lines().find(|l| l.starts_with("cnlink listen:")).unwrap_or_else(|| panic!("no final count: {err}"));
+    let overruns: u64 = last.split(", ").find_map(|f| f.strip_suffix(" overruns")?.parse().ok()).unwrap();
+    assert!(overruns >= 1, "{last}");
+    assert!(last.contains("receive buffer 8192 bytes"), "what the kernel granted: {last}");
+}

@@ -10,10 +10,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use cnlink::wire::{CbId, CnMsgHdr};
+use cnlink::{ClientItem, OwnedMsg};
 use cnlink_bus::wire::{CtlMsg, NotifyRange};
-use cnlink_bus::{Bus, BusClient, BusOptions, Config, Policy, DEFAULT_PORT};
+use cnlink_bus::{Bus, BusClient, BusOptions, ClientError, Config, Policy, DEFAULT_PORT};
 
 use super::{parse_duration, Format};
+use crate::service::daemon::Daemon;
+use crate::service::metrics::Metrics;
+use crate::service::{reports, ServiceArgs};
+use crate::text::Escaped;
 
 /// Parses a port id: decimal or 0x hex.
 fn parse_port(s: &str) -> Result<u32, String> {
@@ -39,18 +44,23 @@ enum BusCmd {
     /// List the registered ids, like /proc/net/connector.
     List(ListArgs),
     /// Print the daemon's counters.
-    Stats(PortArg),
+    Stats(BusAddr),
     /// Register ids and answer every message with the same seq, ack + 1 and payload (like cn_test).
     Echo(EchoArgs),
     /// Run a cn_test/ucon-style scenario against a running bus and report what it saw.
     Test(TestArgs),
 }
 
+/// Where the bus is and whom to trust there.
 #[derive(Debug, Clone, clap::Args)]
-struct PortArg {
+struct BusAddr {
     /// The bus daemon's port id.
     #[arg(long, default_value_t = DEFAULT_PORT, value_parser = parse_port)]
     port: u32,
+    /// Accept answers from the bus's port only from this uid, the daemon's user (repeatable; default: root and
+    /// your own uid). Anyone can bind the port while the daemon is down; answers from other users are refused.
+    #[arg(long = "bus-uid", value_name = "UID")]
+    bus_uids: Vec<u32>,
 }
 
 /// Run the daemon.
@@ -72,12 +82,14 @@ struct ServeArgs {
     /// Log registrations and departures, not only denials.
     #[arg(short, long)]
     verbose: bool,
+    #[command(flatten)]
+    service: ServiceArgs,
 }
 
 #[derive(Debug, clap::Args)]
 struct ListArgs {
     #[command(flatten)]
-    port: PortArg,
+    bus: BusAddr,
     /// Also show each id's group, owner port and uid.
     #[arg(short, long)]
     long: bool,
@@ -92,7 +104,7 @@ struct EchoArgs {
     #[arg(required = true)]
     ids: Vec<CbId>,
     #[command(flatten)]
-    port: PortArg,
+    bus: BusAddr,
     /// Name to register under.
     #[arg(long, default_value = "cn_echo")]
     name: String,
@@ -101,7 +113,7 @@ struct EchoArgs {
 #[derive(Debug, clap::Args)]
 struct TestArgs {
     #[command(flatten)]
-    port: PortArg,
+    bus: BusAddr,
     /// The id the test agent registers (cn_test's {CN_NETLINK_USERS + 3, 0x456} by default).
     #[arg(long, default_value = "14.0x456")]
     id: CbId,
@@ -118,7 +130,7 @@ pub(crate) fn run(args: BusArgs) -> anyhow::Result<ExitCode> {
     match args.cmd {
         None => serve(args.serve),
         Some(BusCmd::List(a)) => list(a),
-        Some(BusCmd::Stats(p)) => stats(p.port),
+        Some(BusCmd::Stats(b)) => stats(&b),
         Some(BusCmd::Echo(a)) => echo(a),
         Some(BusCmd::Test(a)) => test(a),
     }
@@ -132,10 +144,47 @@ fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-fn connect(port: u32) -> anyhow::Result<BusClient> {
-    let mut c = BusClient::connect(port).context("opening a NETLINK_USERSOCK socket")?;
-    c.stats().with_context(|| format!("no bus answers on port {port:#x} (is `cnlink bus` running?)"))?;
-    Ok(c)
+/// A client of the bus at `b`, once the bus has answered it.
+fn connect(b: &BusAddr) -> anyhow::Result<BusClient> {
+    let mut c = BusClient::connect(b.port).context("opening a NETLINK_USERSOCK socket")?;
+    if !b.bus_uids.is_empty() {
+        c.set_bus_uids(&b.bus_uids);
+    }
+    match c.stats() {
+        Ok(_) => Ok(c),
+        Err(e @ ClientError::Connector(cnlink::Error::UntrustedPeer { .. })) => Err(anyhow::Error::new(e)
+            .context(format!("refusing the holder of port {:#x} (--bus-uid trusts another user)", b.port))),
+        Err(e) => {
+            Err(anyhow::Error::new(e)
+                .context(format!("no bus answers on port {:#x} (is `cnlink bus` running?)", b.port)))
+        }
+    }
+}
+
+/// Says on stderr that `tool`'s socket overflowed: the kernel dropped datagrams for it; `total` so far.
+fn overrun(tool: &str, total: u64) {
+    eprintln!("cnlink bus {tool}: overrun: the receive buffer was full, the kernel dropped messages ({total} so far)");
+}
+
+/// Reports the overruns a client had while waiting for its answers, if any.
+fn report_overruns(tool: &str, c: &BusClient) {
+    let total = c.counters().overruns;
+    if total > 0 {
+        overrun(tool, total);
+    }
+}
+
+/// The next message within `timeout` (`None` after it); overruns on the way are reported and counted.
+fn next_message(tool: &str, c: &mut BusClient, timeout: Duration) -> anyhow::Result<Option<OwnedMsg>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match c.recv(Some(deadline.saturating_duration_since(Instant::now())))? {
+            Some(ClientItem::Message(m)) => return Ok(Some(m)),
+            Some(ClientItem::Overrun) => overrun(tool, c.counters().overruns),
+            Some(_) => {}
+            None => return Ok(None),
+        }
+    }
 }
 
 fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -153,6 +202,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         verbose: a.verbose,
         ..BusOptions::default()
     };
+    let (mut daemon, metrics) = Daemon::start(a.service.metrics, Metrics::bus)?;
     let bus = Bus::bind(opts).with_context(|| format!("binding NETLINK_USERSOCK port {:#x}", a.port))?;
     for id in a.echo {
         // Inline: replying is one non-blocking send, so the echo cannot hold up the other ids, and it saves
@@ -165,9 +215,14 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let stop = stop_flag()?;
     let handle = bus.spawn()?;
     eprintln!("cnlink bus: listening on NETLINK_USERSOCK port {:#x} ({})", bus.port(), bus.port());
+    daemon.ready();
     while !stop.load(Ordering::Relaxed) && !handle.is_finished() {
+        if daemon.tick(Instant::now()) {
+            reports::bus(&mut daemon, metrics.as_ref(), &bus.stats());
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
+    daemon.stopping();
     handle.stop().context("the bus stopped")?;
     let s = bus.stats();
     eprintln!(
@@ -182,7 +237,9 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
-    let entries = connect(a.port.port)?.list()?;
+    let mut c = connect(&a.bus)?;
+    let entries = c.list()?;
+    report_overruns("list", &c);
     let mut out = std::io::stdout().lock();
     match a.format {
         Format::Json => {
@@ -196,96 +253,150 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
         Format::Text if a.long => {
             writeln!(out, "{:<15} {:<23} {:>10} {:>10} {:>6}", "Name", "ID", "group", "port", "uid")?;
             for e in entries {
-                let id = format!("{}:{}", e.id.idx, e.id.val);
-                writeln!(out, "{:<15} {:<23} {:>10} {:>10} {:>6}", e.name, id, e.group, e.port, e.uid)?;
+                let (name, id) = (Escaped::str(&e.name), format!("{}:{}", e.id.idx, e.id.val));
+                writeln!(out, "{name:<15} {id:<23} {:>10} {:>10} {:>6}", e.group, e.port, e.uid)?;
             }
         }
         Format::Text => {
             writeln!(out, "Name            ID")?;
             for e in entries {
-                writeln!(out, "{:<15} {}:{}", e.name, e.id.idx, e.id.val)?;
+                writeln!(out, "{:<15} {}:{}", Escaped::str(&e.name), e.id.idx, e.id.val)?;
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn stats(port: u32) -> anyhow::Result<ExitCode> {
+fn stats(b: &BusAddr) -> anyhow::Result<ExitCode> {
+    let mut c = connect(b)?;
+    let counters = c.stats()?;
+    report_overruns("stats", &c);
     let mut out = std::io::stdout().lock();
-    for (name, v) in connect(port)?.stats()? {
+    for (name, v) in counters {
         writeln!(out, "{name:<18} {v}")?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn echo(a: EchoArgs) -> anyhow::Result<ExitCode> {
-    let mut c = connect(a.port.port)?;
+    let mut c = connect(&a.bus)?;
     for id in &a.ids {
         c.register(*id, &a.name).with_context(|| format!("registering {id}"))?;
     }
     eprintln!(
         "cnlink bus echo: answering {} on bus port {:#x} (my port {})",
         a.ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", "),
-        a.port.port,
-        c.port()?
+        a.bus.port,
+        c.port()
     );
     let stop = stop_flag()?;
     let named: Vec<(CbId, &str)> = a.ids.iter().map(|id| (*id, a.name.as_str())).collect();
-    let n = c.serve_echo(&named, Duration::from_secs(1), || !stop.load(Ordering::Relaxed))?;
+    let mut overruns = 0;
+    let done = c.serve_echo(&named, Duration::from_secs(1), |p| {
+        if p.counters.overruns > overruns {
+            overruns = p.counters.overruns;
+            overrun("echo", overruns);
+        }
+        !stop.load(Ordering::Relaxed)
+    })?;
     for id in &a.ids {
         let _ = c.unregister(*id);
     }
-    eprintln!("cnlink bus echo: answered {n} messages");
+    let n = done.counters;
+    eprintln!(
+        "cnlink bus echo: answered {} messages; {} overruns, {} datagrams refused (not from the trusted bus)",
+        done.answered, n.overruns, n.rejected
+    );
     Ok(ExitCode::SUCCESS)
 }
 
-/// One line of the test report.
-fn check(out: &mut impl Write, ok: bool, what: &str) -> std::io::Result<bool> {
-    writeln!(out, "{} {what}", if ok { "ok  " } else { "FAIL" })?;
-    Ok(ok)
+/// The report of `bus test`: one line per step.
+struct Report<W> {
+    out: W,
+    all: bool,
+}
+
+impl<W: Write> Report<W> {
+    /// One line of the report; returns `ok`.
+    fn check(&mut self, ok: bool, what: &str) -> std::io::Result<bool> {
+        self.all &= ok;
+        writeln!(self.out, "{} {what}", if ok { "ok  " } else { "FAIL" })?;
+        Ok(ok)
+    }
+
+    /// A step that either worked or failed with an error, which the line then names.
+    fn step<T>(&mut self, r: Result<T, ClientError>, what: &str) -> std::io::Result<Option<T>> {
+        match r {
+            Ok(v) => self.check(true, what).map(|_| Some(v)),
+            Err(e) => self.check(false, &format!("{what}: {e}")).map(|_| None),
+        }
+    }
+
+    fn finish(mut self) -> anyhow::Result<ExitCode> {
+        writeln!(self.out, "{}", if self.all { "result: PASS" } else { "result: FAIL" })?;
+        Ok(if self.all { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    }
 }
 
 fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
-    let port = a.port.port;
-    let mut out = std::io::stdout().lock();
-    let mut watcher = connect(port)?;
-    let mut requester = connect(port)?;
-    let mut subscriber = connect(port)?;
-    let mut agent = connect(port)?;
-    let id = a.id;
-    let mut all = true;
+    let mut r = Report { out: std::io::stdout().lock(), all: true };
+    let [mut watcher, mut requester, mut subscriber, mut agent] =
+        [connect(&a.bus)?, connect(&a.bus)?, connect(&a.bus)?, connect(&a.bus)?];
+    let (id, wait) = (a.id, a.timeout);
     // Notifications for the test id, on a group nobody else uses (0xffffffff minus our port).
-    let ngroup = u32::MAX - watcher.port()?;
+    let ngroup = u32::MAX - watcher.port();
     let req = CtlMsg {
         group: ngroup,
         idx: vec![NotifyRange { first: id.idx, range: 1 }],
         val: vec![NotifyRange { first: id.val, range: 1 }],
     };
-    watcher.notify(&req).context("notification request")?;
-    all &= check(&mut out, true, &format!("notification request for {id} on group {ngroup:#x}"))?;
-    agent.register(id, "cn_test").with_context(|| format!("registering {id} (is it taken?)"))?;
-    all &= check(&mut out, true, &format!("registered {id} (group {})", id.idx))?;
-    let added = watcher.recv(Some(a.timeout))?;
-    all &= check(
-        &mut out,
-        added.as_ref().is_some_and(|m| m.hdr.id == id && m.hdr.ack == 0),
-        "notification: added (ack 0)",
-    )?;
+    r.step(watcher.notify(&req), &format!("notification request for {id} on group {ngroup:#x}"))?;
+    if r.step(agent.register(id, "cn_test"), &format!("registered {id} (group {})", id.idx))?.is_none() {
+        return r.finish();
+    }
+    let added = next_message("test", &mut watcher, wait)?;
+    r.check(added.is_some_and(|m| m.hdr.id == id && m.hdr.ack == 0), "notification: added (ack 0)")?;
     // The agent echoes on a thread, like cn_test's callback.
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let agent = std::thread::spawn(move || {
-        let r = agent.serve_echo(&[(id, "cn_test")], Duration::from_secs(5), || !stop2.load(Ordering::Relaxed));
+        let r = agent.serve_echo(&[(id, "cn_test")], Duration::from_secs(5), |_| !stop2.load(Ordering::Relaxed));
         (agent, r)
     });
+    let (matched, p50) = round_trips(&mut requester, id, a.count, wait)?;
+    r.check(
+        matched == a.count,
+        &format!("{matched}/{} replies with the same seq, ack + 1 and payload; round trip p50 {p50:.0} us", a.count),
+    )?;
+    stop.store(true, Ordering::Relaxed);
+    let (mut agent, served) = agent.join().map_err(|_| anyhow::anyhow!("the agent thread panicked"))?;
+    served?;
+    // The owner sends on its id with group 0: the bus looks up group idx, as cn_test's timer does.
+    subscriber.join(id.idx)?;
+    agent.send_raw(CnMsgHdr { id, seq: 1, ack: 0, ..Default::default() }, b"counter = 1\0")?;
+    let got = next_message("test", &mut subscriber, wait)?;
+    r.check(
+        got.is_some_and(|m| m.hdr.id == id && m.data == b"counter = 1\0"),
+        &format!("group {} subscriber got the owner's message (group 0 lookup)", id.idx),
+    )?;
+    agent.unregister(id)?;
+    let removed = next_message("test", &mut watcher, wait)?;
+    r.check(removed.is_some_and(|m| m.hdr.id == id && m.hdr.ack == 1), "notification: removed (ack 1)")?;
+    watcher.notify(&CtlMsg { group: 0, ..req })?;
+    r.finish()
+}
+
+/// Sends `count` cn_test-style requests to `id`, each waiting up to `wait` for its reply; returns how many came
+/// back with the right seq, ack and payload, and the median round trip in microseconds.
+fn round_trips(requester: &mut BusClient, id: CbId, count: u32, wait: Duration) -> anyhow::Result<(u32, f64)> {
     let mut rtts = Vec::new();
     let mut matched = 0;
-    for i in 0..a.count {
+    for i in 0..count {
         let payload = format!("counter = {i}\0");
         let t0 = Instant::now();
         let (seq, ack) = requester.send(id, payload.as_bytes())?;
-        let deadline = t0 + a.timeout;
-        while let Some(m) = requester.recv(Some(deadline.saturating_duration_since(Instant::now())))? {
+        let deadline = t0 + wait;
+        while let Some(m) = next_message("test", requester, deadline.saturating_duration_since(Instant::now()))? {
             if m.hdr.id == id && m.hdr.seq == seq && m.hdr.ack == ack.wrapping_add(1) {
                 rtts.push(t0.elapsed());
                 matched += (m.data == payload.as_bytes()) as u32;
@@ -294,28 +405,5 @@ fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
         }
     }
     rtts.sort();
-    let p50 = rtts.get(rtts.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1e6);
-    all &= check(
-        &mut out,
-        matched == a.count,
-        &format!("{matched}/{} replies with the same seq, ack + 1 and payload; round trip p50 {p50:.0} us", a.count),
-    )?;
-    stop.store(true, Ordering::Relaxed);
-    let (mut agent, r) = agent.join().map_err(|_| anyhow::anyhow!("the agent thread panicked"))?;
-    r?;
-    // The owner sends on its id with group 0: the bus looks up group idx, as cn_test's timer does.
-    subscriber.join(id.idx)?;
-    agent.send_raw(CnMsgHdr { id, seq: 1, ack: 0, ..Default::default() }, b"counter = 1\0")?;
-    let got = subscriber.recv(Some(a.timeout))?;
-    all &= check(
-        &mut out,
-        got.is_some_and(|m| m.hdr.id == id && m.data == b"counter = 1\0"),
-        &format!("group {} subscriber got the owner's message (group 0 lookup)", id.idx),
-    )?;
-    agent.unregister(id)?;
-    let removed = watcher.recv(Some(a.timeout))?;
-    all &= check(&mut out, removed.is_some_and(|m| m.hdr.id == id && m.hdr.ack == 1), "notification: removed (ack 1)")?;
-    watcher.notify(&CtlMsg { group: 0, ..req })?;
-    writeln!(out, "{}", if all { "result: PASS" } else { "result: FAIL" })?;
-    Ok(if all { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok((matched, rtts.get(rtts.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1e6)))
 }

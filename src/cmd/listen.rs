@@ -1,4 +1,5 @@
-//! `cnlink listen`: dump the connector traffic of a group or an id, decoded where the kind is known.
+//! `cnlink listen`: dump the connector traffic of a group or an id, decoded where the kind is known. A receive
+//! buffer overrun is printed and counted, never fatal.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -9,16 +10,16 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use cnlink::socket::Protocol;
 use cnlink::wire::{CbId, NlAddr, PROC_CN_MCAST_IGNORE, PROC_CN_MCAST_LISTEN};
-use cnlink::{Connector, MatchRule, Trust};
+use cnlink::{ClientItem, Connector, MatchRule, Trust};
 
-use super::{parse_duration, Format};
-use crate::cmd::send::print_msg;
-use crate::monitor::json::JsonWriter;
+use super::{parse_duration, parse_size, Format};
+use crate::cmd::send::Printer;
 
 /// Dump connector traffic.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Joining group 1 (the proc connector) also subscribes to process events, so that the kernel \
-sends them, and unsubscribes at the end.")]
+sends them, and unsubscribes at the end. When the receive buffer overflows (a burst faster than the terminal), \
+the kernel drops messages: that is printed as an `overrun` line and counted, and listening goes on.")]
 pub(crate) struct ListenArgs {
     /// Multicast group(s) to join (on the connector, the idx of the sender's id).
     #[arg(short, long = "group", value_name = "N", value_delimiter = ',')]
@@ -35,6 +36,13 @@ pub(crate) struct ListenArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Socket receive buffer (forced past rmem_max when privileged), e.g. 32M; what the kernel granted is in
+    /// the final count.
+    #[arg(long, value_name = "BYTES", default_value = "32M", value_parser = parse_size)]
+    rcvbuf: usize,
+    /// Say on stderr what the kernel granted at the start.
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 pub(crate) fn run(a: ListenArgs) -> anyhow::Result<ExitCode> {
@@ -53,6 +61,10 @@ pub(crate) fn run(a: ListenArgs) -> anyhow::Result<ExitCode> {
     }
     let mut c = Connector::open_with(Protocol::Connector, NlAddr::KERNEL, MatchRule::Documented, Trust::Anyone)
         .context("opening a connector socket")?;
+    let granted = c.socket().set_recv_buffer(a.rcvbuf).context("setting the receive buffer")?;
+    if a.verbose {
+        eprintln!("cnlink listen: receive buffer {granted} bytes (asked for {})", a.rcvbuf);
+    }
     for &g in &groups {
         c.join(g).with_context(|| format!("joining group {g}"))?;
     }
@@ -64,27 +76,41 @@ pub(crate) fn run(a: ListenArgs) -> anyhow::Result<ExitCode> {
     if proc_group {
         let _ = c.send(CbId::PROC, &PROC_CN_MCAST_IGNORE.to_ne_bytes());
     }
-    result
+    let shown = result?;
+    let n = c.counters();
+    eprintln!(
+        "cnlink listen: {shown} messages shown, {} received, {} overruns, {} dropped, {} rejected; receive buffer \
+         {granted} bytes",
+        n.received, n.overruns, n.dropped, n.rejected
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
-fn listen(c: &mut Connector, a: &ListenArgs, stop: &AtomicBool) -> anyhow::Result<ExitCode> {
+/// Prints what arrives until the count, the duration or a signal says stop; returns how many messages it showed.
+fn listen(c: &mut Connector, a: &ListenArgs, stop: &AtomicBool) -> anyhow::Result<u64> {
     let deadline = a.duration.map(|d| Instant::now() + d);
     let mut out = std::io::stdout().lock();
-    let mut w = JsonWriter::new();
-    let mut seen = 0u64;
-    while !stop.load(Ordering::Acquire) && a.count.is_none_or(|n| seen < n) {
+    let mut printer = Printer::new(a.format);
+    let mut shown = 0u64;
+    while !stop.load(Ordering::Acquire) && a.count.is_none_or(|n| shown < n) {
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         if left.is_some_and(|l| l.is_zero()) {
             break;
         }
         let wait = left.unwrap_or(Duration::from_millis(200)).min(Duration::from_millis(200));
-        let Some(msg) = c.recv(Some(wait)).context("receiving")? else { continue };
-        if a.id.is_some_and(|id| id != msg.hdr.id) {
-            continue;
+        match c.recv(Some(wait)).context("receiving")? {
+            Some(ClientItem::Message(msg)) if a.id.map_or(true, |id| id == msg.hdr.id) => {
+                shown += 1;
+                printer.message(&mut out, &msg)?;
+            }
+            Some(ClientItem::Overrun) => printer.overrun(&mut out, c.counters().overruns)?,
+            _ => {}
         }
-        seen += 1;
-        print_msg(&mut out, &mut w, &msg, a.format)?;
-        out.flush()?;
+        // Flush once what one receive brought is printed.
+        if c.core().queued() == 0 {
+            out.flush()?;
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    out.flush()?;
+    Ok(shown)
 }

@@ -2,6 +2,7 @@
 
 pub(crate) mod bus;
 pub(crate) mod decode;
+pub(crate) mod generate;
 pub(crate) mod list;
 pub(crate) mod listen;
 pub(crate) mod proc;
@@ -42,6 +43,19 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("duration out of range: {s:?}"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses a byte size: `4096`, `64K`, `256M`, `1G`.
+pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1usize << 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: usize = num.parse().map_err(|_| format!("invalid size {s:?} (e.g. 4096, 64K, 256M)"))?;
+    n.checked_mul(mult).ok_or_else(|| format!("size too large: {s:?}"))
 }
 
 /// Parses hex bytes, ignoring whitespace, `:` separators and `0x` prefixes.

@@ -6,19 +6,21 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use super::{parse_duration, Format};
+use super::{parse_duration, parse_size, Format};
 use crate::monitor::filter::{ProcFilter, Selection};
 use crate::monitor::human::{Columns, NameStyle};
 use crate::monitor::{self, Config};
+use crate::service::ServiceArgs;
 
 /// Watch process events.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "EVENTS (-e): fork (new process), clone (new thread), exec, exit, nonzero-exit, coredump (or \
-core), comm, ptrace (or ptrce), uid, gid, sid, all. Default: all.\n\nLosses are never silent: a `lost` line says how \
-many events the kernel or the monitor dropped. Ctrl-C stops (printing -S statistics) with exit code 0.")]
+core), comm, ptrace (or ptrce), uid, gid, sid, all. Default: all (forkstat's default is fork,exec,exit: \
+-e fork,exec,exit).\n\nLosses are never silent: a `lost` line says how many events the kernel or the monitor \
+dropped. Ctrl-C stops (printing -S statistics) with exit code 0.")]
 pub(crate) struct ProcArgs {
     /// Events to show, comma-separated (see below).
-    #[arg(short = 'e', long = "events", value_name = "LIST")]
+    #[arg(short = 'e', long = "events", value_name = "LIST", conflicts_with_all = ["all", "everything"])]
     events: Option<String>,
     /// All events (the default).
     #[arg(short = 'E', long = "all")]
@@ -29,7 +31,7 @@ pub(crate) struct ProcArgs {
     /// Statistics at the end: events per kind and per process, losses, the monitor's own CPU time.
     #[arg(short = 'S', long)]
     stats: bool,
-    /// Print no events (use with -S).
+    /// Print no events, only the statistics at the end (implies -S).
     #[arg(short, long)]
     quiet: bool,
     /// Extra columns: UID, EUID and TTY.
@@ -53,7 +55,7 @@ pub(crate) struct ProcArgs {
     /// A glyph per event kind.
     #[arg(short = 'g', long)]
     glyphs: bool,
-    /// Run with real-time FIFO scheduling (needs CAP_SYS_NICE).
+    /// Run with real-time FIFO scheduling (needs CAP_SYS_NICE; without it, a warning and normal scheduling).
     #[arg(short = 'r', long)]
     realtime: bool,
     /// Everything: -E -g -r -S -x.
@@ -83,8 +85,9 @@ pub(crate) struct ProcArgs {
     /// Filter in userspace even when the kernel (6.6+) could (keeps exact per-CPU loss counts).
     #[arg(long)]
     no_kernel_filter: bool,
-    /// Socket receive buffer (forced past rmem_max when privileged), e.g. 256M.
-    #[arg(long, value_name = "BYTES", default_value = "256M", value_parser = parse_size)]
+    /// Socket receive buffer (forced past rmem_max when privileged), e.g. 64M. About 1 KiB per queued event; -S
+    /// prints what the kernel granted.
+    #[arg(long, value_name = "BYTES", default_value = "32M", value_parser = parse_size)]
     rcvbuf: usize,
     /// After each wake-up, let events accumulate this long before draining them (fewer wake-ups).
     #[arg(long, value_name = "DURATION", default_value = "5ms", value_parser = parse_duration)]
@@ -98,49 +101,16 @@ pub(crate) struct ProcArgs {
     /// How long to wait for the kernel to acknowledge the subscription.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     ack_timeout: Duration,
+    #[command(flatten)]
+    service: ServiceArgs,
 }
 
-/// Parses a byte size: `4096`, `64K`, `256M`, `1G`.
-fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&s[..i], 1usize << 10),
-        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
-        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
-        _ => (s, 1),
-    };
-    let n: usize = num.parse().map_err(|_| format!("invalid size {s:?} (e.g. 4096, 64K, 256M)"))?;
-    n.checked_mul(mult).ok_or_else(|| format!("size too large: {s:?}"))
-}
-
-/// A uid given as a number or a user name (from /etc/passwd).
+/// A uid given as a number or a user name (looked up through NSS: /etc/passwd, LDAP, sssd, ...).
 fn resolve_uid(u: &str) -> anyhow::Result<u32> {
     if let Ok(n) = u.parse() {
         return Ok(n);
     }
-    let passwd = std::fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
-    passwd
-        .lines()
-        .find_map(|l| {
-            let mut f = l.split(':');
-            (f.next()? == u).then(|| f.nth(1)?.parse().ok())?
-        })
-        .with_context(|| format!("no such user: {u:?}"))
-}
-
-/// SCHED_FIFO at the highest priority for this process (and the threads it starts later).
-fn set_realtime() -> std::io::Result<()> {
-    // SAFETY: plain syscalls on the calling process with a fully initialised `sched_param`.
-    let rc = unsafe {
-        let max = libc::sched_get_priority_max(libc::SCHED_FIFO);
-        let param = libc::sched_param { sched_priority: max };
-        libc::sched_setscheduler(0, libc::SCHED_FIFO, &param)
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    crate::sys::user_id(u).with_context(|| format!("no such user: {u:?}"))
 }
 
 pub(crate) fn run(a: ProcArgs) -> anyhow::Result<ExitCode> {
@@ -152,7 +122,10 @@ pub(crate) fn run(a: ProcArgs) -> anyhow::Result<ExitCode> {
     };
     let uids = a.uids.iter().map(|u| resolve_uid(u)).collect::<anyhow::Result<Vec<_>>>()?;
     if a.realtime || a.everything {
-        set_realtime().context("cannot switch to real-time scheduling (-r needs CAP_SYS_NICE)")?;
+        // forkstat's -X turns this on for everyone; without CAP_SYS_NICE the monitor still works, just not FIFO.
+        if let Err(e) = crate::sys::set_realtime() {
+            eprintln!("cnlink: warning: no real-time scheduling ({e}; -r needs CAP_SYS_NICE); going on without it");
+        }
     }
     let cfg = Config {
         selection,
@@ -162,7 +135,7 @@ pub(crate) fn run(a: ProcArgs) -> anyhow::Result<ExitCode> {
         columns: Columns { extra: a.extra || a.everything, glyphs: a.glyphs || a.everything, cgroup: a.cgroup },
         line_buffered: a.line_buffered || std::io::stdout().is_terminal(),
         quiet: a.quiet,
-        stats: a.stats || a.everything,
+        stats: a.stats || a.everything || a.quiet,
         duration: a.duration,
         filter: ProcFilter::new(&a.pids, a.descendants, &a.names, &uids, a.pgrp),
         rcvbuf: a.rcvbuf,
@@ -171,6 +144,7 @@ pub(crate) fn run(a: ProcArgs) -> anyhow::Result<ExitCode> {
         cache_max: a.cache_max,
         kernel_filter: !a.no_kernel_filter,
         ack_timeout: a.ack_timeout,
+        metrics: a.service.metrics,
     };
     monitor::run(cfg)
 }

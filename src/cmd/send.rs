@@ -3,12 +3,13 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use cnlink::proc::Event;
 use cnlink::socket::Protocol;
-use cnlink::wire::{self, CbId, NlAddr, Pretty, ProcEvent};
+use cnlink::wire::{CbId, NlAddr, Pretty, ProcEvent};
 use cnlink::{Connector, MatchRule, OwnedMsg, Trust};
 
 use super::{parse_duration, parse_hex, Format};
@@ -100,9 +101,14 @@ pub(crate) fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    match c.request(a.id, &data, a.timeout) {
+    let replied = c.request(a.id, &data, a.timeout);
+    let overruns = c.counters().overruns;
+    if overruns > 0 {
+        eprintln!("cnlink send: {overruns} receive overruns while waiting (the kernel dropped other messages)");
+    }
+    match replied {
         Ok(reply) => {
-            print_msg(&mut out, &mut JsonWriter::new(), &reply, a.format)?;
+            Printer::new(a.format).message(&mut out, &reply)?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
@@ -114,43 +120,78 @@ pub(crate) fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Prints one received message: text through the shared datagram printer, or a JSON object (proc events with
-/// the same fields as `cnlink proc`).
-pub(crate) fn print_msg(out: &mut impl Write, w: &mut JsonWriter, m: &OwnedMsg, f: Format) -> std::io::Result<()> {
-    match f {
-        Format::Text => {
-            let creds = m.creds.map(|c| format!(" pid={} uid={}", c.pid, c.uid)).unwrap_or_default();
-            writeln!(out, "from port={} group={}{creds}", m.from.port, m.from.groups)?;
-            match wire::datagram(m.hdr, &m.data, m.nl.pid) {
-                Ok(d) => write!(out, "{}", Pretty(&d)),
-                Err(e) => writeln!(out, "  (cannot re-frame: {e})"),
+/// Prints what a client receives: messages (text: the datagram as it arrived, once per datagram, through the
+/// shared printer, which escapes anything a sender controls; JSON: one object per `cn_msg`, proc events with
+/// the same fields as `cnlink proc`) and overruns.
+pub(crate) struct Printer {
+    format: Format,
+    json: JsonWriter,
+    /// The datagram printed last: the other messages of a bundle are in it already.
+    last: Option<Arc<[u8]>>,
+}
+
+impl Printer {
+    pub(crate) fn new(format: Format) -> Self {
+        Printer { format, json: JsonWriter::new(), last: None }
+    }
+
+    /// Prints one received message.
+    pub(crate) fn message(&mut self, out: &mut impl Write, m: &OwnedMsg) -> std::io::Result<()> {
+        match self.format {
+            Format::Text => {
+                if self.last.as_ref().is_some_and(|d| Arc::ptr_eq(d, &m.datagram)) {
+                    return Ok(());
+                }
+                self.last = Some(m.datagram.clone());
+                let creds = m.creds.map(|c| format!(" pid={} uid={}", c.pid, c.uid)).unwrap_or_default();
+                writeln!(out, "from port={} group={}{creds}", m.from.port, m.from.groups)?;
+                write!(out, "{}", Pretty(&m.datagram))
+            }
+            Format::Json => {
+                let w = &mut self.json;
+                w.clear();
+                match ProcEvent::parse(&m.data) {
+                    Ok(ev) if m.hdr.id == CbId::PROC => {
+                        let ev = Event { seq: m.hdr.seq, cpu: ev.cpu, timestamp_ns: ev.timestamp_ns, data: ev.data };
+                        json::event(w, &ev, Extra::default());
+                    }
+                    _ => {
+                        w.begin();
+                        w.str_field("event", "message");
+                        w.u64_field("idx", m.hdr.id.idx.into());
+                        w.u64_field("val", m.hdr.id.val.into());
+                        if let Some(name) = m.hdr.id.known_name() {
+                            w.str_field("known_as", name);
+                        }
+                        w.u64_field("seq", m.hdr.seq.into());
+                        w.u64_field("ack", m.hdr.ack.into());
+                        w.u64_field("flags", m.hdr.flags.into());
+                        w.u64_field("from_port", m.from.port.into());
+                        w.u64_field("len", m.data.len() as u64);
+                        w.hex_field("data", &m.data);
+                        w.end();
+                    }
+                }
+                out.write_all(w.bytes())
             }
         }
-        Format::Json => {
-            w.clear();
-            match ProcEvent::parse(&m.data) {
-                Ok(ev) if m.hdr.id == CbId::PROC => {
-                    let ev = Event { seq: m.hdr.seq, cpu: ev.cpu, timestamp_ns: ev.timestamp_ns, data: ev.data };
-                    json::event(w, &ev, Extra::default());
-                }
-                _ => {
-                    w.begin();
-                    w.str_field("event", "message");
-                    w.u64_field("idx", m.hdr.id.idx.into());
-                    w.u64_field("val", m.hdr.id.val.into());
-                    if let Some(name) = m.hdr.id.known_name() {
-                        w.str_field("known_as", name);
-                    }
-                    w.u64_field("seq", m.hdr.seq.into());
-                    w.u64_field("ack", m.hdr.ack.into());
-                    w.u64_field("flags", m.hdr.flags.into());
-                    w.u64_field("from_port", m.from.port.into());
-                    w.u64_field("len", m.data.len() as u64);
-                    w.hex_field("data", &m.data);
-                    w.end();
-                }
+    }
+
+    /// Prints an overrun: the kernel dropped datagrams for this socket; `total` overruns so far.
+    pub(crate) fn overrun(&mut self, out: &mut impl Write, total: u64) -> std::io::Result<()> {
+        match self.format {
+            Format::Text => {
+                writeln!(out, "overrun: the receive buffer was full, the kernel dropped messages ({total} so far)")
             }
-            out.write_all(w.bytes())
+            Format::Json => {
+                let w = &mut self.json;
+                w.clear();
+                w.begin();
+                w.str_field("event", "overrun");
+                w.u64_field("overruns", total);
+                w.end();
+                out.write_all(w.bytes())
+            }
         }
     }
 }

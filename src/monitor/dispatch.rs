@@ -25,6 +25,8 @@ pub(crate) struct Monitor {
     pub(crate) quiet: bool,
     /// Kernel-filtered: losses come from the socket's drop counter.
     pub(crate) drops: Option<(u32, u64)>,
+    /// This process's pid: the monitor's own threads and their renaming are not reported.
+    pub(crate) own_pid: i32,
 }
 
 impl Monitor {
@@ -38,18 +40,33 @@ impl Monitor {
     ) -> std::io::Result<()> {
         match msg {
             Msg::Items(batch) => {
-                for item in &batch {
-                    self.item(item);
-                    if line_buffered && !self.w.bytes().is_empty() {
-                        self.flush(out)?;
-                    }
-                }
+                self.items(&batch, line_buffered, out)?;
                 pipe.done(batch);
             }
             Msg::QueueLost(n) => self.lost(n, LostCause::Queue),
             Msg::Failed(e) => *failure = Some(e),
         }
         self.flush(out)
+    }
+
+    /// Handles one batch from the receive thread: the time column's clock offset is brought up to date first
+    /// (it moves across a suspend or a clock step).
+    pub(crate) fn items(
+        &mut self,
+        batch: &[ProcItem],
+        line_buffered: bool,
+        out: &mut impl Write,
+    ) -> std::io::Result<()> {
+        if let Some(h) = &mut self.human {
+            h.resync_clock();
+        }
+        for item in batch {
+            self.item(item);
+            if line_buffered && !self.w.bytes().is_empty() {
+                self.flush(out)?;
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn flush(&mut self, out: &mut impl Write) -> std::io::Result<()> {
@@ -95,18 +112,31 @@ impl Monitor {
 
     pub(crate) fn item(&mut self, item: &ProcItem) {
         match item {
-            ProcItem::Event(ev) => self.event(ev),
-            ProcItem::Lost { count } => self.lost(*count, LostCause::SeqGap),
+            ProcItem::Event(ev) => {
+                self.stats.charge_cpu(ev.cpu);
+                self.event(ev)
+            }
+            ProcItem::Lost { count } => {
+                self.stats.lost_uncharged += count;
+                self.lost(*count, LostCause::SeqGap)
+            }
             ProcItem::Overrun => {
                 self.stats.overruns += 1;
                 self.check_drops();
             }
-            ProcItem::Ack { .. } => self.stats.acks += 1,
+            ProcItem::Ack { cpu, .. } => {
+                self.stats.charge_cpu(*cpu);
+                self.stats.acks += 1
+            }
             _ => {}
         }
     }
 
     fn event(&mut self, ev: &Event) {
+        if ev.data.subject().is_some_and(|(_, tgid)| tgid == self.own_pid) {
+            self.stats.own += 1;
+            return;
+        }
         let kind = stats::kind_index(&ev.data);
         self.stats.received[kind] += 1;
         let show = self.selection.admits(&ev.data);
@@ -206,6 +236,7 @@ mod tests {
             w: JsonWriter::new(),
             quiet: false,
             drops: None,
+            own_pid: 4242,
         }
     }
 
@@ -260,6 +291,17 @@ mod tests {
     }
 
     #[test]
+    fn the_monitors_own_threads_are_not_shown() {
+        let mut m = monitor("all", ProcFilter::default());
+        let thread = EventData::Fork { parent_pid: 1, parent_tgid: 1, child_pid: 4243, child_tgid: 4242 };
+        assert!(feed(&mut m, 1, thread).is_empty());
+        let rename = EventData::Comm { process_pid: 4243, process_tgid: 4242, comm: comm("cnlink-recv") };
+        assert!(feed(&mut m, 2, rename).is_empty());
+        assert_eq!(m.stats.own, 2);
+        assert_eq!(feed(&mut m, 3, EventData::Exec { process_pid: 7, process_tgid: 7 }).len(), 1);
+    }
+
+    #[test]
     fn losses_are_shown_and_counted() {
         let mut m = monitor("all", ProcFilter::default());
         m.item(&ProcItem::Lost { count: 9 });
@@ -269,6 +311,35 @@ mod tests {
             (Some("lost"), Some(9), Some("seq_gap"))
         );
         assert_eq!(m.stats.lost(), 9);
+    }
+
+    /// A fake monotonic-to-local offset: what a suspend or a clock step changes.
+    static OFFSET_NS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+    #[test]
+    fn the_time_column_follows_clock_jumps_between_batches() {
+        use super::super::human::{Columns, NameStyle};
+        OFFSET_NS.store(0, std::sync::atomic::Ordering::Relaxed);
+        let clock = || i128::from(OFFSET_NS.load(std::sync::atomic::Ordering::Relaxed));
+        let mut m = monitor("exec", ProcFilter::default());
+        m.human = Some(Human::with_clock(NameStyle::default(), Columns::default(), clock));
+        // 10:00:00 on the monotonic clock.
+        let ev = ProcItem::Event(Event {
+            seq: 0,
+            cpu: 0,
+            timestamp_ns: 36_000_000_000_000,
+            data: EventData::Exec { process_pid: 5, process_tgid: 5 },
+        });
+        let mut out = Vec::new();
+        m.items(&[ev], false, &mut out).unwrap();
+        m.flush(&mut out).unwrap();
+        // The machine slept 1 h 30 min: the monotonic clock stood still, wall-clock time did not.
+        OFFSET_NS.store(5_400_000_000_000, std::sync::atomic::Ordering::Relaxed);
+        m.items(&[ev], false, &mut out).unwrap();
+        m.flush(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let times: Vec<&str> = text.lines().map(|l| &l[..8]).collect();
+        assert_eq!(times, ["10:00:00", "11:30:00"], "{text}");
     }
 
     #[test]

@@ -114,7 +114,7 @@ impl Cache {
         self.procs.iter().map(|(&p, i)| (p, i))
     }
 
-    #[cfg(test)]
+    /// Processes in the table.
     pub(crate) fn len(&self) -> usize {
         self.procs.len()
     }

@@ -1,14 +1,16 @@
 //! Human output in forkstat's columns: `Time Event PID [UID EUID TTY] Info Duration [Cgroup] Process`.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Write;
 
 use cnlink::proc::Event;
-use cnlink::wire::{comm_str, EventData, ExitStatus};
+use cnlink::wire::{EventData, ExitStatus};
 
 use super::enrich::ProcInfo;
 use super::json::{Extra, LostCause};
 use super::procfs;
+use crate::text::{escape_into, Escaped};
 
 /// How to name a process.
 #[derive(Debug, Clone, Copy, Default)]
@@ -38,26 +40,51 @@ pub(crate) struct Human {
     style: NameStyle,
     cols: Columns,
     pid_width: usize,
-    /// `CLOCK_REALTIME - CLOCK_MONOTONIC` at start, plus the local time zone's offset, in ns.
+    /// `CLOCK_REALTIME - CLOCK_MONOTONIC` plus the local time zone's offset, in ns, as of the last
+    /// [`Human::resync_clock`].
     mono_to_local_ns: i128,
-    users: HashMap<u32, String>,
+    /// Where that offset comes from.
+    clock: fn() -> i128,
+    /// User names by uid, looked up through NSS on first use, escaped; bounded by [`USER_CACHE`].
+    users: RefCell<HashMap<u32, String>>,
+}
+
+/// The most user names remembered.
+const USER_CACHE: usize = 4096;
+
+/// `CLOCK_REALTIME - CLOCK_MONOTONIC` plus the local time zone's offset now, in ns: what turns a kernel timestamp
+/// into local wall-clock time. It changes when the machine resumes from suspend (the monotonic clock stops), when
+/// the clock is stepped, and at daylight-saving changes.
+fn local_offset_ns() -> i128 {
+    use rustix::time::{clock_gettime, ClockId};
+    let ns = |t: rustix::time::Timespec| t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128;
+    let real_minus_mono = ns(clock_gettime(ClockId::Realtime)) - ns(clock_gettime(ClockId::Monotonic));
+    let tz = chrono::Local::now().offset().local_minus_utc() as i128 * 1_000_000_000;
+    real_minus_mono + tz
 }
 
 impl Human {
     pub(crate) fn new(style: NameStyle, cols: Columns) -> Self {
-        use rustix::time::{clock_gettime, ClockId};
-        let ns = |t: rustix::time::Timespec| t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128;
-        let real_minus_mono = ns(clock_gettime(ClockId::Realtime)) - ns(clock_gettime(ClockId::Monotonic));
-        let tz = chrono::Local::now().offset().local_minus_utc() as i128 * 1_000_000_000;
+        Self::with_clock(style, cols, local_offset_ns)
+    }
+
+    /// A formatter whose monotonic-to-local offset comes from `clock` (tests simulate suspends with it).
+    pub(crate) fn with_clock(style: NameStyle, cols: Columns, clock: fn() -> i128) -> Self {
         let pid_max =
             std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|s| s.trim().parse::<u64>().ok());
         Human {
             style,
             cols,
             pid_width: pid_max.map_or(7, |m| m.to_string().len()).max(5),
-            mono_to_local_ns: real_minus_mono + tz,
-            users: if cols.extra { read_users() } else { HashMap::new() },
+            mono_to_local_ns: clock(),
+            clock,
+            users: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// Recomputes the offset from kernel timestamps to local time; called once per batch of events.
+    pub(crate) fn resync_clock(&mut self) {
+        self.mono_to_local_ns = (self.clock)();
     }
 
     pub(crate) fn header(&self, out: &mut Vec<u8>) {
@@ -85,10 +112,18 @@ impl Human {
     }
 
     fn user(&self, uid: Option<u32>) -> String {
-        match uid {
-            None => "?".into(),
-            Some(u) => self.users.get(&u).cloned().unwrap_or_else(|| u.to_string()),
+        let Some(uid) = uid else { return "?".into() };
+        let mut users = self.users.borrow_mut();
+        if users.len() >= USER_CACHE && !users.contains_key(&uid) {
+            users.clear();
         }
+        users
+            .entry(uid)
+            .or_insert_with(|| match crate::sys::user_name(uid) {
+                Some(name) => Escaped(&name).to_string(),
+                None => uid.to_string(),
+            })
+            .clone()
     }
 
     /// One line up to the Info column.
@@ -115,7 +150,7 @@ impl Human {
         let _ = write!(out, "{info_col:<7} {dur:>8} ");
         if self.cols.cgroup {
             let cg = info.map_or("", |i| &i.cgroup);
-            let _ = write!(out, "{cg:<24} ");
+            let _ = write!(out, "{:<24} ", Escaped::str(cg));
         }
         self.name(out, info);
         let _ = writeln!(out, "{suffix}");
@@ -128,7 +163,9 @@ impl Human {
             return;
         };
         if i.kthread {
-            let _ = write!(out, "[{}]", i.comm);
+            out.push(b'[');
+            escape_into(out, i.comm.as_bytes());
+            out.push(b']');
             return;
         }
         if i.comm.is_empty() && i.cmdline.is_empty() {
@@ -136,15 +173,15 @@ impl Human {
             return;
         }
         if self.style.comm || i.cmdline.is_empty() {
-            out.extend_from_slice(i.comm.as_bytes());
+            escape_into(out, i.comm.as_bytes());
             return;
         }
         let (prog, args) = i.cmdline.split_once(' ').unwrap_or((&i.cmdline, ""));
         let prog = if self.style.strip_dir { prog.rsplit('/').next().unwrap_or(prog) } else { prog };
-        out.extend_from_slice(prog.as_bytes());
+        escape_into(out, prog.as_bytes());
         if !self.style.short && !args.is_empty() {
             out.push(b' ');
-            out.extend_from_slice(args.as_bytes());
+            escape_into(out, args.as_bytes());
         }
     }
 
@@ -184,9 +221,11 @@ impl Human {
             }
             EventData::Comm { process_pid, comm, .. } => {
                 self.lead(out, ts, "↻", "comm", process_pid, info);
-                let new = comm_str(&comm);
+                // The raw bytes, escaped: a comm need not be UTF-8.
+                let new = comm.split(|&b| b == 0).next().unwrap_or_default();
                 let old = x.old_comm.unwrap_or("?");
-                self.tail(out, "", None, info, &format!(" (comm {old} -> {new})"));
+                let suffix = format!(" (comm {} -> {})", Escaped::str(old), Escaped(new));
+                self.tail(out, "", None, info, &suffix);
             }
             EventData::Ptrace { process_pid, tracer_tgid, .. } => {
                 self.lead(out, ts, "⋯", "ptrce", process_pid, info);
@@ -227,54 +266,44 @@ impl Human {
     }
 }
 
+/// The signal's name from this platform's numbering (`libc::SIG*`), else `SIG<n>` (real-time signals included).
 fn signal_name(sig: u8) -> String {
-    const NAMES: [&str; 32] = [
-        "0",
-        "SIGHUP",
-        "SIGINT",
-        "SIGQUIT",
-        "SIGILL",
-        "SIGTRAP",
-        "SIGABRT",
-        "SIGBUS",
-        "SIGFPE",
-        "SIGKILL",
-        "SIGUSR1",
-        "SIGSEGV",
-        "SIGUSR2",
-        "SIGPIPE",
-        "SIGALRM",
-        "SIGTERM",
-        "SIGSTKFLT",
-        "SIGCHLD",
-        "SIGCONT",
-        "SIGSTOP",
-        "SIGTSTP",
-        "SIGTTIN",
-        "SIGTTOU",
-        "SIGURG",
-        "SIGXCPU",
-        "SIGXFSZ",
-        "SIGVTALRM",
-        "SIGPROF",
-        "SIGWINCH",
-        "SIGIO",
-        "SIGPWR",
-        "SIGSYS",
+    const NAMES: &[(libc::c_int, &str)] = &[
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGQUIT, "SIGQUIT"),
+        (libc::SIGILL, "SIGILL"),
+        (libc::SIGTRAP, "SIGTRAP"),
+        (libc::SIGABRT, "SIGABRT"),
+        (libc::SIGBUS, "SIGBUS"),
+        (libc::SIGFPE, "SIGFPE"),
+        (libc::SIGKILL, "SIGKILL"),
+        (libc::SIGUSR1, "SIGUSR1"),
+        (libc::SIGSEGV, "SIGSEGV"),
+        (libc::SIGUSR2, "SIGUSR2"),
+        (libc::SIGPIPE, "SIGPIPE"),
+        (libc::SIGALRM, "SIGALRM"),
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGCHLD, "SIGCHLD"),
+        (libc::SIGCONT, "SIGCONT"),
+        (libc::SIGSTOP, "SIGSTOP"),
+        (libc::SIGTSTP, "SIGTSTP"),
+        (libc::SIGTTIN, "SIGTTIN"),
+        (libc::SIGTTOU, "SIGTTOU"),
+        (libc::SIGURG, "SIGURG"),
+        (libc::SIGXCPU, "SIGXCPU"),
+        (libc::SIGXFSZ, "SIGXFSZ"),
+        (libc::SIGVTALRM, "SIGVTALRM"),
+        (libc::SIGPROF, "SIGPROF"),
+        (libc::SIGWINCH, "SIGWINCH"),
+        (libc::SIGIO, "SIGIO"),
+        (libc::SIGPWR, "SIGPWR"),
+        (libc::SIGSYS, "SIGSYS"),
     ];
-    NAMES.get(usize::from(sig)).map_or_else(|| format!("SIG{sig}"), |s| (*s).to_string())
-}
-
-/// uid to user name, from `/etc/passwd`.
-fn read_users() -> HashMap<u32, String> {
-    let text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.split(':');
-            let name = f.next()?;
-            Some((f.nth(1)?.parse().ok()?, name.to_string()))
-        })
-        .collect()
+    NAMES
+        .iter()
+        .find(|(n, _)| *n == libc::c_int::from(sig))
+        .map_or_else(|| format!("SIG{sig}"), |(_, name)| (*name).to_string())
 }
 
 #[cfg(test)]
@@ -334,6 +363,9 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert!(lines[0].contains("clone") && lines[0].contains("parent"));
         assert!(lines[1].contains("thread") && lines[1].contains(" 11 "));
-        assert_eq!(signal_name(9), "SIGKILL");
+        assert_eq!(signal_name(libc::SIGKILL as u8), "SIGKILL");
+        assert_eq!(signal_name(libc::SIGTERM as u8), "SIGTERM");
+        assert_eq!(signal_name(libc::SIGCHLD as u8), "SIGCHLD");
+        assert_eq!(signal_name(64), "SIG64");
     }
 }

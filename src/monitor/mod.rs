@@ -23,6 +23,9 @@ use cnlink::proc::{ProcEvents, ProcOptions};
 use cnlink::wire::EventMask;
 
 use crate::cmd::Format;
+use crate::service::daemon::Daemon;
+use crate::service::metrics::Metrics;
+use crate::service::reports;
 use dispatch::Monitor;
 use enrich::Cache;
 use filter::{ProcFilter, Selection};
@@ -50,6 +53,8 @@ pub(crate) struct Config {
     pub(crate) cache_max: usize,
     pub(crate) kernel_filter: bool,
     pub(crate) ack_timeout: Duration,
+    /// Serve Prometheus metrics here.
+    pub(crate) metrics: Option<std::net::SocketAddr>,
 }
 
 /// The events the cache needs to stay right: creation (inheritance, start times), exec (names), exit (forget),
@@ -103,9 +108,11 @@ pub(crate) fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         batch: 256,
         kernel_filter: cfg.kernel_filter,
     };
+    let (mut daemon, metrics) = Daemon::start(cfg.metrics, Metrics::proc)?;
     let events = ProcEvents::subscribe(opts).context("cannot subscribe to process events")?;
     let kernel_filtered = events.kernel_filtered();
     let port = events.socket().port_id().context("reading the socket's port id")?;
+    let rcvbuf = events.socket().recv_buffer().ok();
 
     let mode = cfg.cache_mode();
     let wants = procfs::Wants { uids: true, cgroup: true };
@@ -125,6 +132,7 @@ pub(crate) fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         w: JsonWriter::new(),
         quiet: cfg.quiet,
         drops: kernel_filtered.then(|| (port, procfs_drops(port).unwrap_or(0))),
+        own_pid: std::process::id() as i32,
     };
 
     let mut out = std::io::stdout().lock();
@@ -138,11 +146,16 @@ pub(crate) fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     let deadline = cfg.duration.map(|d| started + d);
     let mut pipe = Pipeline::spawn(events, cfg.batch_latency, cfg.enrich, cfg.queue.max(1024), stop.clone())
         .context("starting the receive thread")?;
+    // The kernel acknowledged the subscription (subscribe returned) and the receive thread runs.
+    daemon.ready();
 
     let mut failure = None;
     let result = loop {
         if stop.load(Ordering::Acquire) || deadline.is_some_and(|d| Instant::now() >= d) {
             break Ok(());
+        }
+        if daemon.tick(Instant::now()) {
+            reports::proc(&mut daemon, metrics.as_ref(), &mon, &pipe);
         }
         let wait = deadline.map_or(Duration::from_millis(200), |d| d.saturating_duration_since(Instant::now()));
         match pipe.rx.recv_timeout(wait.min(Duration::from_millis(200))) {
@@ -158,6 +171,7 @@ pub(crate) fn run(cfg: Config) -> anyhow::Result<ExitCode> {
             Err(RecvTimeoutError::Disconnected) => break Ok(()),
         }
     };
+    daemon.stopping();
     let events = pipe.stop();
     if result.is_ok() {
         // What was received before the stop is still shown.
@@ -182,6 +196,7 @@ pub(crate) fn run(cfg: Config) -> anyhow::Result<ExitCode> {
             kernel_filtered,
             cache_evicted: mon.cache.evicted,
             proc_read_failures: mon.cache.read_failures(),
+            rcvbuf,
         };
         match cfg.format {
             Format::Text => summary.text(&mut out)?,
@@ -233,6 +248,7 @@ mod tests {
             cache_max: 1024,
             kernel_filter: true,
             ack_timeout: Duration::from_secs(1),
+            metrics: None,
         }
     }
 

@@ -62,6 +62,11 @@ impl Pipeline {
         Ok(Pipeline { rx, recycle, queued, stop, handle: Some(handle) })
     }
 
+    /// Events queued between the receive thread and the consumer now.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
     /// Hands a processed batch back for reuse and releases its room in the queue.
     pub(crate) fn done(&self, mut batch: Vec<ProcItem>) {
         self.queued.fetch_sub(batch.len(), Ordering::AcqRel);

@@ -8,6 +8,8 @@ use std::time::Duration;
 use cnlink::wire::EventData;
 
 use super::json::JsonWriter;
+use crate::sys::cpu_time;
+use crate::text::Escaped;
 
 /// Column names, in order.
 pub(crate) const KINDS: [&str; 11] =
@@ -29,6 +31,10 @@ pub(crate) fn kind_index(d: &EventData) -> usize {
     }
 }
 
+/// The most process names the `-S` table counts separately. Names are chosen by whoever runs a process (any user
+/// can rename a process at will), so the table is bounded: later names are counted together as "(other names)".
+pub(crate) const NAMES_MAX: usize = 1024;
+
 /// Counters kept while monitoring.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
@@ -36,8 +42,10 @@ pub(crate) struct Stats {
     pub(crate) received: [u64; KINDS.len()],
     /// Events shown, by kind.
     pub(crate) shown: [u64; KINDS.len()],
-    /// Events shown, by process name and kind (only when the table is wanted).
+    /// Events shown, by process name and kind (only when the table is wanted), for at most [`NAMES_MAX`] names.
     pub(crate) by_name: HashMap<Rc<str>, [u64; KINDS.len()]>,
+    /// Events shown of processes whose names did not fit in `by_name`.
+    pub(crate) other_names: [u64; KINDS.len()],
     pub(crate) per_name: bool,
     /// Lost: from the kernel's per-CPU sequence gaps.
     pub(crate) lost_seq: u64,
@@ -49,6 +57,12 @@ pub(crate) struct Stats {
     pub(crate) overruns: u64,
     /// Subscription acks seen (ours and other listeners').
     pub(crate) acks: u64,
+    /// Events of the monitor's own process (its threads starting and being named), not shown.
+    pub(crate) own: u64,
+    /// Sequence-gap losses by CPU: a `Lost` record is charged to the CPU of the message after it.
+    pub(crate) lost_by_cpu: std::collections::BTreeMap<u32, u64>,
+    /// Sequence-gap losses not yet charged to a CPU.
+    pub(crate) lost_uncharged: u64,
 }
 
 impl Stats {
@@ -57,8 +71,10 @@ impl Stats {
         self.shown[k] += 1;
         if self.per_name {
             let name = name.map_or("?", |n| n);
+            let full = self.by_name.len() >= NAMES_MAX;
             match self.by_name.get_mut(name) {
                 Some(row) => row[k] += 1,
+                None if full => self.other_names[k] += 1,
                 None => {
                     let mut row = [0; KINDS.len()];
                     row[k] = 1;
@@ -68,23 +84,16 @@ impl Stats {
         }
     }
 
+    /// Charges the pending sequence-gap losses to `cpu`, the sender of the message that revealed them.
+    pub(crate) fn charge_cpu(&mut self, cpu: u32) {
+        if self.lost_uncharged > 0 {
+            *self.lost_by_cpu.entry(cpu).or_default() += std::mem::take(&mut self.lost_uncharged);
+        }
+    }
+
     pub(crate) fn lost(&self) -> u64 {
         self.lost_seq + self.lost_drops + self.lost_queue
     }
-}
-
-/// The monitor's own user and system CPU time (`getrusage(RUSAGE_SELF)`).
-pub(crate) fn cpu_time() -> (Duration, Duration) {
-    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: `ru` is a valid, writable `rusage`; getrusage only writes into it and cannot fail for RUSAGE_SELF.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) };
-    if rc != 0 {
-        return (Duration::ZERO, Duration::ZERO);
-    }
-    // SAFETY: zero-initialised above and filled by a successful getrusage.
-    let ru = unsafe { ru.assume_init() };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    (tv(ru.ru_utime), tv(ru.ru_stime))
 }
 
 /// Everything `-S` prints, gathered at the end.
@@ -98,6 +107,8 @@ pub(crate) struct Summary<'a> {
     pub(crate) kernel_filtered: bool,
     pub(crate) cache_evicted: u64,
     pub(crate) proc_read_failures: u64,
+    /// The socket's receive buffer as the kernel granted it (`SO_RCVBUF`), if known.
+    pub(crate) rcvbuf: Option<usize>,
 }
 
 impl Summary<'_> {
@@ -121,7 +132,14 @@ impl Summary<'_> {
                 for &k in &used {
                     write!(out, "{:>9} ", row[k])?;
                 }
-                writeln!(out, "{total:>9} {name}")?;
+                writeln!(out, "{total:>9} {}", Escaped::str(name))?;
+            }
+            let other: u64 = s.other_names.iter().sum();
+            if other > 0 {
+                for &k in &used {
+                    write!(out, "{:>9} ", s.other_names[k])?;
+                }
+                writeln!(out, "{other:>9} (other names)")?;
             }
             for &k in &used {
                 write!(out, "{:>9} ", s.shown[k])?;
@@ -146,6 +164,9 @@ impl Summary<'_> {
             s.overruns,
             if self.kernel_filtered { ", kernel-side filter on" } else { "" }
         )?;
+        if let Some(b) = self.rcvbuf {
+            writeln!(out, "receive buffer {} KiB (as granted by the kernel)", b >> 10)?;
+        }
         if self.malformed + self.rejected > 0 {
             writeln!(out, "malformed {}, rejected (not from the kernel) {}", self.malformed, self.rejected)?;
         }
@@ -180,6 +201,9 @@ impl Summary<'_> {
         w.u64_field("malformed", self.malformed);
         w.u64_field("rejected", self.rejected);
         w.bool_field("kernel_filtered", self.kernel_filtered);
+        if let Some(b) = self.rcvbuf {
+            w.u64_field("rcvbuf", b as u64);
+        }
         w.u64_field("elapsed_ns", self.elapsed.as_nanos() as u64);
         w.u64_field("cpu_user_ns", user.as_nanos() as u64);
         w.u64_field("cpu_system_ns", sys.as_nanos() as u64);
@@ -222,6 +246,7 @@ mod tests {
             kernel_filtered: false,
             cache_evicted: 0,
             proc_read_failures: 0,
+            rcvbuf: Some(65536),
         };
         let mut text = Vec::new();
         sum.text(&mut text).unwrap();
@@ -229,5 +254,35 @@ mod tests {
         assert!(text.contains("bash"), "{text}");
         assert!(text.contains("lost 0"), "{text}");
         assert!(cpu_time().0 + cpu_time().1 > Duration::ZERO);
+    }
+
+    #[test]
+    fn the_name_table_is_bounded_and_escaped() {
+        let mut s = Stats { per_name: true, ..Default::default() };
+        let exec = EventData::Exec { process_pid: 1, process_tgid: 1 };
+        for i in 0..NAMES_MAX + 500 {
+            s.shown(&exec, Some(&Rc::from(format!("name-{i}\x1b"))));
+        }
+        s.shown(&exec, Some(&Rc::from("\x1b]0;evil\x07")));
+        assert_eq!(s.by_name.len(), NAMES_MAX);
+        assert_eq!(s.other_names[2], 501);
+        s.by_name.insert(Rc::from("esc\x1b[2J"), [0; KINDS.len()]);
+        let sum = Summary {
+            stats: &s,
+            elapsed: Duration::from_secs(1),
+            datagrams: 0,
+            malformed: 0,
+            rejected: 0,
+            kernel_filtered: false,
+            cache_evicted: 0,
+            proc_read_failures: 0,
+            rcvbuf: Some(65536),
+        };
+        let mut text = Vec::new();
+        sum.text(&mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains("501 (other names)"), "{text}");
+        assert!(!text.contains('\x1b'), "a raw escape reached the table");
+        assert!(text.contains("esc\\x1b[2J"), "{text}");
     }
 }

@@ -28,6 +28,9 @@ pub(crate) fn root_or_skip(test: &str) -> bool {
 pub(crate) struct Running {
     pub(crate) child: Child,
     pub(crate) lines: Receiver<String>,
+    reader: std::thread::JoinHandle<()>,
+    /// Every line taken from `lines` by [`Running::wait_for`], in order.
+    seen: std::cell::RefCell<Vec<String>>,
 }
 
 impl Running {
@@ -36,7 +39,7 @@ impl Running {
             cnlink().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start cnlink");
         let out = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(out).lines() {
                 let Ok(line) = line else { break };
                 if tx.send(line).is_err() {
@@ -44,7 +47,7 @@ impl Running {
                 }
             }
         });
-        Running { child, lines }
+        Running { child, lines, reader, seen: Default::default() }
     }
 
     /// The next line that satisfies `want`, within `timeout`.
@@ -53,14 +56,19 @@ impl Running {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(l) if want(&l) => return Some(l),
-                Ok(_) => {}
+                Ok(l) => {
+                    let hit = want(&l);
+                    self.seen.borrow_mut().push(l.clone());
+                    if hit {
+                        return Some(l);
+                    }
+                }
                 Err(_) => return None,
             }
         }
     }
 
-    /// Spawns marker children until the monitor shows one's fork: proof that events arrive.
+    /// Spawns marker children until the monitor shows one's fork or exec: proof that events arrive.
     pub(crate) fn wait_ready_json(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
@@ -68,13 +76,16 @@ impl Running {
             let pid = marker.id() as i64;
             marker.wait().unwrap();
             let seen = self.wait_for(Duration::from_millis(500), |l| {
-                json(l).is_some_and(|v| v["event"] == "fork" && v["child_pid"].as_i64() == Some(pid))
+                json(l).is_some_and(|v| {
+                    (v["event"] == "fork" && v["child_pid"].as_i64() == Some(pid))
+                        || (v["event"] == "exec" && v["pid"].as_i64() == Some(pid))
+                })
             });
             if seen.is_some() {
                 return;
             }
         }
-        panic!("the monitor never showed a marker child's fork");
+        panic!("the monitor never showed a marker child's fork or exec");
     }
 
     pub(crate) fn interrupt(&self) {
@@ -82,7 +93,8 @@ impl Running {
         rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
     }
 
-    /// Waits for the exit, with a timeout; returns the exit code and stderr.
+    /// Waits for the exit, with a timeout; returns the exit code, stderr, and every stdout line (those
+    /// [`Running::wait_for`] already took included).
     pub(crate) fn finish(mut self, timeout: Duration) -> (Option<i32>, String, Vec<String>) {
         let deadline = Instant::now() + timeout;
         let status = loop {
@@ -99,8 +111,11 @@ impl Running {
         if let Some(mut e) = self.child.stderr.take() {
             let _ = std::io::Read::read_to_string(&mut e, &mut err);
         }
-        let rest: Vec<String> = self.lines.try_iter().collect();
-        (status.code(), err, rest)
+        // The reader ends at the end of the child's stdout: join it so that no last line is missed.
+        self.reader.join().expect("the stdout reader thread");
+        let mut all = self.seen.take();
+        all.extend(self.lines.try_iter());
+        (status.code(), err, all)
     }
 }
 

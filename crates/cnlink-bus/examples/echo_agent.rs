@@ -19,9 +19,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for id in &ids {
         c.register(*id, "echo_agent")?;
     }
-    println!("ready {}", c.port()?);
+    println!("ready {}", c.port());
     std::io::stdout().flush()?;
     let named: Vec<(CbId, &str)> = ids.iter().map(|id| (*id, "echo_agent")).collect();
-    c.serve_echo(&named, Duration::from_millis(300), || true)?;
+    c.serve_echo(&named, Duration::from_millis(300), |_| true)?;
     Ok(())
 }

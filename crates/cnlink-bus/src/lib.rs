@@ -15,6 +15,7 @@
 //! policy   the TOML policy: who may register and send to which ids
 //! daemon   Bus: the core on a NETLINK_USERSOCK socket, with in-process callbacks on worker threads
 //!          (or, for callbacks that never block, inline on the receive thread)
+//! ops      the client's control ops, sans IO: op -> bytes, reply -> typed result, LIST paging, trust
 //! client   BusClient: a remote agent or requester (blocking); tokio::AsyncBusClient (feature "tokio")
 //! ```
 //!
@@ -34,12 +35,13 @@
 pub mod client;
 pub mod core;
 pub mod daemon;
+pub mod ops;
 pub mod policy;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 pub mod wire;
 
-pub use client::{BusClient, ClientError, CLIENT_RECV_BUFFER};
+pub use client::{BusClient, ClientError, EchoProgress, CLIENT_RECV_BUFFER};
 pub use core::{Config, Core, Event, Sender, Stats, Transmit};
 pub use daemon::{Bus, BusHandle, BusOptions, Callback, Context};
 pub use policy::Policy;

@@ -1,19 +1,19 @@
 //! The async client (feature `tokio`): [`AsyncBusClient`], the twin of [`crate::BusClient`] on cnlink's
-//! `AsyncConnector`, with the same operations and the same seq/ack matching.
+//! `AsyncConnector`, with the same operations ([`crate::ops`]), trust, seq/ack matching and errors.
 
 use std::time::Duration;
 
-use cnlink::socket::{NlAddr, Protocol};
 use cnlink::tokio::AsyncConnector;
 use cnlink::wire::{CbId, CnMsgHdr};
-use cnlink::{MatchRule, OwnedMsg, Trust};
+use cnlink::{ClientCounters, ClientItem, OwnedMsg};
 
-use crate::client::{add_list_page, decode_reply, named_stats, ClientError, CLIENT_RECV_BUFFER};
-use crate::wire::{self as bw, BusOp, CtlMsg, ListEntry};
+use crate::ops::{self, ClientError, ControlOp, CLIENT_RECV_BUFFER};
+use crate::wire::{CtlMsg, ListEntry};
 
 /// An async client of the bus.
 ///
-/// The control ops are not cancel safe: a dropped future may leave the op done by the bus without its answer.
+/// A dropped request or control-op future forgets its request (a late reply then arrives through
+/// [`AsyncBusClient::recv`]); a control op may have been done by the bus all the same.
 #[derive(Debug)]
 pub struct AsyncBusClient {
     conn: AsyncConnector,
@@ -24,14 +24,16 @@ impl AsyncBusClient {
     /// Opens a socket talking to the bus at `bus_port`, as [`crate::BusClient::connect`] does. Needs a tokio
     /// runtime with IO enabled.
     pub fn connect(bus_port: u32) -> Result<AsyncBusClient, ClientError> {
-        let conn = AsyncConnector::open_with(
-            Protocol::Usersock,
-            NlAddr::port(bus_port),
-            MatchRule::Documented,
-            Trust::PeerOnly,
-        )?;
+        let (protocol, peer, rule, trust) = ops::connector_params(bus_port, &ops::default_bus_uids());
+        let conn = AsyncConnector::open_with(protocol, peer, rule, trust)?;
         conn.socket().set_recv_buffer(CLIENT_RECV_BUFFER).map_err(cnlink::Error::Io)?;
         Ok(AsyncBusClient { conn, timeout: Duration::from_secs(2) })
+    }
+
+    /// Accepts datagrams from the bus's port only when they come from one of `uids`, as
+    /// [`crate::BusClient::set_bus_uids`].
+    pub fn set_bus_uids(&mut self, uids: &[u32]) {
+        self.conn.core_mut().set_trust(ops::trust(uids));
     }
 
     /// How long control ops wait for the bus's answer (default 2 s).
@@ -39,80 +41,82 @@ impl AsyncBusClient {
         self.timeout = timeout;
     }
 
-    /// The underlying connector (its socket, counters).
+    /// The underlying connector (its socket, core and counters).
     pub fn connector(&self) -> &AsyncConnector {
         &self.conn
     }
 
+    /// The underlying connector, to change its queue bound, say.
+    pub fn connector_mut(&mut self) -> &mut AsyncConnector {
+        &mut self.conn
+    }
+
+    /// The client's counters: overruns, datagrams rejected (not the bus), ...
+    pub fn counters(&self) -> ClientCounters {
+        self.conn.counters()
+    }
+
     /// This client's port id.
-    pub fn port(&self) -> Result<u32, ClientError> {
-        Ok(self.conn.socket().port_id().map_err(cnlink::Error::Io)?)
+    pub fn port(&self) -> u32 {
+        self.conn.socket().port()
     }
 
-    async fn control(&mut self, data: &[u8]) -> Result<Vec<u8>, ClientError> {
-        let reply = self.conn.request(CbId::CONNECTOR, data, self.timeout).await?;
-        decode_reply(&reply)
-    }
-
-    /// Registers `id` for this client: the bus forwards that id's messages here and relays the replies.
-    pub async fn register(&mut self, id: CbId, name: &str) -> Result<(), ClientError> {
-        self.control(&BusOp::Register { id, name: name.into() }.to_bytes()).await.map(drop)
-    }
-
-    /// Unregisters `id` (only its registrant, or root, may).
-    pub async fn unregister(&mut self, id: CbId) -> Result<(), ClientError> {
-        self.control(&BusOp::Unregister { id }.to_bytes()).await.map(drop)
-    }
-
-    /// Subscribes to `group` (any number but 0).
-    pub async fn join(&mut self, group: u32) -> Result<(), ClientError> {
-        self.control(&BusOp::Join { group }.to_bytes()).await.map(drop)
-    }
-
-    /// Leaves `group`.
-    pub async fn leave(&mut self, group: u32) -> Result<(), ClientError> {
-        self.control(&BusOp::Leave { group }.to_bytes()).await.map(drop)
-    }
-
-    /// Sends a message for `id` to `group` (0: the group of the id's owner), like `cn_netlink_send`. Allowed
-    /// to root, to the id's registrant, and to users a `[[send]]` rule of the bus's policy names for it.
-    pub async fn send_group(&mut self, group: u32, id: CbId, data: &[u8]) -> Result<(), ClientError> {
-        let op = bw::send_op(group, CnMsgHdr { id, ..Default::default() }, data).map_err(cnlink::Error::Wire)?;
-        self.control(&op).await.map(drop)
-    }
-
-    /// Sends a historical notification request (`cn_ctl_msg`), byte for byte as a 2.6.x client did.
-    pub async fn notify(&mut self, req: &CtlMsg) -> Result<(), ClientError> {
-        self.control(&req.to_bytes()).await.map(drop)
-    }
-
-    /// Every registered id, in registration order (the `/proc/net/connector` equivalent).
-    pub async fn list(&mut self) -> Result<Vec<ListEntry>, ClientError> {
-        let mut all = Vec::new();
+    /// Runs one control op to its end, as [`crate::BusClient::control`].
+    pub async fn control<O: ControlOp>(&mut self, mut op: O) -> Result<O::Output, ClientError> {
         loop {
-            let page = self.control(&BusOp::List { start: all.len() as u32 }.to_bytes()).await?;
-            if add_list_page(&mut all, &page)? {
-                return Ok(all);
+            let reply = self.conn.request(CbId::CONNECTOR, &op.request(), self.timeout).await?;
+            if let Some(out) = op.on_reply(&reply)? {
+                return Ok(out);
             }
         }
     }
 
+    /// Registers `id` for this client, as [`crate::BusClient::register`].
+    pub async fn register(&mut self, id: CbId, name: &str) -> Result<(), ClientError> {
+        self.control(ops::register(id, name)).await
+    }
+
+    /// Unregisters `id`.
+    pub async fn unregister(&mut self, id: CbId) -> Result<(), ClientError> {
+        self.control(ops::unregister(id)).await
+    }
+
+    /// Subscribes to `group`.
+    pub async fn join(&mut self, group: u32) -> Result<(), ClientError> {
+        self.control(ops::join(group)).await
+    }
+
+    /// Leaves `group`.
+    pub async fn leave(&mut self, group: u32) -> Result<(), ClientError> {
+        self.control(ops::leave(group)).await
+    }
+
+    /// Sends a message for `id` to `group`, as [`crate::BusClient::send_group`].
+    pub async fn send_group(&mut self, group: u32, id: CbId, data: &[u8]) -> Result<(), ClientError> {
+        self.control(ops::send_group(group, id, data)?).await
+    }
+
+    /// Sends a historical notification request (`cn_ctl_msg`).
+    pub async fn notify(&mut self, req: &CtlMsg) -> Result<(), ClientError> {
+        self.control(ops::notify(req)).await
+    }
+
+    /// Every registered id, in registration order.
+    pub async fn list(&mut self) -> Result<Vec<ListEntry>, ClientError> {
+        self.control(ops::list()).await
+    }
+
     /// The daemon's counters, named as in [`crate::Stats::NAMES`].
     pub async fn stats(&mut self) -> Result<Vec<(String, u64)>, ClientError> {
-        named_stats(&self.control(&BusOp::Stats.to_bytes()).await?)
+        self.control(ops::stats()).await
     }
 
-    /// Sends `data` to `id` and waits for the reply (same `seq`, `ack + 1`). A dropped future forgets the
-    /// request; its late reply then arrives through [`AsyncBusClient::recv`].
+    /// Sends `data` to `id` and waits for the reply, as [`crate::BusClient::request`].
     pub async fn request(&mut self, id: CbId, data: &[u8], timeout: Duration) -> Result<OwnedMsg, ClientError> {
-        let reply = self.conn.request(id, data, timeout).await?;
-        if reply.hdr.id == CbId::CONNECTOR && id != CbId::CONNECTOR {
-            decode_reply(&reply)?;
-        }
-        Ok(reply)
+        ops::message_reply(id, self.conn.request(id, data, timeout).await?)
     }
 
-    /// Sends `data` to `id` without waiting; returns the `(seq, ack)` it carried. Netlink sends never block.
+    /// Sends `data` to `id` without waiting; returns the `(seq, ack)` it carried.
     pub fn send(&mut self, id: CbId, data: &[u8]) -> Result<(u32, u32), ClientError> {
         Ok(self.conn.send(id, data)?)
     }
@@ -127,8 +131,8 @@ impl AsyncBusClient {
         self.send_raw(msg.hdr.reply(), data)
     }
 
-    /// The next message that is not a reply (forwarded requests, group messages, notifications). Cancel safe.
-    pub async fn recv(&mut self) -> Result<OwnedMsg, ClientError> {
+    /// The next message that is not a reply, or an overrun. Cancel safe.
+    pub async fn recv(&mut self) -> Result<ClientItem, ClientError> {
         Ok(self.conn.recv().await?)
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cnlink::wire::{CbId, CnMsgHdr};
+use cnlink::ClientItem;
 use cnlink_bus::core::Config;
 use cnlink_bus::wire::{CtlMsg, NotifyRange};
 use cnlink_bus::{Bus, BusClient, BusOptions, ClientError, Policy};
@@ -51,8 +52,8 @@ fn remote_agent_request_reply_and_group_send() {
     let agent = std::thread::spawn(move || {
         let mut a = BusClient::connect(port).unwrap();
         a.register(id, "echo").unwrap();
-        tx.send(a.port().unwrap()).unwrap();
-        a.serve_echo(&[(id, "echo")], Duration::from_secs(1), || !stop2.load(Ordering::Relaxed)).unwrap()
+        tx.send(a.port()).unwrap();
+        a.serve_echo(&[(id, "echo")], Duration::from_secs(1), |_| !stop2.load(Ordering::Relaxed)).unwrap()
     });
     let agent_port = rx.recv().unwrap();
     let mut c = BusClient::connect(port).unwrap();
@@ -70,14 +71,14 @@ fn remote_agent_request_reply_and_group_send() {
     assert!(c.list().unwrap().iter().any(|e| e.id == id && e.port == agent_port && e.group == 30));
     // A group send with group 0 goes to the id owner's group (30): the subscriber gets it, the sender does not.
     c.send_group(0, id, b"to group").unwrap();
-    let m = sub.recv(Some(T)).unwrap().unwrap();
+    let m = sub.recv(Some(T)).unwrap().and_then(ClientItem::into_message).unwrap();
     assert_eq!((m.hdr.id, &m.data[..]), (id, &b"to group"[..]));
     // Nobody on group 31: ESRCH; an unregistered id with group 0: ENODEV; duplicates: EINVAL.
     assert_eq!(c.send_group(31, id, b"").unwrap_err().errno(), Some(libc::ESRCH as u32));
     assert_eq!(c.send_group(0, CbId::new(99, 9), b"").unwrap_err().errno(), Some(libc::ENODEV as u32));
     assert_eq!(c.register(id, "again").unwrap_err().errno(), Some(libc::EINVAL as u32));
     stop.store(true, Ordering::Relaxed);
-    assert_eq!(agent.join().unwrap(), 10);
+    assert_eq!(agent.join().unwrap().answered, 10);
 }
 
 #[test]
@@ -95,8 +96,8 @@ fn notifications_over_netlink_with_the_historical_request() {
     agent.register(CbId::new(0x123, 0x457), "x").unwrap();
     agent.register(CbId::new(0x200, 0x457), "outside").unwrap();
     agent.unregister(CbId::new(0x123, 0x457)).unwrap();
-    let a = watcher.recv(Some(T)).unwrap().unwrap();
-    let b = watcher.recv(Some(T)).unwrap().unwrap();
+    let a = watcher.recv(Some(T)).unwrap().and_then(ClientItem::into_message).unwrap();
+    let b = watcher.recv(Some(T)).unwrap().and_then(ClientItem::into_message).unwrap();
     assert_eq!((a.hdr.id, a.hdr.seq, a.hdr.ack, a.hdr.len), (CbId::new(0x123, 0x457), 0, 0, 0));
     assert_eq!((b.hdr.id, b.hdr.ack), (CbId::new(0x123, 0x457), 1));
     assert!(watcher.recv(Some(Duration::from_millis(100))).unwrap().is_none(), "nothing outside the ranges");
@@ -197,7 +198,7 @@ fn inline_callback_may_send_to_a_group_and_a_panic_does_not_stop_the_bus() {
     sub.join(42).unwrap();
     let mut c = BusClient::connect(port).unwrap();
     c.send(id, b"to all").unwrap();
-    let m = sub.recv(Some(T)).unwrap().unwrap();
+    let m = sub.recv(Some(T)).unwrap().and_then(ClientItem::into_message).unwrap();
     assert_eq!((m.hdr.id, m.data.as_slice()), (id, &b"to all"[..]));
     // A panicking inline callback is caught; it is not called again and its messages count as dropped.
     let calls = Arc::new(AtomicU64::new(0));
@@ -232,11 +233,11 @@ fn a_closed_client_socket_is_noticed_on_the_next_send() {
     {
         let mut agent = BusClient::connect(port).unwrap();
         agent.register(CbId::new(50, 1), "short-lived").unwrap();
-        assert_eq!(watcher.recv(Some(T)).unwrap().unwrap().hdr.ack, 0);
+        assert_eq!(watcher.recv(Some(T)).unwrap().and_then(ClientItem::into_message).unwrap().hdr.ack, 0);
     } // socket closed; the process lives on, so only a send can tell
     let mut c = BusClient::connect(port).unwrap();
     c.send(CbId::new(50, 1), b"anyone?").unwrap();
-    let gone = watcher.recv(Some(T)).unwrap().unwrap();
+    let gone = watcher.recv(Some(T)).unwrap().and_then(ClientItem::into_message).unwrap();
     assert_eq!((gone.hdr.id, gone.hdr.ack), (CbId::new(50, 1), 1));
     assert!(!c.list().unwrap().iter().any(|e| e.id == CbId::new(50, 1)));
 }
@@ -255,12 +256,16 @@ fn kill_9_of_an_agent_unregisters_its_ids_without_traffic() {
         })
         .unwrap();
     let mut agent = spawn_agent(port, &[id], None).unwrap();
-    assert_eq!(watcher.recv(Some(T)).unwrap().unwrap().hdr.ack, 0);
+    assert_eq!(watcher.recv(Some(T)).unwrap().and_then(ClientItem::into_message).unwrap().hdr.ack, 0);
     let mut c = BusClient::connect(port).unwrap();
     assert_eq!(c.request(id, b"alive?", T).unwrap().data, b"alive?");
     agent.child.kill().unwrap(); // SIGKILL
     let t0 = Instant::now();
-    let gone = watcher.recv(Some(T)).unwrap().expect("removal notified without any traffic to the agent");
+    let gone = watcher
+        .recv(Some(T))
+        .unwrap()
+        .and_then(ClientItem::into_message)
+        .expect("removal notified without any traffic to the agent");
     assert_eq!((gone.hdr.id, gone.hdr.ack), (id, 1));
     assert!(t0.elapsed() < T);
     assert!(!c.list().unwrap().iter().any(|e| e.id == id));

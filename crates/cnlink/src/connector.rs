@@ -2,20 +2,33 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use cnlink::{Connector, wire::CbId};
+//! use cnlink::{ClientItem, Connector, wire::CbId};
 //!
 //! let mut c = Connector::open()?;
 //! let reply = c.request(CbId::new(14, 0x456), b"ping", Duration::from_secs(1))?;
 //! println!("{:?}", reply.data);
+//! while let Some(item) = c.recv(Some(Duration::from_secs(1)))? {
+//!     match item {
+//!         ClientItem::Message(m) => println!("{} {:?}", m.hdr.id, m.data),
+//!         ClientItem::Overrun => eprintln!("overrun: the kernel dropped messages"),
+//!         _ => {}
+//!     }
+//! }
 //! # Ok::<(), cnlink::Error>(())
 //! ```
+//!
+//! The logic is [`crate::engine::ClientCore`]'s; this driver only waits, receives and sends.
+
+pub(crate) mod driver;
 
 use std::time::{Duration, Instant};
 
-use crate::engine::{ClientCore, ClientStats, MatchRule, OwnedMsg, Trust};
+use crate::engine::{ClientCore, ClientCounters, ClientItem, MatchRule, OwnedMsg, PendingRequest, Trust};
 use crate::socket::{NlAddr, Protocol, RecvBatch, Socket};
 use crate::wire::{CbId, CnMsgHdr};
 use crate::Error;
+
+pub(crate) use driver::random_u32;
 
 /// A connector client on a blocking socket.
 #[derive(Debug)]
@@ -29,20 +42,12 @@ pub struct Connector {
 
 /// How much of a wait with `left` to go may be a blocking receive under `SO_RCVTIMEO`, if any.
 ///
-/// The kernel rounds that timeout up to whole jiffies (up to 10 ms at `HZ=100`) and its timer wheel may fire up
-/// to an eighth of the timeout late, so the receive gets at most 7/8 of what is left after 10 ms: `r + r/8 + 10 ms`
-/// stays below `left`. The value is floored to whole milliseconds, so that waits of the same length (a client's
-/// fixed request timeout) keep one setting and the socket option is set once, not on every wait. What the
-/// blocking receive does not cover is waited for with a precise `poll`; waits under about 12 ms only poll.
+/// The kernel rounds that timeout up to whole jiffies (up to 10 ms) and may fire up to an eighth late, so the
+/// receive gets at most 7/8 of what is left after 10 ms, floored to whole milliseconds (so that a fixed request
+/// timeout sets the option once); a precise `poll` waits for the rest.
 fn blocking_slice(left: Duration) -> Option<Duration> {
-    let ms = (left.as_millis().min(u64::MAX as u128) as u64).saturating_sub(10) * 7 / 8;
+    let ms = (left.as_millis().min(u64::MAX as u128) as u64).saturating_sub(10) / 8 * 7;
     (ms > 0).then(|| Duration::from_millis(ms))
-}
-
-pub(crate) fn random_u32() -> u32 {
-    let mut b = [0u8; 4];
-    let _ = rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty());
-    u32::from_ne_bytes(b)
 }
 
 impl Connector {
@@ -54,15 +59,10 @@ impl Connector {
     /// A client of any peer: the kernel on `NETLINK_CONNECTOR`, or the userspace bus's port on
     /// `NETLINK_USERSOCK`.
     pub fn open_with(protocol: Protocol, peer: NlAddr, rule: MatchRule, trust: Trust) -> Result<Connector, Error> {
-        let sock = Socket::open(protocol).map_err(|e| match e.raw_os_error() {
-            Some(libc::EPROTONOSUPPORT) if protocol == Protocol::Connector => Error::NoConnector,
-            _ => Error::Io(e),
-        })?;
-        sock.set_passcred(true)?;
         Ok(Connector {
-            sock,
-            core: ClientCore::new(peer, rule, trust, random_u32()),
-            batch: RecvBatch::new(16, 1 << 16),
+            sock: driver::open(protocol, false)?,
+            core: ClientCore::new(peer, rule, trust, random_u32()?),
+            batch: driver::batch(),
             rcvtimeo: None,
         })
     }
@@ -73,123 +73,123 @@ impl Connector {
         &self.sock
     }
 
-    /// Counters: messages received, rejected (untrusted sender), malformed.
-    pub fn stats(&self) -> ClientStats {
-        self.core.stats()
+    /// The sans-IO core: its trust setting, queue bound and counters.
+    pub fn core(&self) -> &ClientCore {
+        &self.core
+    }
+
+    /// The sans-IO core, to change its trust setting ([`ClientCore::set_trust`]) or queue bound.
+    pub fn core_mut(&mut self) -> &mut ClientCore {
+        &mut self.core
+    }
+
+    /// Counters: messages received, rejected (untrusted sender), malformed, overruns, dropped, late replies.
+    pub fn counters(&self) -> ClientCounters {
+        self.core.counters()
     }
 
     /// Joins multicast group `group` (on the connector, the group of the id whose `idx` is `group`).
     pub fn join(&self, group: u32) -> Result<(), Error> {
-        self.sock.add_membership(group).map_err(|e| match e.raw_os_error() {
-            Some(libc::EPERM) => {
-                Error::PermissionDenied("joining this group needs CAP_NET_ADMIN (6.6+ allows odd groups)")
-            }
-            _ => Error::Io(e),
-        })
+        driver::join(&self.sock, group)
     }
 
     /// Leaves multicast group `group`.
     pub fn leave(&self, group: u32) -> Result<(), Error> {
-        Ok(self.sock.drop_membership(group)?)
-    }
-
-    fn send_bytes(&self, d: &[u8]) -> Result<(), Error> {
-        self.sock.send_to(d, self.core.peer()).map_err(|e| match e.raw_os_error() {
-            Some(libc::ECONNREFUSED) if self.sock.protocol() == Protocol::Connector => {
-                Error::ForeignNamespace("network")
-            }
-            _ => Error::Io(e),
-        })?;
-        Ok(())
+        driver::leave(&self.sock, group)
     }
 
     /// Sends a new message to `id`; returns the `(seq, ack)` it carried.
     pub fn send(&mut self, id: CbId, data: &[u8]) -> Result<(u32, u32), Error> {
-        let (d, seq, ack) = self.core.frame(id, data, self.sock.port_id()?)?;
-        self.send_bytes(&d)?;
-        Ok((seq, ack))
+        let (d, req) = self.core.frame(id, data, self.sock.port())?;
+        driver::send(&self.sock, &d, self.core.peer())?;
+        Ok((req.seq, req.ack))
     }
 
     /// Sends a message with a header of the caller's choosing (a reply, say); `hdr.len` is set from `data`.
     pub fn send_raw(&mut self, hdr: CnMsgHdr, data: &[u8]) -> Result<(), Error> {
-        let d = crate::wire::datagram(hdr, data, self.sock.port_id()?)?;
-        self.send_bytes(&d)
+        let d = self.core.frame_raw(hdr, data, self.sock.port())?;
+        driver::send(&self.sock, &d, self.core.peer())
     }
 
     /// Sends a request to `id` and waits up to `timeout` for the reply the match rule recognises. Other messages
-    /// that arrive meanwhile are kept for [`Connector::recv`].
+    /// and overruns meanwhile are kept for [`Connector::recv`]; an overrun does not end the wait. When this
+    /// returns an error the request is forgotten: its reply, if it comes, is a message for `recv`.
     pub fn request(&mut self, id: CbId, data: &[u8], timeout: Duration) -> Result<OwnedMsg, Error> {
-        let deadline = Instant::now() + timeout;
-        let (seq, ack) = self.send(id, data)?;
-        self.core.expect(seq, ack, deadline);
+        let (d, req) = self.core.start_request(Instant::now(), id, data, self.sock.port(), timeout)?;
+        let mut pending = PendingRequest::new(&mut self.core, req);
+        driver::send(&self.sock, &d, pending.core().peer())?;
         loop {
-            if let Some(reply) = self.core.take_reply(seq, ack) {
-                return Ok(reply);
+            if let Some(outcome) = pending.poll_reply() {
+                return outcome.map_err(|e| driver::request_error(e, timeout));
             }
-            if deadline.saturating_duration_since(Instant::now()).is_zero() {
-                self.core.expire(Instant::now());
-                return Err(Error::Timeout(timeout));
-            }
-            self.receive(Some(deadline))?;
+            let deadline = pending.core().poll_timeout();
+            receive(&self.sock, &mut self.batch, &mut self.rcvtimeo, pending.core(), deadline)?;
+            pending.core().handle_timeout(Instant::now());
         }
     }
 
-    /// The next message that is not a reply, waiting up to `timeout` (`None`: forever). `Ok(None)` on timeout.
-    pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Option<OwnedMsg>, Error> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+    /// The next message that is not a reply, or an overrun, waiting up to `timeout` (`None`: forever).
+    /// `Ok(None)` on timeout.
+    pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Option<ClientItem>, Error> {
+        let deadline = timeout.map(|t| Instant::now().checked_add(t).unwrap_or_else(far_future));
         loop {
-            if let Some(m) = self.core.next_message() {
-                return Ok(Some(m));
+            if let Some(item) = self.core.poll_item() {
+                return Ok(Some(item));
             }
-            if deadline.is_some_and(|d| d.saturating_duration_since(Instant::now()).is_zero()) {
+            if deadline.is_some_and(|d| d <= Instant::now()) {
                 return Ok(None);
             }
-            self.receive(deadline)?;
+            receive(&self.sock, &mut self.batch, &mut self.rcvtimeo, &mut self.core, deadline)?;
         }
     }
+}
 
-    /// Waits until `deadline` (`None`: forever) for datagrams and feeds whatever arrives to the core.
-    ///
-    /// One system call in the usual case: a blocking `recvmmsg` bounded by `SO_RCVTIMEO` (set only when the
-    /// bound changes; see [`blocking_slice`]). When that times out, or the wait is too short for it, or the
-    /// socket was made non-blocking, the rest of the wait is a `poll` to the deadline and a non-blocking receive.
-    fn receive(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
-        let slice = match deadline {
-            None => Some(None),
-            Some(d) => blocking_slice(d.saturating_duration_since(Instant::now())).map(Some),
-        };
-        if let Some(bound) = slice {
-            if self.rcvtimeo != bound {
-                self.sock.set_recv_timeout(bound)?;
-                self.rcvtimeo = bound;
-            }
-            match self.sock.recv_batch(&mut self.batch, true) {
-                Ok(_) => {
-                    self.feed();
-                    return Ok(());
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e.into()),
-            }
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(30 * 365 * 86_400)
+}
+
+/// Waits until `deadline` (`None`: forever) for datagrams and feeds whatever arrives to the core.
+///
+/// One system call in the usual case: a blocking `recvmmsg` bounded by `SO_RCVTIMEO` (set only when the bound
+/// changes; see [`blocking_slice`]). When that times out, or the wait is too short for it, or the socket was made
+/// non-blocking, the rest of the wait is a `poll` to the deadline and a non-blocking receive.
+fn receive(
+    sock: &Socket,
+    batch: &mut RecvBatch,
+    rcvtimeo: &mut Option<Duration>,
+    core: &mut ClientCore,
+    deadline: Option<Instant>,
+) -> Result<(), Error> {
+    let slice = match deadline {
+        None => Some(None),
+        Some(d) => blocking_slice(d.saturating_duration_since(Instant::now())).map(Some),
+    };
+    if let Some(bound) = slice {
+        if *rcvtimeo != bound {
+            sock.set_recv_timeout(bound)?;
+            *rcvtimeo = bound;
         }
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if left.is_some_and(|l| l.is_zero()) || !self.sock.wait_readable(left)? {
+        let got = sock.recv_batch(batch, true);
+        if driver::absorb(core, batch, got)? {
             return Ok(());
         }
-        match self.sock.recv_batch(&mut self.batch, false) {
-            Ok(_) => {
-                self.feed();
-                Ok(())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
-            Err(e) => Err(e.into()),
-        }
     }
+    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    if left.is_some_and(|l| l.is_zero()) || !sock.wait_readable(left)? {
+        return Ok(());
+    }
+    let got = sock.recv_batch(batch, false);
+    driver::absorb(core, batch, got).map(drop)
+}
 
-    /// Hands the datagrams of the last receive to the core.
-    fn feed(&mut self) {
-        for (meta, d) in self.batch.iter() {
-            self.core.handle(meta.from, meta.creds, d);
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocking_slices() {
+        assert_eq!(blocking_slice(Duration::from_millis(5)), None);
+        assert_eq!(blocking_slice(Duration::from_millis(90)), Some(Duration::from_millis(70)));
+        assert!(blocking_slice(Duration::MAX).is_some(), "no overflow for absurd timeouts");
     }
 }

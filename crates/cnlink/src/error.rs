@@ -32,10 +32,31 @@ pub enum Error {
     /// No reply arrived before the deadline.
     #[error("no reply within {0:?}")]
     Timeout(Duration),
+    /// The peer's port answered as a user the client does not trust ([`crate::Trust::PeerWithUids`]): another
+    /// process holds that port, so the request was abandoned.
+    #[error(
+        "port {port:#x} answered as {}, which this client does not trust (is the real peer down?)",
+        who(*uid, *pid)
+    )]
+    UntrustedPeer {
+        /// The peer's port.
+        port: u32,
+        /// The uid that answered (`None`: the datagram carried no credentials).
+        uid: Option<u32>,
+        /// Its process id.
+        pid: Option<i32>,
+    },
     /// Bytes that do not decode.
     #[error("malformed message: {0}")]
     Wire(#[from] WireError),
     /// Any other system error, unchanged.
     #[error(transparent)]
     Io(#[from] io::Error),
+}
+
+fn who(uid: Option<u32>, pid: Option<i32>) -> String {
+    match (uid, pid) {
+        (Some(uid), Some(pid)) => format!("uid {uid} (pid {pid})"),
+        _ => "a sender without credentials".into(),
+    }
 }

@@ -30,7 +30,8 @@
 //! With the `tokio` feature, [`tokio::ProcStream`] is the same as an async `Stream`, and [`tokio::AsyncConnector`]
 //! the async request/reply client. Any other id is reached with [`Connector`]:
 //! [`Connector::request`] sends a message and waits for the reply its [`MatchRule`] recognises (the documents'
-//! rule, same `seq` and `ack + 1`, by default).
+//! rule, same `seq` and `ack + 1`, by default); [`Connector::recv`] gives the rest as [`ClientItem`]s, an
+//! overrun included. Both clients are thin drivers over [`engine::ClientCore`].
 //!
 //! ## The bytes
 //!
@@ -55,7 +56,8 @@
 //!
 //! ```text
 //! wire     bytes <-> views and reprs                                  no IO, no unsafe
-//! engine   seq/ack genealogy, per-CPU loss accounting, stream decoding  no IO, no clock, no unsafe
+//! engine   reply matching, the client core, per-CPU loss accounting,    no IO, no clock, no unsafe
+//!          stream decoding
 //! socket   netlink sockets: the only module with syscalls and unsafe
 //! drivers  proc::ProcEvents, Connector (blocking); tokio::* (feature "tokio")
 //! ```
@@ -80,5 +82,5 @@ pub mod tokio;
 mod testing;
 
 pub use connector::Connector;
-pub use engine::{Credentials, MatchRule, OwnedMsg, Trust};
+pub use engine::{ClientCounters, ClientItem, Credentials, MatchRule, OwnedMsg, Trust};
 pub use error::Error;

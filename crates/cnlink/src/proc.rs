@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::connector::random_u32;
 use crate::diagnose;
-use crate::engine::{Genealogy, MatchRule, ProcDecoder};
+use crate::engine::{MatchRule, ProcDecoder, ReplyMatcher};
 use crate::socket::{Protocol, RecvBatch, Socket};
 use crate::wire::{self, CbId, CnMsgHdr, EventMask, McastOp, ProcInput, CN_IDX_PROC};
 use crate::Error;
@@ -82,7 +82,7 @@ pub struct ProcEvents {
 #[derive(Debug)]
 pub(crate) struct Subscription {
     pub(crate) sock: Socket,
-    genealogy: Genealogy,
+    genealogy: ReplyMatcher,
     form: ProcInput,
 }
 
@@ -139,7 +139,7 @@ pub(crate) fn open_proc_socket(recv_buffer: usize) -> Result<Socket, Error> {
 }
 
 /// Sends a subscription request; returns the `ack` value the kernel's answer will carry.
-fn send_request(sock: &Socket, genealogy: &mut Genealogy, input: ProcInput) -> Result<u32, Error> {
+fn send_request(sock: &Socket, genealogy: &mut ReplyMatcher, input: ProcInput) -> Result<u32, Error> {
     let (seq, ack) = genealogy.next_numbers();
     let (data, n) = input.to_bytes();
     let hdr = CnMsgHdr { id: CbId::PROC, seq, ack, ..Default::default() };
@@ -229,7 +229,7 @@ impl ProcEvents {
     /// Subscribes and waits for the kernel's ack.
     pub fn subscribe(opts: ProcOptions) -> Result<ProcEvents, Error> {
         let sock = open_proc_socket(opts.recv_buffer)?;
-        let mut genealogy = Genealogy::new(MatchRule::AckPlusOne, random_u32());
+        let mut genealogy = ReplyMatcher::new(MatchRule::AckPlusOne, random_u32()?);
         let mut batch = RecvBatch::new(opts.batch, SLOT);
         let mut pending = VecDeque::new();
         let events = EventMask(opts.events.0 & wire::proc_input::PROC_EVENT_ALL);
@@ -273,7 +273,7 @@ impl ProcEvents {
     /// Returns the decoder to use, or `None` when the kernel did not answer (it predates the filter).
     fn try_kernel_filter(
         sock: &Socket,
-        genealogy: &mut Genealogy,
+        genealogy: &mut ReplyMatcher,
         form: ProcInput,
         timeout: Duration,
     ) -> Result<Option<ProcDecoder>, Error> {

@@ -1,5 +1,5 @@
-//! The generic client: request/reply over NETLINK_USERSOCK against an echo peer, trust, and a live request to
-//! the kernel's proc connector.
+//! The generic client: request/reply over NETLINK_USERSOCK against an echo peer, late replies, the queue bound,
+//! overruns during a request, trust (ports and uids), and a live request to the kernel's proc connector.
 
 mod common;
 
@@ -8,23 +8,42 @@ use std::time::Duration;
 use cnlink::proc::{ProcEvents, ProcItem, ProcOptions};
 use cnlink::socket::{NlAddr, Protocol, Socket};
 use cnlink::wire::{self, CbId, CnMsg, CnMsgHdr, EventData, NlMsg, ProcEvent, ProcInput};
-use cnlink::{Connector, Error, MatchRule, Trust};
+use cnlink::{ClientItem, Connector, Error, MatchRule, Trust};
 
-/// Answers one message the way `cnlink bus echo` and the kernel's cn_test do: same seq, ack + 1, same data.
-fn echo_once(peer: &Socket) {
+/// Receives one request; returns the echo reply the way `cnlink bus echo` and the kernel's cn_test answer (same
+/// seq, ack + 1, same data) and where to send it.
+fn take_request(peer: &Socket) -> (Vec<u8>, NlAddr) {
     let mut buf = [0u8; 256];
     let meta = peer.recv(&mut buf).unwrap();
     let nl = NlMsg::new_checked(&buf[..meta.len]).unwrap();
     let cn = CnMsg::new_checked(nl.payload()).unwrap();
     let hdr = CnMsgHdr { ack: cn.ack().wrapping_add(1), ..cn.header() };
-    let reply = wire::datagram(hdr, cn.data(), 0).unwrap();
-    peer.send_to(&reply, meta.from).unwrap();
+    (wire::datagram(hdr, cn.data(), 0).unwrap(), meta.from)
+}
+
+/// Answers one message with its echo.
+fn echo_once(peer: &Socket) {
+    let (reply, to) = take_request(peer);
+    peer.send_to(&reply, to).unwrap();
+}
+
+fn client_of(peer: &Socket) -> Connector {
+    Connector::open_with(Protocol::Usersock, NlAddr::port(peer.port()), MatchRule::Documented, Trust::PeerOnly).unwrap()
+}
+
+fn next_message(c: &mut Connector) -> cnlink::OwnedMsg {
+    loop {
+        match c.recv(Some(Duration::from_secs(5))).unwrap().expect("a message within 5 s") {
+            ClientItem::Message(m) => return m,
+            _ => continue,
+        }
+    }
 }
 
 #[test]
 fn request_reply_over_usersock() {
     let peer = Socket::open(Protocol::Usersock).unwrap();
-    let to = NlAddr::port(peer.port_id().unwrap());
+    let to = NlAddr::port(peer.port());
     let mut c = Connector::open_with(Protocol::Usersock, to, MatchRule::Documented, Trust::PeerOnly).unwrap();
     let echo = std::thread::spawn(move || {
         echo_once(&peer);
@@ -46,6 +65,120 @@ fn request_reply_over_usersock() {
 }
 
 #[test]
+fn a_late_reply_arrives_as_a_new_message() {
+    let peer = Socket::open(Protocol::Usersock).unwrap();
+    let mut c = client_of(&peer);
+    let (answer, answered) = std::sync::mpsc::channel::<()>();
+    let late = std::thread::spawn(move || {
+        let (reply, to) = take_request(&peer);
+        // Answer only once the client has given up.
+        answered.recv().unwrap();
+        peer.send_to(&reply, to).unwrap();
+        peer
+    });
+    let err = c.request(CbId::new(14, 0x456), b"slow", Duration::from_millis(50)).unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err}");
+    answer.send(()).unwrap();
+    let m = next_message(&mut c);
+    assert_eq!(m.data, b"slow");
+    assert_eq!((c.counters().late, c.counters().expired), (1, 1));
+    assert_eq!(c.core().poll_timeout(), None, "nothing is waiting any more");
+    drop(late.join().unwrap());
+}
+
+#[test]
+fn the_queue_is_bounded_and_counts_what_it_drops() {
+    let peer = Socket::open(Protocol::Usersock).unwrap();
+    let mut c = client_of(&peer);
+    c.core_mut().set_queue_limit(2);
+    let to = NlAddr::port(c.socket().port());
+    let sender = std::thread::spawn(move || {
+        let (reply, from) = take_request(&peer);
+        // Five messages the client did not ask for, then the reply: the reply is never the one dropped.
+        for seq in 0..5 {
+            let d = wire::datagram(CnMsgHdr { id: CbId::new(2, 2), seq, ..Default::default() }, b"n", 0).unwrap();
+            peer.send_to(&d, to).unwrap();
+        }
+        peer.send_to(&reply, from).unwrap();
+        peer
+    });
+    let r = c.request(CbId::new(14, 0x456), b"q", Duration::from_secs(5)).unwrap();
+    assert_eq!(r.data, b"q");
+    let seqs: Vec<u32> = std::iter::from_fn(|| c.recv(Some(Duration::ZERO)).unwrap())
+        .filter_map(ClientItem::into_message)
+        .map(|m| m.hdr.seq)
+        .collect();
+    assert_eq!(seqs, [0, 1]);
+    assert_eq!((c.counters().dropped, c.counters().received), (3, 6));
+    drop(sender.join().unwrap());
+}
+
+#[test]
+fn an_overrun_during_a_request_is_counted_and_the_request_goes_on() {
+    if !rustix::process::geteuid().is_root() {
+        // Joining a NETLINK_USERSOCK group, which is how a flood can overrun the client, needs root.
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "needs root, and CI runs as root");
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let peer = Socket::open(Protocol::Usersock).unwrap();
+    let mut c = client_of(&peer);
+    c.socket().set_recv_buffer(0).unwrap(); // the kernel's minimum: a few datagrams
+    let group = 29;
+    c.join(group).unwrap();
+    // Multicast to a full receiver is dropped and sets ENOBUFS on it (spec §10.3). With nobody reading, a few
+    // hundred datagrams overrun it for sure; the next receive, inside the request below, reports it.
+    let d = wire::datagram(CnMsgHdr { id: CbId::new(29, 1), ..Default::default() }, &[0; 512], 0).unwrap();
+    let to_group = NlAddr { port: 0, groups: 1 << (group - 1) };
+    let flood = move |peer: &Socket| {
+        for _ in 0..500 {
+            peer.send_to(&d, to_group).ok(); // ECONNREFUSED after delivery: nobody holds port 0 (spec §10.8)
+        }
+    };
+    flood(&peer);
+    let echo = std::thread::spawn(move || {
+        let (reply, from) = take_request(&peer);
+        flood(&peer); // and more while the request waits
+        peer.send_to(&reply, from).unwrap();
+        peer
+    });
+    let r = c.request(CbId::new(14, 0x456), b"through the storm", Duration::from_secs(10)).unwrap();
+    assert_eq!(r.data, b"through the storm");
+    assert!(c.counters().overruns >= 1, "{:?}", c.counters());
+    let items: Vec<ClientItem> = std::iter::from_fn(|| c.recv(Some(Duration::ZERO)).unwrap()).collect();
+    assert!(items.contains(&ClientItem::Overrun), "the overrun is an item for recv");
+    drop(echo.join().unwrap());
+}
+
+#[test]
+fn a_peer_port_held_by_an_untrusted_uid_fails_the_request_and_names_it() {
+    let peer = Socket::open(Protocol::Usersock).unwrap();
+    let me = rustix::process::getuid().as_raw();
+    let others = Trust::PeerWithUids(vec![me.wrapping_add(4242)]);
+    let mut c =
+        Connector::open_with(Protocol::Usersock, NlAddr::port(peer.port()), MatchRule::Documented, others).unwrap();
+    let echo = std::thread::spawn(move || {
+        echo_once(&peer);
+        peer
+    });
+    let err = c.request(CbId::new(14, 0x456), b"who are you", Duration::from_secs(5)).unwrap_err();
+    let pid = std::process::id() as i32;
+    assert!(
+        matches!(err, Error::UntrustedPeer { port, uid: Some(u), pid: Some(p) } if port == c.core().peer().port && u == me && p == pid),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&format!("uid {me} (pid {pid})")), "{err}");
+    assert_eq!(c.counters().rejected, 1);
+    assert!(c.recv(Some(Duration::ZERO)).unwrap().is_none(), "nothing of theirs is kept");
+    // Trusting that uid, the same peer is answered.
+    c.core_mut().set_trust(Trust::PeerWithUids(vec![me]));
+    let peer = echo.join().unwrap();
+    let echo = std::thread::spawn(move || echo_once(&peer));
+    assert_eq!(c.request(CbId::new(14, 0x456), b"again", Duration::from_secs(5)).unwrap().data, b"again");
+    echo.join().unwrap();
+}
+
+#[test]
 fn spoofed_proc_event_from_another_socket_is_rejected() {
     // A process that may write to our port forges a proc fork event; only the kernel (port 0) is trusted.
     let forger = Socket::open(Protocol::Usersock).unwrap();
@@ -55,9 +188,9 @@ fn spoofed_proc_event_from_another_socket_is_rejected() {
     let fork = EventData::Fork { parent_pid: 1, parent_tgid: 1, child_pid: 666, child_tgid: 666 };
     ProcEvent { cpu: 0, timestamp_ns: 1, data: fork }.emit(&mut ev).unwrap();
     let d = wire::datagram(CnMsgHdr { id: CbId::PROC, seq: 1, ..Default::default() }, &ev, 0).unwrap();
-    forger.send_to(&d, NlAddr::port(c.socket().port_id().unwrap())).unwrap();
+    forger.send_to(&d, NlAddr::port(c.socket().port())).unwrap();
     assert!(c.recv(Some(Duration::from_millis(200))).unwrap().is_none());
-    assert_eq!(c.stats().rejected, 1);
+    assert_eq!(c.counters().rejected, 1);
 }
 
 #[test]

@@ -41,9 +41,12 @@
 //! answer means every message was routed), then tells the subscribers to drain and report. Each fan-out runs
 //! once per `--sub-rcvbuf`; one subscriber is also fed by a publisher paced at `--paced-rate`, and by
 //! [`cnlink_bus::BusClient::send_group`], which waits for the bus's answer to every message.
+#![deny(unsafe_code)]
 
 #[path = "../bus/mod.rs"]
 mod bus;
+#[path = "../summary.rs"]
+mod summary;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -109,9 +112,16 @@ struct Args {
     /// Skip the throughput and fan-out runs.
     #[arg(long)]
     no_throughput: bool,
-    /// Write a JSON summary here.
+    /// Write the raw results (every run, the medians) as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Add the medians to this summary file (the one kept in git, e.g. bench/summary/bus.json), under
+    /// `--label`.
+    #[arg(long, requires = "label")]
+    summary: Option<PathBuf>,
+    /// The label of this run in the summary file (an entry with the same label is replaced).
+    #[arg(long)]
+    label: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -185,32 +195,36 @@ fn run(args: Args) -> Result<ExitCode> {
         println!("\n{}", report::throughput_table(s));
     }
 
+    let mut machine = machine;
+    machine["loadavg_end"] = read_trim("/proc/loadavg").into();
+    let scenarios: Vec<&str> = args.scenarios.iter().map(|s| s.name()).collect();
+    let lat_runs: Vec<_> = lat.iter().flatten().map(latency::Run::to_json).collect();
+    let lat_medians: Option<Vec<_>> = lat_summary.as_ref().map(|s| s.iter().map(|m| m.to_json()).collect());
+    let thr_runs: Vec<_> = thr.iter().flat_map(|(runs, _)| runs).map(fanout::Run::to_json).collect();
+    let thr_medians: Option<Vec<_>> = thr_summary.as_ref().map(|s| s.iter().map(|m| m.to_json()).collect());
+    let raw = serde_json::json!({
+        "command": command,
+        "machine": machine,
+        "params": {
+            "rounds": args.rounds, "requests": args.requests, "warmup": args.warmup, "size": args.size,
+            "scenarios": scenarios, "messages": args.messages, "fanout": args.fanout,
+            "sub_rcvbuf": args.sub_rcvbuf, "deliveries": args.deliveries, "paced_rate": args.paced_rate,
+            "acked_messages": args.acked_messages,
+        },
+        "latency": { "runs": lat_runs, "medians": lat_medians },
+        "throughput": { "runs": thr_runs, "failures": thr.as_ref().map(|(_, f)| f), "medians": thr_medians },
+    });
     if let Some(path) = &args.json {
-        let mut machine = machine;
-        machine["loadavg_end"] = read_trim("/proc/loadavg").into();
-        let scenarios: Vec<&str> = args.scenarios.iter().map(|s| s.name()).collect();
-        let lat_runs: Vec<_> = lat.iter().flatten().map(latency::Run::to_json).collect();
-        let lat_medians: Option<Vec<_>> = lat_summary.as_ref().map(|s| s.iter().map(|m| m.to_json()).collect());
-        let thr_runs: Vec<_> = thr.iter().flat_map(|(runs, _)| runs).map(fanout::Run::to_json).collect();
-        let thr_medians: Option<Vec<_>> = thr_summary.as_ref().map(|s| s.iter().map(|m| m.to_json()).collect());
-        let summary = serde_json::json!({
-            "command": command,
-            "machine": machine,
-            "params": {
-                "rounds": args.rounds, "requests": args.requests, "warmup": args.warmup, "size": args.size,
-                "scenarios": scenarios, "messages": args.messages, "fanout": args.fanout,
-                "sub_rcvbuf": args.sub_rcvbuf, "deliveries": args.deliveries, "paced_rate": args.paced_rate,
-                "acked_messages": args.acked_messages,
-            },
-            "latency": { "runs": lat_runs, "medians": lat_medians },
-            "throughput": { "runs": thr_runs, "failures": thr.as_ref().map(|(_, f)| f), "medians": thr_medians },
-        });
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        std::fs::write(path, serde_json::to_string_pretty(&summary)? + "\n")
+        std::fs::write(path, serde_json::to_string_pretty(&raw)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
-        println!("\nJSON summary: {}", path.display());
+        println!("\nJSON results: {}", path.display());
+    }
+    if let (Some(path), Some(label)) = (&args.summary, &args.label) {
+        summary::upsert(path, "bus", summary::entry("bus", label, &raw)?)?;
+        println!("summary: {} ({label})", path.display());
     }
     let failed = thr.as_ref().is_some_and(|(_, f)| !f.is_empty());
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })

@@ -21,8 +21,14 @@
 //! steals CPU from another; the rounds are interleaved so that a noisy moment of the shared machine
 //! hits every listener alike, and the summary gives medians across rounds.
 
+#![deny(unsafe_code)]
+
 #[path = "../storm/mod.rs"]
 mod storm;
+#[path = "../summary.rs"]
+mod summary;
+#[path = "../sys.rs"]
+mod sys;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,9 +66,16 @@ struct Args {
     /// Rounds; each runs every listener once.
     #[arg(long, default_value_t = 3)]
     rounds: u32,
-    /// Write a JSON summary here.
+    /// Write the raw results (every run, the medians) as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Add the medians to this summary file (the one kept in git, e.g. bench/summary/storm.json), under
+    /// `--label`.
+    #[arg(long, requires = "label")]
+    summary: Option<PathBuf>,
+    /// The label of this run in the summary file (an entry with the same label is replaced).
+    #[arg(long)]
+    label: Option<String>,
     /// Extra argument for `cnlink proc --format json` (repeatable), e.g. `--cnlink-arg=--latency=5ms`.
     #[arg(long = "cnlink-arg", allow_hyphen_values = true)]
     cnlink_args: Vec<String>,
@@ -165,20 +178,24 @@ fn run() -> Result<ExitCode> {
         println!("{}", report::median_row(m, floor));
     }
 
+    let raw = serde_json::json!({
+        "command": command,
+        "machine": machine,
+        "params": {"children": args.children, "workers": args.workers, "kind": args.kind.name(),
+                   "nice": args.nice, "rounds": args.rounds, "cnlink_args": args.cnlink_args},
+        "runs": results.iter().map(RunResult::to_json).collect::<Vec<_>>(),
+        "medians": medians.iter().map(|m| m.to_json(floor)).collect::<Vec<_>>(),
+        "failures": failures,
+        "unavailable": unavailable,
+    });
     if let Some(path) = &args.json {
-        let summary = serde_json::json!({
-            "command": command,
-            "machine": machine,
-            "params": {"children": args.children, "workers": args.workers, "kind": args.kind.name(),
-                       "nice": args.nice, "rounds": args.rounds, "cnlink_args": args.cnlink_args},
-            "runs": results.iter().map(RunResult::to_json).collect::<Vec<_>>(),
-            "medians": medians.iter().map(|m| m.to_json(floor)).collect::<Vec<_>>(),
-            "failures": failures,
-            "unavailable": unavailable,
-        });
-        std::fs::write(path, serde_json::to_string_pretty(&summary)? + "\n")
+        std::fs::write(path, serde_json::to_string_pretty(&raw)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
-        println!("\nJSON summary: {}", path.display());
+        println!("\nJSON results: {}", path.display());
+    }
+    if let (Some(path), Some(label)) = (&args.summary, &args.label) {
+        summary::upsert(path, "storm", summary::entry("storm", label, &raw)?)?;
+        println!("summary: {} ({label})", path.display());
     }
     Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

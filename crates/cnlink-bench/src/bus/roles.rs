@@ -13,8 +13,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use cnlink::socket::{Protocol, Socket};
 use cnlink::wire::CbId;
+use cnlink::ClientItem;
 use cnlink_bus::core::Limits;
-use cnlink_bus::{Bus, BusClient, BusOptions, ClientError, Config, Policy};
+use cnlink_bus::{Bus, BusClient, BusOptions, Config, Policy};
 
 use super::mono_ns;
 
@@ -158,7 +159,7 @@ fn agent(bus: u32, id: CbId, raw: bool) -> Result<()> {
     let mut c = BusClient::connect(bus)?;
     c.wait_for_bus(Duration::from_secs(5))?;
     c.register(id, "bench_agent")?;
-    println!("ready {}", c.port()?);
+    println!("ready {}", c.port());
     if raw {
         // Only the bus writes to this socket now, and only what it forwards for `id`. The connector bounded its
         // blocking receives with SO_RCVTIMEO while it waited for the bus; the raw loop waits forever.
@@ -166,7 +167,7 @@ fn agent(bus: u32, id: CbId, raw: bool) -> Result<()> {
         return echo_loop(c.connector().socket());
     }
     // The re-registration check runs once an hour: not during a run.
-    c.serve_echo(&[(id, "bench_agent")], Duration::from_secs(3600), || true)?;
+    c.serve_echo(&[(id, "bench_agent")], Duration::from_secs(3600), |_| true)?;
     Ok(())
 }
 
@@ -218,7 +219,7 @@ fn subscriber(bus: u32, group: u32, id: CbId, rcvbuf: usize) -> Result<()> {
         let _ = std::io::stdin().read_to_end(&mut Vec::new());
         stop2.store(true, Ordering::Release);
     });
-    let port = c.port()?;
+    let port = c.port();
     println!("ready {port}");
     let mut t = Tally::default();
     loop {
@@ -226,16 +227,15 @@ fn subscriber(bus: u32, group: u32, id: CbId, rcvbuf: usize) -> Result<()> {
         // wait that began after the close means the socket is drained.
         let stopping = stop.load(Ordering::Acquire);
         match c.recv(Some(Duration::from_millis(20))) {
-            Ok(Some(m)) if m.hdr.id == id => t.add(&m.data),
-            Ok(Some(_)) => t.other += 1,
+            Ok(Some(ClientItem::Message(m))) if m.hdr.id == id => t.add(&m.data),
+            Ok(Some(ClientItem::Message(_))) => t.other += 1,
+            Ok(Some(_)) => {}
             Ok(None) if stopping => break,
             Ok(None) => {}
-            Err(ClientError::Connector(cnlink::Error::Io(e))) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                t.overruns += 1
-            }
             Err(e) => return Err(e).context("subscriber recv"),
         }
     }
+    t.overruns = c.counters().overruns;
     let out = serde_json::json!({
         "received": t.received, "first_ns": t.first_ns, "last_ns": t.last_ns, "missing": t.missing,
         "out_of_order": t.out_of_order, "other": t.other, "overruns": t.overruns,

@@ -11,7 +11,7 @@
 //! The forked child only calls async-signal-safe functions (`execv`, `_exit`), so forking from the
 //! multi-threaded harness is sound.
 
-use std::ffi::CString;
+use crate::sys::ExecArgs;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -109,44 +109,9 @@ fn thread_child() -> io::Result<i32> {
     handle.join().map_err(|_| io::Error::other("storm thread panicked"))
 }
 
-/// The `execv` arguments, built before forking so that the child does not allocate.
-struct ExecArgs {
-    path: CString,
-    argv: [*const libc::c_char; 2],
-}
-
-// SAFETY: `argv` holds a pointer into `path` (owned, never mutated) and a null; sharing read-only
-// access across threads is sound.
-unsafe impl Sync for ExecArgs {}
-
-impl ExecArgs {
-    fn new() -> io::Result<Self> {
-        let path = CString::new("/bin/true").map_err(io::Error::other)?;
-        let mut args = ExecArgs { path, argv: [std::ptr::null(); 2] };
-        args.argv[0] = args.path.as_ptr();
-        Ok(args)
-    }
-}
-
 /// Forks one child that exits at once (or execs `/bin/true`), waits for it, returns its pid.
 fn fork_child(exec: Option<&ExecArgs>) -> io::Result<i32> {
-    // SAFETY: fork has no memory-safety preconditions; the child below only calls
-    // async-signal-safe functions (execv, _exit) and never returns into Rust code.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid == 0 {
-        if let Some(exe) = exec {
-            // SAFETY: `path` is a valid NUL-terminated string and `argv` a null-terminated array
-            // of such strings, both alive for the call; execv only returns on failure.
-            unsafe { libc::execv(exe.path.as_ptr(), exe.argv.as_ptr()) };
-            // SAFETY: _exit is async-signal-safe and ends the child without running Rust code.
-            unsafe { libc::_exit(127) };
-        }
-        // SAFETY: as above.
-        unsafe { libc::_exit(0) };
-    }
+    let pid = crate::sys::fork_child(exec)?;
     let child = Pid::from_raw(pid).ok_or_else(|| io::Error::other("fork returned pid 0"))?;
     loop {
         match waitpid(Some(child), WaitOptions::empty()) {

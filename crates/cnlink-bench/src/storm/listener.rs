@@ -194,24 +194,7 @@ impl Running {
 
 /// `wait4` on `pid`; `None` when it has not exited and `block` is false.
 fn reap(pid: i32, block: bool) -> io::Result<Option<(WaitStatus, libc::rusage)>> {
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let flags = if block { 0 } else { libc::WNOHANG };
-    loop {
-        // SAFETY: `status` and `ru` are valid, writable locals for the duration of the call.
-        let r = unsafe { libc::wait4(pid, &mut status, flags, &mut ru) };
-        match r {
-            0 => return Ok(None),
-            r if r == pid => return Ok(Some((WaitStatus(status), ru))),
-            _ => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-        }
-    }
+    Ok(crate::sys::wait4(pid, block)?.map(|(status, ru)| (WaitStatus(status), ru)))
 }
 
 /// A raw wait status.

@@ -51,15 +51,24 @@ fn cargo_build(args: &[&str], build: bool) -> Result<(), String> {
         .env("CARGO_TARGET_DIR", target_dir()))
 }
 
+/// Compiles `bench/c/<name>.c` with the system `cc -O2` into the target's release directory; returns the binary.
+pub(crate) fn compile_c(name: &str) -> Result<PathBuf, String> {
+    let out = target_dir().join("release").join(name);
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    let src = workspace_root().join("bench/c").join(format!("{name}.c"));
+    run(Command::new("cc").arg("-O2").arg("-o").arg(&out).arg(&src))?;
+    Ok(out)
+}
+
 /// Prepares the listener `format`; `build` says whether to (re)build it. Extra arguments for
 /// `cnlink proc` go in `cnlink_args`.
 pub(crate) fn prepare(format: Format, build: bool, cnlink_args: &[String]) -> Result<Spec, String> {
     let release = target_dir().join("release");
     match format {
         Format::Cloop => {
-            let out = release.join("cloop");
-            let src = workspace_root().join("bench/c/cloop.c");
-            run(Command::new("cc").arg("-O2").arg("-o").arg(&out).arg(&src))?;
+            let out = compile_c("cloop")?;
             Ok(Spec { name: "cloop", format, argv: vec![out.display().to_string()] })
         }
         Format::Cnlink => {

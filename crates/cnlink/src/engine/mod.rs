@@ -5,11 +5,14 @@
 //! and simulated time.
 
 pub mod connector;
-pub mod genealogy;
 pub mod loss;
 pub mod proc_stream;
+pub mod reply_matcher;
 
-pub use connector::{ClientCore, ClientStats, Credentials, OwnedMsg, Trust};
-pub use genealogy::{Genealogy, MatchRule};
+pub use connector::{
+    ClientCore, ClientCounters, ClientItem, Credentials, OwnedMsg, PendingRequest, RequestError, Trust,
+    DEFAULT_QUEUE_LIMIT,
+};
 pub use loss::{SeqObservation, SeqTracker};
 pub use proc_stream::{Event, ProcDecoder, ProcItem, Stats};
+pub use reply_matcher::{MatchRule, ReplyMatcher, RequestId};

@@ -286,8 +286,31 @@ mod tests {
     }
 
     #[test]
-    fn header_size_matches_kernel() {
-        // sizeof(struct cn_msg) == 20: cn_proc has a build-time assertion for it.
-        assert_eq!(CN_MSG_HDRLEN, 2 * 4 + 4 + 4 + 2 + 2);
+    fn field_table_matches_the_c_layout() {
+        // `struct cn_msg` of include/uapi/linux/connector.h, laid out by the C rules.
+        #[repr(C)]
+        struct CCnMsg {
+            idx: u32,
+            val: u32,
+            seq: u32,
+            ack: u32,
+            len: u16,
+            flags: u16,
+            data: [u8; 0],
+        }
+        use core::mem::{offset_of, size_of};
+        assert_eq!(size_of::<CCnMsg>(), CN_MSG_HDRLEN);
+        assert_eq!(offset_of!(CCnMsg, data), CN_MSG_HDRLEN);
+        let table = [
+            (field::IDX, offset_of!(CCnMsg, idx), 4),
+            (field::VAL, offset_of!(CCnMsg, val), 4),
+            (field::SEQ, offset_of!(CCnMsg, seq), 4),
+            (field::ACK, offset_of!(CCnMsg, ack), 4),
+            (field::LEN, offset_of!(CCnMsg, len), 2),
+            (field::FLAGS, offset_of!(CCnMsg, flags), 2),
+        ];
+        for (range, offset, size) in table {
+            assert_eq!((range.start, range.len()), (offset, size));
+        }
     }
 }

@@ -29,7 +29,7 @@ pub use error::WireError;
 pub use exit_status::ExitStatus;
 pub use ids::{group_mask, CbId};
 pub use netlink::{NlAddr, NlKind, NlMessages, NlMsg, NlMsgHdr};
-pub use pretty::Pretty;
+pub use pretty::{Escaped, Pretty};
 pub use proc_event::{comm_str, EventData, Pid, ProcEvent};
 pub use proc_input::{EventMask, McastOp, ProcInput};
 

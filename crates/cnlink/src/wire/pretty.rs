@@ -1,6 +1,7 @@
 //! A printer for any datagram: every netlink header, every `cn_msg`, proc events decoded, other data in hex.
 //!
-//! The CLI's `decode` and `listen`, the fuzz targets and the tests share it.
+//! The CLI's `decode`, `listen` and `send`, the fuzz targets and the tests share it. Nothing a sender controls
+//! reaches the output raw: text from the wire (a process name) goes through [`Escaped`], other data is hex.
 
 use core::fmt::{self, Write as _};
 
@@ -8,7 +9,7 @@ use super::cn_msg::CnMsgs;
 use super::exit_status::ExitStatus;
 use super::ids::CbId;
 use super::netlink::{NlKind, NlMessages, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN};
-use super::proc_event::{comm_str, EventData, ProcEvent};
+use super::proc_event::{EventData, ProcEvent};
 
 /// Displays a whole datagram, one line per structure, indented by nesting.
 #[derive(Debug, Clone, Copy)]
@@ -92,6 +93,44 @@ fn data(f: &mut fmt::Formatter<'_>, id: CbId, d: &[u8]) -> fmt::Result {
     hexdump(f, d, "    ")
 }
 
+/// Displays bytes as text that is safe to print on a terminal: an escape sequence, a carriage return or a
+/// backspace from a sender shows as text instead of acting. Escaped, as `journalctl` does:
+/// - C0 controls, DEL and C1 controls (UTF-8 encoded or raw), and bytes that are not UTF-8, as `\xHH`;
+/// - the backslash, as `\\`, so that an escape is never ambiguous;
+/// - Unicode's reordering and line controls (bidi overrides and isolates, U+2028, U+2029), as `\u{HHHH}`.
+///
+/// Everything else passes unchanged. Width and alignment (`{:<15}`) apply to the escaped text.
+///
+/// ```
+/// use cnlink::wire::pretty::Escaped;
+/// assert_eq!(Escaped(b"ls\x1b[2J\r\xff").to_string(), r"ls\x1b[2J\x0d\xff");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Escaped<'a>(pub &'a [u8]);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = String::with_capacity(self.0.len());
+        for chunk in self.0.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                match c {
+                    '\\' => out.push_str(r"\\"),
+                    '\0'..='\x1f' | '\x7f'..='\u{9f}' => write!(out, "\\x{:02x}", c as u32)?,
+                    '\u{200e}'
+                    | '\u{200f}'
+                    | '\u{202a}'..='\u{202e}'
+                    | '\u{2066}'..='\u{2069}'
+                    | '\u{2028}'
+                    | '\u{2029}' => write!(out, "\\u{{{:04x}}}", c as u32)?,
+                    c => out.push(c),
+                }
+            }
+            chunk.invalid().iter().try_for_each(|b| write!(out, "\\x{b:02x}"))?;
+        }
+        f.pad(&out)
+    }
+}
+
 /// Writes `bytes` as hex, 16 per line, with offsets and printable ASCII.
 pub fn hexdump(f: &mut impl fmt::Write, bytes: &[u8], indent: &str) -> fmt::Result {
     for (i, chunk) in bytes.chunks(16).enumerate() {
@@ -130,7 +169,8 @@ impl fmt::Display for ProcEvent {
                 " process_pid={process_pid} process_tgid={process_tgid} tracer_pid={tracer_pid} tracer_tgid={tracer_tgid}"
             ),
             EventData::Comm { process_pid, process_tgid, comm } => {
-                write!(f, " process_pid={process_pid} process_tgid={process_tgid} comm={:?}", comm_str(&comm))
+                let name = &comm[..comm.iter().position(|&b| b == 0).unwrap_or(comm.len())];
+                write!(f, " process_pid={process_pid} process_tgid={process_tgid} comm=\"{}\"", Escaped(name))
             }
             EventData::Coredump { process_pid, process_tgid, parent_pid, parent_tgid } => write!(
                 f,
@@ -162,6 +202,40 @@ mod tests {
         assert!(s.contains("nlmsghdr len=76 type=DONE(3)"), "{s}");
         assert!(s.contains("cn_msg id=1.1 (cn_proc) seq=1387142 ack=1432778633 len=40"), "{s}");
         assert!(s.contains("ack cpu=1 timestamp_ns=1596913656738 err=0"), "{s}");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        let cases: [(&[u8], &str); 9] = [
+            (b"plain text \xc3\xa9 \xe2\x9c\x93", "plain text \u{e9} \u{2713}"),
+            (b"\x1b[31mred", r"\x1b[31mred"),
+            (b"a\rb\x07c\x7f\x00", r"a\x0db\x07c\x7f\x00"),
+            (b"\x9b2J", r"\x9b2J"),
+            ("\u{9b}2J".as_bytes(), r"\x9b2J"),
+            (b"tab\there\n", r"tab\x09here\x0a"),
+            (b"back\\slash", r"back\\slash"),
+            ("a\u{202e}b\u{2028}".as_bytes(), r"a\u{202e}b\u{2028}"),
+            (b"caf\xc3", r"caf\xc3"),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(Escaped(bytes).to_string(), want, "{bytes:?}");
+        }
+        assert_eq!(format!("[{:<6}]", Escaped(b"a\x1b")), r"[a\x1b ]", "padding applies to the escaped text");
+        let all: Vec<u8> = (0..=255).collect();
+        assert!(Escaped(&all).to_string().chars().all(|c| !c.is_control()));
+    }
+
+    #[test]
+    fn a_hostile_comm_is_printed_escaped() {
+        let mut comm = [0u8; 16];
+        comm[..11].copy_from_slice(b"\x1b]52;c;\x07\r\x7f\x9b");
+        let ev = ProcEvent { cpu: 0, timestamp_ns: 1, data: EventData::Comm { process_pid: 5, process_tgid: 5, comm } };
+        let mut data = [0u8; 40];
+        ev.emit(&mut data).unwrap();
+        let hdr = crate::wire::CnMsgHdr { id: CbId::PROC, ..Default::default() };
+        let s = Pretty(&crate::wire::datagram(hdr, &data, 0).unwrap()).to_string();
+        assert!(s.contains(r#"comm="\x1b]52;c;\x07\x0d\x7f\x9b""#), "{s}");
+        assert!(!s.bytes().any(|b| b.is_ascii_control() && b != b'\n' || b >= 0x80), "{s:?}");
     }
 
     #[test]

@@ -1,0 +1,70 @@
+//! The service side of a daemon's main loop: the metrics endpoint, readiness, the watchdog, and a periodic
+//! report (the `STATUS=` line and the metrics).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::http::MetricsServer;
+use super::metrics::Metrics;
+use super::notify::Notifier;
+
+/// How often the status line and the metrics are refreshed.
+pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// Notifications and metrics of one daemon.
+#[derive(Debug)]
+pub(crate) struct Daemon {
+    notifier: Notifier,
+    server: Option<MetricsServer>,
+    last_report: Option<Instant>,
+}
+
+impl Daemon {
+    /// Starts the metrics endpoint at `metrics` (when given) serving what `register` adds, and reads the
+    /// service manager's environment. Fails when the endpoint cannot listen, before the daemon starts work.
+    pub(crate) fn start<M>(
+        metrics: Option<SocketAddr>,
+        register: impl FnOnce(&mut Metrics) -> M,
+    ) -> anyhow::Result<(Daemon, Option<M>)> {
+        let (server, handles) = match metrics {
+            Some(addr) => {
+                let mut m = Metrics::new();
+                let handles = register(&mut m);
+                let server = MetricsServer::start(addr, m.into_registry())?;
+                eprintln!("cnlink: metrics at http://{}/metrics", server.addr());
+                (Some(server), Some(handles))
+            }
+            None => (None, None),
+        };
+        Ok((Daemon { notifier: Notifier::from_env(), server, last_report: None }, handles))
+    }
+
+    /// `READY=1`.
+    pub(crate) fn ready(&mut self) {
+        self.notifier.ready();
+    }
+
+    /// From the main loop: sends `WATCHDOG=1` when due; true when a report is due (every [`REPORT_EVERY`],
+    /// and only when someone reads it).
+    pub(crate) fn tick(&mut self, now: Instant) -> bool {
+        self.notifier.watchdog(now);
+        if !self.notifier.enabled() && self.server.is_none() {
+            return false;
+        }
+        if self.last_report.is_some_and(|t| now.saturating_duration_since(t) < REPORT_EVERY) {
+            return false;
+        }
+        self.last_report = Some(now);
+        true
+    }
+
+    /// `STATUS=...`.
+    pub(crate) fn status(&mut self, line: &str) {
+        self.notifier.status(line);
+    }
+
+    /// `STOPPING=1`.
+    pub(crate) fn stopping(&mut self) {
+        self.notifier.stopping();
+    }
+}

@@ -1,0 +1,78 @@
+//! What each daemon reports: its `STATUS=` line and its metrics, from its own counters.
+
+use super::daemon::Daemon;
+use super::metrics::{BusMetrics, ProcCounters, ProcMetrics};
+use crate::monitor::dispatch::Monitor;
+use crate::monitor::pipeline::Pipeline;
+use crate::monitor::stats::KINDS;
+
+/// `cnlink proc`: the monitor's counters to the metrics and the status line.
+pub(crate) fn proc(daemon: &mut Daemon, metrics: Option<&ProcMetrics>, mon: &Monitor, pipe: &Pipeline) {
+    let s = &mon.stats;
+    let by_cpu: Vec<(u32, u64)> = s.lost_by_cpu.iter().map(|(&c, &n)| (c, n)).collect();
+    let c = ProcCounters {
+        received: &s.received,
+        shown: &s.shown,
+        kinds: &KINDS,
+        lost_seq_gap: s.lost_seq,
+        lost_socket_drops: s.lost_drops,
+        lost_queue: s.lost_queue,
+        lost_by_cpu: &by_cpu,
+        overruns: s.overruns,
+        queue_depth: pipe.queued() as u64,
+        process_table: mon.cache.len() as u64,
+    };
+    if let Some(m) = metrics {
+        m.update(&c);
+    }
+    daemon.status(&proc_status(&c));
+}
+
+fn proc_status(c: &ProcCounters<'_>) -> String {
+    let received: u64 = c.received.iter().sum();
+    let shown: u64 = c.shown.iter().sum();
+    let lost = c.lost_seq_gap + c.lost_socket_drops + c.lost_queue;
+    format!(
+        "events: {received} received, {shown} shown, {lost} lost ({} overruns); queue {}; {} processes",
+        c.overruns, c.queue_depth, c.process_table
+    )
+}
+
+/// `cnlink bus`: the core's counters to the metrics and the status line.
+pub(crate) fn bus(daemon: &mut Daemon, metrics: Option<&BusMetrics>, stats: &cnlink_bus::Stats) {
+    if let Some(m) = metrics {
+        m.update(stats);
+    }
+    daemon.status(&format!(
+        "{} ids, {} clients, {} users; {} datagrams, {} denied, {} over limits, {} dropped",
+        stats.ids,
+        stats.clients,
+        stats.users,
+        stats.received,
+        stats.denied,
+        stats.over_limit,
+        stats.dropped_local + stats.dropped_full
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines() {
+        let c = ProcCounters {
+            received: &[3, 4],
+            shown: &[1, 1],
+            kinds: &["fork", "exec"],
+            lost_seq_gap: 2,
+            lost_socket_drops: 0,
+            lost_queue: 1,
+            lost_by_cpu: &[],
+            overruns: 1,
+            queue_depth: 5,
+            process_table: 9,
+        };
+        assert_eq!(proc_status(&c), "events: 7 received, 2 shown, 3 lost (1 overruns); queue 5; 9 processes");
+    }
+}
