@@ -99,7 +99,7 @@ fn listen(c: &mut Connector, a: &ListenArgs, stop: &AtomicBool) -> anyhow::Resul
         }
         let wait = left.unwrap_or(Duration::from_millis(200)).min(Duration::from_millis(200));
         match c.recv(Some(wait)).context("receiving")? {
-            Some(ClientItem::Message(msg)) if a.id.map_or(true, |id| id == msg.hdr.id) => {
+            Some(ClientItem::Message(msg)) if a.id.is_none_or(|id| id == msg.hdr.id) => {
                 shown += 1;
                 printer.message(&mut out, &msg)?;
             }
