@@ -232,3 +232,132 @@ fn a_full_spool_disk_is_counted_never_a_crash_and_writing_resumes() {
 fn config_for(url: &str) -> PublishConfig {
     config(url)
 }
+
+#[test]
+fn user_and_password_wrong_is_a_clear_error_right_works() {
+    let Some(binary) = server_binary() else { return };
+    let tmp = TempDir::new("userpass");
+    let server = NatsServer::start(
+        &binary,
+        &tmp.path().join("store"),
+        &["--user".into(), "ship".into(), "--pass".into(), "pw".into()],
+    );
+    let mut sink = open_sink(&tmp.path().join("spool"));
+    submit(&mut sink, 0, 50);
+    let mut wrong = config(&server.url());
+    wrong.connect.auth = Auth::UserPassword { user: "ship".into(), password: "nope".into() };
+    let publisher = Publisher::start(sink.handle(), wrong).unwrap();
+    let error = publisher.wait_ready(Duration::from_secs(10)).unwrap_err();
+    assert!(error.to_lowercase().contains("authorization"), "{error}");
+    publisher.stop();
+    let mut right = config(&server.url());
+    right.connect.auth = Auth::UserPassword { user: "ship".into(), password: "pw".into() };
+    let publisher = Publisher::start(sink.handle(), right).unwrap();
+    publisher.wait_ready(Duration::from_secs(10)).unwrap();
+    assert!(publisher.drain(Duration::from_secs(30)));
+}
+
+/// Makes a CA, a server certificate for 127.0.0.1 and a client certificate with `openssl`.
+fn make_certs(dir: &Path) -> bool {
+    let run =
+        |args: &[&str]| Command::new("openssl").current_dir(dir).args(args).output().is_ok_and(|o| o.status.success());
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    let key = |name: &str, cn: &str| {
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={cn}"),
+        ])
+    };
+    let sign = |name: &str| {
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "1",
+            "-extfile",
+            &format!("{name}.ext"),
+        ])
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=cnlink test CA",
+    ]) && key("server", "127.0.0.1")
+        && sign("server")
+        && key("client", "cnlink-client")
+        && sign("client")
+}
+
+#[test]
+fn tls_with_a_private_ca_and_a_client_certificate() {
+    let Some(binary) = server_binary() else { return };
+    let tmp = TempDir::new("tls");
+    if !make_certs(tmp.path()) {
+        let why = "openssl could not make test certificates: the TLS test did not run";
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+        eprintln!("SKIP: {why}");
+        return;
+    }
+    let file = |name: &str| tmp.path().join(name);
+    let server = NatsServer::start(
+        &binary,
+        &tmp.path().join("store"),
+        &[
+            "--tlsverify".into(),
+            "--tlscert".into(),
+            file("server.pem").display().to_string(),
+            "--tlskey".into(),
+            file("server.key").display().to_string(),
+            "--tlscacert".into(),
+            file("ca.pem").display().to_string(),
+        ],
+    );
+    let url = format!("tls://127.0.0.1:{}", server.port);
+    let mut sink = open_sink(&tmp.path().join("spool"));
+    submit(&mut sink, 0, 50);
+
+    // Without the client certificate the server refuses: a clear error, and the records stay spooled.
+    let mut no_client_cert = config(&url);
+    no_client_cert.connect.tls.ca = Some(file("ca.pem"));
+    let publisher = Publisher::start(sink.handle(), no_client_cert).unwrap();
+    let error = publisher.wait_ready(Duration::from_secs(10)).unwrap_err();
+    assert!(error.contains("cannot connect to") && error.contains(&url), "{error}");
+    publisher.stop();
+    assert_eq!(sink.stats().lag_records, 50);
+
+    let mut tls = config(&url);
+    tls.connect.tls.ca = Some(file("ca.pem"));
+    tls.connect.tls.client_cert = Some((file("client.pem"), file("client.key")));
+    let publisher = Publisher::start(sink.handle(), tls).unwrap();
+    publisher.wait_ready(Duration::from_secs(10)).unwrap();
+    assert!(publisher.drain(Duration::from_secs(30)), "{:?}", publisher.status());
+    publisher.stop();
+}
