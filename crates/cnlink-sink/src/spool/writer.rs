@@ -134,7 +134,11 @@ pub fn open(options: &SpoolOptions, identity: Identity) -> Result<(SpoolWriter, 
         }),
         waker: Mutex::new(None),
     });
-    shared.persist()?;
+    // A state that cannot be written now (a full disk) stays dirty and is written by a later flush.
+    if shared.persist().is_err() && !doomed.is_empty() {
+        // Keep the acknowledged segments until the cursor that makes them so is on disk.
+        doomed.clear();
+    }
     shared.remove_files(doomed);
     let writer = SpoolWriter {
         shared: shared.clone(),
@@ -149,7 +153,7 @@ pub fn open(options: &SpoolOptions, identity: Identity) -> Result<(SpoolWriter, 
         next_seq,
         last_sync: Instant::now(),
         unsynced: false,
-        state_pending: false,
+        state_pending: shared.lock().state_dirty,
     };
     Ok((writer, SpoolHandle { shared }, recovery))
 }
@@ -340,7 +344,6 @@ impl SpoolWriter {
         let written = self.buf.len() as u64;
         self.buf.clear();
         self.buf_records = 0;
-        self.sync_if_due(false)?;
         let over_limit = {
             let mut inner = self.shared.lock();
             inner.committed_seq = last_seq;
@@ -356,7 +359,15 @@ impl SpoolWriter {
         if over_limit {
             self.evict();
         }
-        self.persist_if_pending()
+        // The records are readable whatever the sync says; a failed sync is reported (and counted).
+        let synced = self.sync_if_due(false);
+        if let Err(error) = &synced {
+            let mut inner = self.shared.lock();
+            inner.write_errors += 1;
+            inner.last_error = Some(error.to_string());
+        }
+        let persisted = self.persist_if_pending();
+        synced.and(persisted)
     }
 
     /// Writes the state after this writer changed loss counters (the publisher writes the cursor itself).
