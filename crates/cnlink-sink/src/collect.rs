@@ -73,6 +73,8 @@ pub struct Collected<'a> {
     pub kind: CollectedKind,
     /// The JSON payload as published.
     pub payload: &'a [u8],
+    /// The message's headers (`Nats-Msg-Id`, `Cnlink-Host`, ...), sorted by name.
+    pub headers: Vec<(String, String)>,
 }
 
 /// Counters of a collection run.
@@ -130,6 +132,7 @@ pub fn parse_message<'a>(stream_seq: u64, subject: &'a str, payload: &'a [u8]) -
         sink_seq: ids.sink_seq,
         kind,
         payload,
+        headers: Vec::new(),
     })
 }
 
@@ -207,7 +210,16 @@ async fn session<E: std::fmt::Display>(
             stats.received += 1;
             let stream_seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
             match parse_message(stream_seq, message.subject.as_str(), &message.payload) {
-                Ok(collected) => {
+                Ok(mut collected) => {
+                    if let Some(headers) = &message.headers {
+                        collected.headers = headers
+                            .iter()
+                            .flat_map(|(name, values)| {
+                                values.iter().map(move |v| (name.to_string(), v.as_str().to_owned()))
+                            })
+                            .collect();
+                        collected.headers.sort();
+                    }
                     on_message(&collected).map_err(|e| CollectError::Callback(e.to_string()))?;
                     match collected.kind {
                         CollectedKind::Event(_) => stats.events += 1,

@@ -260,6 +260,15 @@ pub fn collect_all(servers: &str, stream: &str, limit: Duration) -> Collection {
     let stats = collect::collect(&config, &stop, |message| -> Result<(), String> {
         match &message.kind {
             CollectedKind::Event(_) => {
+                let id = format!("{}:{}:{}", message.host_id, message.boot_id, message.sink_seq);
+                let has = |name: &str, value: &str| message.headers.iter().any(|(n, v)| n == name && v == value);
+                let subject = format!("cnlink.{}.proc.exec", cnlink_sink::subject_token(&message.host_id));
+                if message.subject != subject {
+                    return Err(format!("subject {} of {id}, expected {subject}", message.subject));
+                }
+                if !has("Nats-Msg-Id", &id) || !has("Cnlink-Schema", "cnlink-proc/1") {
+                    return Err(format!("headers of {id}: {:?}", message.headers));
+                }
                 let value: serde_json::Value = serde_json::from_slice(message.payload).map_err(|e| e.to_string())?;
                 let n = value["n"].as_u64().unwrap_or(u64::MAX);
                 found.events.push((message.stream_seq, message.sink_seq, n));
