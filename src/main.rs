@@ -14,7 +14,6 @@ mod config;
 mod monitor;
 mod service;
 mod sys;
-mod text;
 
 /// Linux kernel connector tools.
 #[derive(Debug, Parser)]

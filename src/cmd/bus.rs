@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use cnlink::wire::{CbId, CnMsgHdr};
+use cnlink::wire::CbId;
 use cnlink::{ClientItem, OwnedMsg};
 use cnlink_bus::wire::{CtlMsg, NotifyRange};
 use cnlink_bus::{Bus, BusClient, BusOptions, ClientError, Config, Policy, DEFAULT_PORT};
@@ -18,7 +18,7 @@ use super::{parse_duration, Format};
 use crate::service::daemon::Daemon;
 use crate::service::metrics::Metrics;
 use crate::service::{reports, ServiceArgs};
-use crate::text::Escaped;
+use cnlink::wire::Escaped;
 
 /// Parses a port id: decimal or 0x hex.
 fn parse_port(s: &str) -> Result<u32, String> {
@@ -253,14 +253,14 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
         Format::Text if a.long => {
             writeln!(out, "{:<15} {:<23} {:>10} {:>10} {:>6}", "Name", "ID", "group", "port", "uid")?;
             for e in entries {
-                let (name, id) = (Escaped::str(&e.name), format!("{}:{}", e.id.idx, e.id.val));
+                let (name, id) = (Escaped(e.name.as_bytes()), format!("{}:{}", e.id.idx, e.id.val));
                 writeln!(out, "{name:<15} {id:<23} {:>10} {:>10} {:>6}", e.group, e.port, e.uid)?;
             }
         }
         Format::Text => {
             writeln!(out, "Name            ID")?;
             for e in entries {
-                writeln!(out, "{:<15} {}:{}", Escaped::str(&e.name), e.id.idx, e.id.val)?;
+                writeln!(out, "{:<15} {}:{}", Escaped(e.name.as_bytes()), e.id.idx, e.id.val)?;
             }
         }
     }
@@ -371,9 +371,9 @@ fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
     stop.store(true, Ordering::Relaxed);
     let (mut agent, served) = agent.join().map_err(|_| anyhow::anyhow!("the agent thread panicked"))?;
     served?;
-    // The owner sends on its id with group 0: the bus looks up group idx, as cn_test's timer does.
+    // The owner sends on its id with group 0 (the SEND op): the bus looks up group idx, as cn_test's timer does.
     subscriber.join(id.idx)?;
-    agent.send_raw(CnMsgHdr { id, seq: 1, ack: 0, ..Default::default() }, b"counter = 1\0")?;
+    agent.send_group(0, id, b"counter = 1\0")?;
     let got = next_message("test", &mut subscriber, wait)?;
     r.check(
         got.is_some_and(|m| m.hdr.id == id && m.data == b"counter = 1\0"),

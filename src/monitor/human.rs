@@ -10,7 +10,7 @@ use cnlink::wire::{EventData, ExitStatus};
 use super::enrich::ProcInfo;
 use super::json::{Extra, LostCause};
 use super::procfs;
-use crate::text::{escape_into, Escaped};
+use cnlink::wire::{escape_into, Escaped};
 
 /// How to name a process.
 #[derive(Debug, Clone, Copy, Default)]
@@ -150,7 +150,7 @@ impl Human {
         let _ = write!(out, "{info_col:<7} {dur:>8} ");
         if self.cols.cgroup {
             let cg = info.map_or("", |i| &i.cgroup);
-            let _ = write!(out, "{:<24} ", Escaped::str(cg));
+            let _ = write!(out, "{:<24} ", Escaped(cg.as_bytes()));
         }
         self.name(out, info);
         let _ = writeln!(out, "{suffix}");
@@ -224,7 +224,7 @@ impl Human {
                 // The raw bytes, escaped: a comm need not be UTF-8.
                 let new = comm.split(|&b| b == 0).next().unwrap_or_default();
                 let old = x.old_comm.unwrap_or("?");
-                let suffix = format!(" (comm {} -> {})", Escaped::str(old), Escaped(new));
+                let suffix = format!(" (comm {} -> {})", Escaped(old.as_bytes()), Escaped(new));
                 self.tail(out, "", None, info, &suffix);
             }
             EventData::Ptrace { process_pid, tracer_tgid, .. } => {

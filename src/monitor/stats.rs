@@ -9,7 +9,7 @@ use cnlink::wire::EventData;
 
 use super::json::JsonWriter;
 use crate::sys::cpu_time;
-use crate::text::Escaped;
+use cnlink::wire::Escaped;
 
 /// Column names, in order.
 pub(crate) const KINDS: [&str; 11] =
@@ -132,7 +132,7 @@ impl Summary<'_> {
                 for &k in &used {
                     write!(out, "{:>9} ", row[k])?;
                 }
-                writeln!(out, "{total:>9} {}", Escaped::str(name))?;
+                writeln!(out, "{total:>9} {}", Escaped(name.as_bytes()))?;
             }
             let other: u64 = s.other_names.iter().sum();
             if other > 0 {

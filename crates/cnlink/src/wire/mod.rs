@@ -12,7 +12,7 @@
 //!    └ zero padding to a multiple of 4
 //! ```
 
-mod bytes;
+pub mod bytes;
 pub mod cn_msg;
 mod error;
 pub mod exit_status;
@@ -29,7 +29,7 @@ pub use error::WireError;
 pub use exit_status::ExitStatus;
 pub use ids::{group_mask, CbId};
 pub use netlink::{NlAddr, NlKind, NlMessages, NlMsg, NlMsgHdr};
-pub use pretty::{Escaped, Pretty};
+pub use pretty::{escape_into, Escaped, Pretty};
 pub use proc_event::{comm_str, EventData, Pid, ProcEvent};
 pub use proc_input::{EventMask, McastOp, ProcInput};
 

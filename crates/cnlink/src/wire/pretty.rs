@@ -110,24 +110,51 @@ pub struct Escaped<'a>(pub &'a [u8]);
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = String::with_capacity(self.0.len());
-        for chunk in self.0.utf8_chunks() {
-            for c in chunk.valid().chars() {
-                match c {
-                    '\\' => out.push_str(r"\\"),
-                    '\0'..='\x1f' | '\x7f'..='\u{9f}' => write!(out, "\\x{:02x}", c as u32)?,
-                    '\u{200e}'
+        let mut out = Vec::with_capacity(self.0.len());
+        escape_into(&mut out, self.0);
+        // Escaping leaves only valid UTF-8.
+        f.pad(core::str::from_utf8(&out).map_err(|_| fmt::Error)?)
+    }
+}
+
+/// Appends `bytes` to `out` escaped as [`Escaped`] displays them, with no buffer of its own: for writers that
+/// format many names per second.
+pub fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let hex = |out: &mut Vec<u8>, b: u8| {
+        out.extend_from_slice(&[b'\\', b'x', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
+    };
+    for chunk in bytes.utf8_chunks() {
+        let valid = chunk.valid();
+        let mut start = 0;
+        for (i, c) in valid.char_indices() {
+            let plain = !matches!(
+                c,
+                '\\'
+                    | '\0'..='\x1f'
+                    | '\x7f'..='\u{9f}'
+                    | '\u{200e}'
                     | '\u{200f}'
                     | '\u{202a}'..='\u{202e}'
                     | '\u{2066}'..='\u{2069}'
                     | '\u{2028}'
-                    | '\u{2029}' => write!(out, "\\u{{{:04x}}}", c as u32)?,
-                    c => out.push(c),
-                }
+                    | '\u{2029}'
+            );
+            if plain {
+                continue;
             }
-            chunk.invalid().iter().try_for_each(|b| write!(out, "\\x{b:02x}"))?;
+            out.extend_from_slice(&valid.as_bytes()[start..i]);
+            start = i + c.len_utf8();
+            match c {
+                '\\' => out.extend_from_slice(b"\\\\"),
+                c if (c as u32) < 0x100 => hex(out, c as u32 as u8),
+                c => out.extend_from_slice(format!("\\u{{{:04x}}}", c as u32).as_bytes()),
+            }
         }
-        f.pad(&out)
+        out.extend_from_slice(&valid.as_bytes()[start..]);
+        for &b in chunk.invalid() {
+            hex(out, b);
+        }
     }
 }
 
@@ -243,5 +270,53 @@ mod tests {
         let s = Pretty(&[0xff; 20]).to_string();
         assert!(s.starts_with("malformed netlink message at offset 0"), "{s}");
         assert!(s.contains("0000: ff ff"), "{s}");
+    }
+
+    mod escaping {
+        use super::super::*;
+
+        fn esc(b: &[u8]) -> String {
+            let mut v = Vec::new();
+            escape_into(&mut v, b);
+            String::from_utf8(v).expect("escaped text is UTF-8")
+        }
+
+        #[test]
+        fn controls_are_escaped() {
+            assert_eq!(esc(b"\x1b]0;title\x07\rfake"), "\\x1b]0;title\\x07\\x0dfake");
+            assert_eq!(esc(b"a\tb\nc\x7f\x00"), "a\\x09b\\x0ac\\x7f\\x00");
+            assert_eq!(esc(b"back\\slash"), "back\\\\slash");
+        }
+
+        #[test]
+        fn c1_controls_in_utf8_and_raw_bytes_are_escaped() {
+            assert_eq!(esc("x\u{9b}31m".as_bytes()), "x\\x9b31m");
+            assert_eq!(esc(b"x\x9b31m"), "x\\x9b31m");
+            assert_eq!(esc(b"\xff\xfe"), "\\xff\\xfe");
+            assert_eq!(esc(b"caf\xc3"), "caf\\xc3");
+        }
+
+        #[test]
+        fn printable_text_is_kept() {
+            assert_eq!(esc("héllo wörld ✓ /usr/bin/ls -l".as_bytes()), "héllo wörld ✓ /usr/bin/ls -l");
+            assert_eq!(esc(b""), "");
+        }
+
+        #[test]
+        fn reordering_controls_are_escaped() {
+            assert_eq!(esc("a\u{202e}b\u{2028}c".as_bytes()), "a\\u{202e}b\\u{2028}c");
+        }
+
+        #[test]
+        fn display_pads_the_escaped_text() {
+            assert_eq!(format!("[{:<6}]", Escaped(b"a\x1b")), "[a\\x1b ]");
+        }
+
+        #[test]
+        fn every_escaped_output_is_free_of_controls() {
+            let all: Vec<u8> = (0..=255u8).collect();
+            let out = esc(&all);
+            assert!(out.chars().all(|c| !c.is_control()), "{out:?}");
+        }
     }
 }

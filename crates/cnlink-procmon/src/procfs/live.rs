@@ -1,0 +1,244 @@
+//! [`LiveProc`]: observations read from the live `/proc`.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustix::fs::{Mode, OFlags};
+
+use super::parse::{parse_cmdline, parse_exe, parse_ns_link, parse_stat, parse_status};
+use super::{CgroupFile, EnrichStatus, Limits, Observation, PathRead, ProcSource, Snapshot, Wants};
+
+/// Reads `/proc` (or another procfs mount) with one reusable buffer.
+#[derive(Debug)]
+pub struct LiveProc {
+    root: String,
+    limits: Limits,
+    buf: Vec<u8>,
+    /// Observations whose first `stat` failed (the process was gone).
+    pub gone: u64,
+}
+
+impl Default for LiveProc {
+    fn default() -> Self {
+        LiveProc::new(Limits::default())
+    }
+}
+
+/// Nanoseconds of a clock.
+fn clock_ns(id: rustix::time::ClockId) -> u64 {
+    let t = rustix::time::clock_gettime(id);
+    (t.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(t.tv_nsec as u64)
+}
+
+/// `CLOCK_BOOTTIME - CLOCK_MONOTONIC` now, in ns.
+pub(crate) fn boot_offset_ns() -> u64 {
+    let mono = clock_ns(rustix::time::ClockId::Monotonic);
+    let boot = clock_ns(rustix::time::ClockId::Boottime);
+    boot.saturating_sub(mono)
+}
+
+impl LiveProc {
+    /// A reader of `/proc` with these bounds.
+    pub fn new(limits: Limits) -> LiveProc {
+        LiveProc::with_root("/proc", limits)
+    }
+
+    /// A reader of a procfs mounted at `root`.
+    pub fn with_root(root: &str, limits: Limits) -> LiveProc {
+        LiveProc { root: root.trim_end_matches('/').to_owned(), limits, buf: Vec::with_capacity(4096), gone: 0 }
+    }
+
+    /// The bounds in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// `sysconf(_SC_CLK_TCK)`.
+    pub fn ticks_per_second() -> u64 {
+        rustix::param::clock_ticks_per_second().max(1)
+    }
+
+    /// Reads `file` under `dir` into `self.buf`, at most `limit + 1` bytes; returns whether it was cut.
+    fn read_at(&mut self, dir: &OwnedFd, file: &str, limit: usize) -> io::Result<bool> {
+        let fd = rustix::fs::openat(dir.as_fd(), file, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+        self.fill(File::from(fd), limit)
+    }
+
+    fn fill(&mut self, f: File, limit: usize) -> io::Result<bool> {
+        self.buf.clear();
+        f.take(limit as u64 + 1).read_to_end(&mut self.buf)?;
+        let cut = self.buf.len() > limit;
+        self.buf.truncate(limit);
+        Ok(cut)
+    }
+
+    fn link_at(dir: &OwnedFd, file: &str) -> io::Result<Vec<u8>> {
+        Ok(rustix::fs::readlinkat(dir.as_fd(), file, Vec::new())?.into_bytes())
+    }
+
+    /// The start time and name in `/proc/PID/stat`, looked up afresh by path (not through the directory
+    /// handle).
+    fn stat_now(&mut self, pid: i32) -> Option<(u64, Vec<u8>)> {
+        let f = File::open(format!("{}/{pid}/stat", self.root)).ok()?;
+        self.fill(f, self.limits.file_bytes).ok()?;
+        parse_stat(&self.buf).map(|s| (s.start_ticks, s.name))
+    }
+
+    /// Reads `pid`; once more if it exec'd meanwhile (its name changed), so that the program's fields are one
+    /// program's.
+    fn read(&mut self, pid: i32, wants: Wants) -> Observation {
+        let (obs, changed) = self.read_once(pid, wants);
+        if changed {
+            return self.read_once(pid, wants).0;
+        }
+        obs
+    }
+
+    fn read_once(&mut self, pid: i32, wants: Wants) -> (Observation, bool) {
+        let boot_offset_ns = boot_offset_ns();
+        let mut obs = Observation::gone(pid, boot_offset_ns);
+        if pid <= 0 {
+            return (obs, false);
+        }
+        let dir = match rustix::fs::open(
+            format!("{}/{pid}", self.root).as_str(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(d) => d,
+            Err(_) => return (obs, false),
+        };
+        let limits = self.limits;
+        let stat = match self.read_at(&dir, "stat", limits.file_bytes) {
+            Ok(_) => parse_stat(&self.buf),
+            Err(_) => None,
+        };
+        let Some(stat) = stat else { return (obs, false) };
+        let kthread = stat.kthread();
+        let first_start = stat.start_ticks;
+        obs.stat = Some(stat);
+        let mut missing = false;
+        if wants.program && !kthread {
+            match self.read_at(&dir, "cmdline", limits.argv_bytes) {
+                Ok(cut) => obs.argv = Some(parse_cmdline(&self.buf, limits.argv_count, limits.argv_bytes, cut)),
+                Err(_) => missing = true,
+            }
+            match Self::link_at(&dir, "exe") {
+                Ok(link) => obs.exe = Some(parse_exe(&link, limits.path_bytes)),
+                Err(_) => missing = true,
+            }
+        }
+        if wants.cwd && !kthread {
+            match Self::link_at(&dir, "cwd") {
+                Ok(mut p) => {
+                    let truncated = p.len() > limits.path_bytes;
+                    p.truncate(limits.path_bytes);
+                    obs.cwd = Some(PathRead { path: p, truncated });
+                }
+                Err(_) => missing = true,
+            }
+        }
+        if wants.status {
+            match self.read_at(&dir, "status", limits.file_bytes) {
+                Ok(_) => match parse_status(&self.buf) {
+                    Some(s) => obs.status_fields = Some(s),
+                    None => missing = true,
+                },
+                Err(_) => missing = true,
+            }
+        }
+        if wants.cgroup {
+            match self.read_at(&dir, "cgroup", limits.file_bytes) {
+                Ok(truncated) => obs.cgroup = Some(CgroupFile { bytes: self.buf.clone(), truncated }),
+                Err(_) => missing = true,
+            }
+        }
+        if wants.namespaces {
+            obs.pid_ns = Self::link_at(&dir, "ns/pid").ok().and_then(|l| parse_ns_link(&l));
+            obs.mnt_ns = Self::link_at(&dir, "ns/mnt").ok().and_then(|l| parse_ns_link(&l));
+            missing |= obs.pid_ns.is_none() || obs.mnt_ns.is_none();
+        }
+        let now = self.stat_now(pid);
+        let renamed = match (&now, &obs.stat) {
+            (Some((t, name)), Some(s)) => *t == first_start && *name != s.name,
+            _ => false,
+        };
+        obs.status = match (now.map(|(t, _)| t), missing) {
+            (Some(t), _) if t != first_start => EnrichStatus::PidReused,
+            (Some(_), true) => EnrichStatus::Partial,
+            (None, true) => EnrichStatus::Gone,
+            (_, false) => EnrichStatus::Ok,
+        };
+        (obs, renamed)
+    }
+}
+
+impl ProcSource for LiveProc {
+    fn observe(&mut self, pid: i32, wants: Wants) -> Observation {
+        let obs = self.read(pid, wants);
+        if obs.stat.is_none() {
+            self.gone += 1;
+        }
+        obs
+    }
+
+    fn exists(&mut self, pid: i32) -> bool {
+        pid > 0 && std::fs::metadata(format!("{}/{pid}", self.root)).is_ok()
+    }
+
+    fn snapshot(&mut self, wants: Wants) -> Snapshot {
+        let mut pids: Vec<i32> = match std::fs::read_dir(&self.root) {
+            Ok(dir) => dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect(),
+            Err(_) => Vec::new(),
+        };
+        pids.sort_unstable();
+        let processes = pids.into_iter().map(|pid| self.read(pid, wants)).filter(|o| o.stat.is_some()).collect();
+        Snapshot { ticks_per_second: Self::ticks_per_second(), processes }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let mut r = LiveProc::default();
+        let me = std::process::id() as i32;
+        let o = r.observe(me, Wants::ALL);
+        assert_eq!(o.status, EnrichStatus::Ok, "{o:?}");
+        let stat = o.stat.as_ref().unwrap();
+        assert_eq!(stat.pid, me);
+        assert_eq!(stat.ppid, rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get()));
+        let s = o.status_fields.as_ref().unwrap();
+        assert_eq!(s.ruid, rustix::process::getuid().as_raw());
+        assert_eq!(s.egid, rustix::process::getegid().as_raw());
+        let argv: Vec<Vec<u8>> = o.argv.as_ref().unwrap().args().map(<[u8]>::to_vec).collect();
+        let mine: Vec<Vec<u8>> =
+            std::env::args_os().map(|a| std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str()).to_vec()).collect();
+        assert_eq!(argv, mine);
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        assert_eq!(o.exe.as_ref().unwrap().path, std::os::unix::ffi::OsStrExt::as_bytes(exe.as_os_str()));
+        assert!(o.pid_ns.is_some() && o.mnt_ns.is_some());
+        assert!(o.cgroup.is_some());
+    }
+
+    #[test]
+    fn missing_processes_are_gone() {
+        let mut r = LiveProc::default();
+        assert_eq!(r.observe(-5, Wants::ALL).status, EnrichStatus::Gone);
+        assert_eq!(r.observe(i32::MAX, Wants::ALL).status, EnrichStatus::Gone);
+        assert!(!r.exists(i32::MAX));
+        assert!(r.exists(1));
+    }
+
+    #[test]
+    fn bounds_cut_and_flag() {
+        let mut r = LiveProc::new(Limits { argv_bytes: 4, ..Limits::default() });
+        let o = r.observe(std::process::id() as i32, Wants::ALL);
+        let argv = o.argv.unwrap();
+        assert!(argv.truncated && argv.bytes.len() <= 4);
+        assert!(o.stat.is_some());
+    }
+}
