@@ -475,7 +475,7 @@ impl BusHandle {
 
     /// Whether the run loop has ended (after a stop, or on an IO error that [`BusHandle::stop`] returns).
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().map_or(true, |t| t.is_finished())
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 
     /// Stops the run loop and waits for it; returns its result.
