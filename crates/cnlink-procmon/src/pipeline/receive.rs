@@ -17,8 +17,12 @@ use crate::record::{RecorderEvent, RecorderTx};
 
 /// How long the receive thread waits for the socket before it looks at the stop flag again.
 const POLL: Duration = Duration::from_millis(100);
-/// A drain that brings this many items means a storm: from then on the thread sleeps between drains.
+/// A drain that brings this many items means a storm: the thread sleeps between drains.
 const STORM: usize = 64;
+/// Above this many events a second, the thread sleeps between drains even when a program may be starting.
+const EAGER_MAX_RATE: u64 = 20_000;
+/// The window over which the rate is measured.
+const RATE_WINDOW_NS: u64 = 50_000_000;
 /// A batch this long is handed on at once.
 const HANDOFF: usize = 16 * 1024;
 
@@ -63,6 +67,47 @@ pub(crate) struct ReceiveThread {
     pub(crate) own_pid: Option<i32>,
 }
 
+/// Whether an item may be followed by an exec to read at once: a new process, or an exec (a program that
+/// execs again, as shells and wrappers do).
+fn starts_a_program(item: &ProcItem) -> bool {
+    match item {
+        ProcItem::Event(e) => match e.data {
+            EventData::Fork { child_pid, child_tgid, .. } => child_pid == child_tgid,
+            EventData::Exec { .. } => true,
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Events received per window, for the rate.
+#[derive(Debug, Default)]
+struct Rate {
+    start_ns: u64,
+    count: u64,
+    /// The count of the last complete window.
+    last: u64,
+}
+
+impl Rate {
+    fn add(&mut self, now_ns: u64, n: u64) {
+        if now_ns.saturating_sub(self.start_ns) >= RATE_WINDOW_NS {
+            // A window with nothing in it since the last complete one counts as a quiet one.
+            let windows = now_ns.saturating_sub(self.start_ns) / RATE_WINDOW_NS;
+            self.last = if windows > 1 { 0 } else { self.count };
+            self.start_ns = now_ns;
+            self.count = 0;
+        }
+        self.count += n;
+    }
+
+    /// Whether events come slower than [`EAGER_MAX_RATE`].
+    fn modest(&self) -> bool {
+        let max = EAGER_MAX_RATE * RATE_WINDOW_NS / 1_000_000_000;
+        self.last < max && self.count < max
+    }
+}
+
 /// How a receive ended other than with items.
 enum Stop {
     End,
@@ -72,41 +117,46 @@ enum Stop {
 impl ReceiveThread {
     /// Receives until stopped, the source ends, or receiving fails; the last message queued is always
     /// [`Msg::End`].
+    ///
+    /// After each wake-up, the thread lets events accumulate for `latency` before it drains the socket again
+    /// and hands the batch on (fewer wake-ups), except while it is *eager*: it reads `/proc` itself, events
+    /// come at a modest rate, and the last drain brought a new process or an exec (a program is starting,
+    /// and its exec must be read the moment it comes). Then it wakes for each datagram, and hands the batch on
+    /// once it is `latency` old.
     pub(crate) fn run(mut self) {
         let kernel_filtered = self.source.kernel_filtered();
         let latency_ns = self.latency.as_nanos() as u64;
         let mut batch = self.queue.spare();
         // When the pending batch got its first item.
         let mut first_ns: Option<u64> = None;
-        let mut storm = false;
+        let mut rate = Rate::default();
         loop {
             let stopping = self.stop.load(Ordering::Acquire);
             let before = batch.input.items.len();
-            let losses_before = batch.input.losses.len();
-            let wait = if stopping {
-                Duration::ZERO
-            } else if storm && !self.latency.is_zero() {
-                std::thread::sleep(self.latency);
-                Duration::ZERO
-            } else {
-                match first_ns {
-                    Some(t) => Duration::from_nanos((t + latency_ns).saturating_sub(monotonic_ns())),
-                    None => POLL,
-                }
+            let wait = match (stopping, first_ns) {
+                (true, _) => Duration::ZERO,
+                (false, Some(t)) => Duration::from_nanos((t + latency_ns).saturating_sub(monotonic_ns())),
+                (false, None) => POLL,
             };
-            let mut ended = self.receive(&mut batch, Some(wait)).err();
-            if ended.is_none()
-                && (batch.input.items.len() > before || batch.input.losses.len() > losses_before)
-            {
+            let mut ended = self.receive_and_scan(&mut batch, wait, kernel_filtered).err();
+            let got = batch.input.items.len() - before;
+            let mut due = stopping || ended.is_some() || latency_ns == 0;
+            if got > 0 || !batch.input.losses.is_empty() {
                 first_ns.get_or_insert_with(monotonic_ns);
-                ended = self.scan(&mut batch, before, kernel_filtered).err();
+                rate.add(monotonic_ns(), got as u64);
+                let eager = self.prefetcher.is_some()
+                    && got < STORM
+                    && rate.modest()
+                    && batch.input.items[before..].iter().any(starts_a_program);
+                if !eager && !due {
+                    std::thread::sleep(self.latency);
+                    let more = batch.input.items.len();
+                    ended = self.receive_and_scan(&mut batch, Duration::ZERO, kernel_filtered).err();
+                    rate.add(monotonic_ns(), (batch.input.items.len() - more) as u64);
+                    due = true;
+                }
             }
-            storm = batch.input.items.len() - before >= STORM;
-            let due = stopping
-                || storm
-                || ended.is_some()
-                || latency_ns == 0
-                || batch.input.items.len() >= HANDOFF
+            due |= batch.input.items.len() >= HANDOFF
                 || first_ns.is_some_and(|t| monotonic_ns().saturating_sub(t) >= latency_ns);
             if due && !batch.is_empty() {
                 self.hand_over(&mut batch);
@@ -123,6 +173,17 @@ impl ReceiveThread {
             }
         }
         self.queue.push(Msg::End);
+    }
+
+    /// One receive (waiting at most `wait`), then the scan of what came.
+    fn receive_and_scan(&mut self, batch: &mut Batch, wait: Duration, kernel_filtered: bool) -> Result<(), Stop> {
+        let before = batch.input.items.len();
+        let losses = batch.input.losses.len();
+        self.receive(batch, Some(wait))?;
+        if batch.input.items.len() > before || batch.input.losses.len() > losses {
+            self.scan(batch, before, kernel_filtered)?;
+        }
+        Ok(())
     }
 
     /// One receive into `batch`; the receive time of what came is kept for its losses.
