@@ -28,8 +28,13 @@ pub(crate) const REDRAIN: Duration = Duration::from_millis(1);
 pub struct PrefetchPolicy {
     /// Read at exec at all.
     pub exec: bool,
-    /// Also read a forked child's `stat` at once (its start time, for an entity id that matches the
-    /// snapshot's form even when the child is gone before the consumer gets to it).
+    /// What to read at exec on the receive thread (at most what the table wants); the table reads the rest
+    /// when it handles the exec, and adds it when it is the same process's. By default what names the
+    /// program ([`Wants::PROGRAM`]): few system calls, so that the receive thread is back on the socket soon.
+    pub exec_wants: Wants,
+    /// Also read a forked child's `stat` at once (its start time, for an entity id of the `stat` form even when
+    /// the child is gone before the table gets to it). Off by default: it costs the receive thread a read per
+    /// fork, and a short-lived child keeps a `fork_event` id, as stable as the other.
     pub fork_stat: bool,
     /// Events older than this are left to the consumer.
     pub max_lag: Duration,
@@ -45,7 +50,8 @@ impl Default for PrefetchPolicy {
     fn default() -> Self {
         PrefetchPolicy {
             exec: true,
-            fork_stat: true,
+            exec_wants: Wants::PROGRAM,
+            fork_stat: false,
             max_lag: Duration::from_millis(100),
             share: 0.5,
             burst: Duration::from_millis(20),
@@ -58,6 +64,7 @@ impl PrefetchPolicy {
     /// Never read on the receive thread.
     pub const OFF: PrefetchPolicy = PrefetchPolicy {
         exec: false,
+        exec_wants: Wants::STAT,
         fork_stat: false,
         max_lag: Duration::ZERO,
         share: 0.0,
@@ -179,6 +186,18 @@ impl Prefetcher {
         stats: std::sync::Arc<PrefetchStats>,
     ) -> Prefetcher {
         Prefetcher { source, policy, wants, budget: Budget::new(policy.share, policy.burst), stats }
+    }
+
+    /// What to read at exec: the policy's, within the table's.
+    pub(crate) fn exec_wants(&self) -> Wants {
+        let p = self.policy.exec_wants;
+        Wants {
+            program: p.program && self.wants.program,
+            cwd: p.cwd && self.wants.cwd,
+            status: p.status && self.wants.status,
+            cgroup: p.cgroup && self.wants.cgroup,
+            namespaces: p.namespaces && self.wants.namespaces,
+        }
     }
 
     /// Whether to read for an event of `event_ns` at `now_ns`, with `queued` bytes of observations waiting.

@@ -246,7 +246,7 @@ impl ReceiveThread {
     fn prefetch(&mut self, batch: &mut Batch, i: usize, ev: &cnlink::proc::Event) -> bool {
         let Some(p) = &mut self.prefetcher else { return false };
         let (pid, wants) = match ev.data {
-            EventData::Exec { process_tgid, .. } if p.policy.exec => (process_tgid, p.wants),
+            EventData::Exec { process_tgid, .. } if p.policy.exec => (process_tgid, p.exec_wants()),
             EventData::Fork { child_pid, child_tgid, .. } if p.policy.fork_stat && child_pid == child_tgid => {
                 (child_tgid, Wants::STAT)
             }

@@ -1,7 +1,6 @@
 //! [`LiveProc`]: observations read from the live `/proc`.
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::fs::{Mode, OFlags};
@@ -59,15 +58,28 @@ impl LiveProc {
         rustix::param::clock_ticks_per_second().max(1)
     }
 
-    /// Reads `file` under `dir` into `self.buf`, at most `limit + 1` bytes; returns whether it was cut.
+    /// Reads `file` under `dir` into `self.buf`, at most `limit` bytes kept; returns whether it was cut.
     fn read_at(&mut self, dir: &OwnedFd, file: &str, limit: usize) -> io::Result<bool> {
         let fd = rustix::fs::openat(dir.as_fd(), file, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
-        self.fill(File::from(fd), limit)
+        self.fill(&fd, limit)
     }
 
-    fn fill(&mut self, f: File, limit: usize) -> io::Result<bool> {
+    /// Reads `fd` into `self.buf`: at least `limit + 1` bytes of room, so that one `read` takes the whole file
+    /// (procfs hands these files out whole, and a read that returns less than the room is their end). Keeps
+    /// at most `limit` bytes; returns whether there was more.
+    fn fill(&mut self, fd: &OwnedFd, limit: usize) -> io::Result<bool> {
         self.buf.clear();
-        f.take(limit as u64 + 1).read_to_end(&mut self.buf)?;
+        self.buf.reserve(limit + 1);
+        loop {
+            let room = self.buf.capacity() - self.buf.len();
+            if room == 0 {
+                break;
+            }
+            let n = rustix::io::read(fd, rustix::buffer::spare_capacity(&mut self.buf))?;
+            if n == 0 || n < room || self.buf.len() > limit {
+                break;
+            }
+        }
         let cut = self.buf.len() > limit;
         self.buf.truncate(limit);
         Ok(cut)
@@ -80,8 +92,9 @@ impl LiveProc {
     /// The start time and name in `/proc/PID/stat`, looked up afresh by path (not through the directory
     /// handle).
     fn stat_now(&mut self, pid: i32) -> Option<(u64, Vec<u8>)> {
-        let f = File::open(format!("{}/{pid}/stat", self.root)).ok()?;
-        self.fill(f, self.limits.file_bytes).ok()?;
+        let path = format!("{}/{pid}/stat", self.root);
+        let fd = rustix::fs::open(path.as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+        self.fill(&fd, self.limits.file_bytes).ok()?;
         parse_stat(&self.buf).map(|s| (s.start_ticks, s.name))
     }
 

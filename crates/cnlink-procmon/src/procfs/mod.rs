@@ -70,6 +70,19 @@ impl Wants {
     pub const ALL: Wants = Wants { program: true, cwd: true, status: true, cgroup: true, namespaces: true };
     /// Only `stat` (identity: start time, parent, session).
     pub const STAT: Wants = Wants { program: false, cwd: false, status: false, cgroup: false, namespaces: false };
+    /// `stat`, `cmdline` and `exe`: what names a program, and what an exec changes.
+    pub const PROGRAM: Wants = Wants { program: true, ..Wants::STAT };
+
+    /// What `other` wants beyond these.
+    pub fn beyond(self, other: Wants) -> Wants {
+        Wants {
+            program: other.program && !self.program,
+            cwd: other.cwd && !self.cwd,
+            status: other.status && !self.status,
+            cgroup: other.cgroup && !self.cgroup,
+            namespaces: other.namespaces && !self.namespaces,
+        }
+    }
 
     /// Whether a reading with these wants holds every file `other` wants.
     pub fn covers(self, other: Wants) -> bool {
@@ -263,6 +276,23 @@ impl Observation {
         self.stat.as_ref().map(|s| s.start_ticks)
     }
 
+    /// Adds what a later reading `rest` (of the files this one did not read) says, if it is of the same
+    /// process (the same start time); otherwise those files stay unread and the status says so.
+    pub fn complete_with(&mut self, rest: Observation) {
+        let same = rest.start_ticks().is_some() && rest.start_ticks() == self.start_ticks();
+        if same {
+            self.cwd = self.cwd.take().or(rest.cwd);
+            self.status_fields = self.status_fields.take().or(rest.status_fields);
+            self.cgroup = self.cgroup.take().or(rest.cgroup);
+            self.pid_ns = self.pid_ns.or(rest.pid_ns);
+            self.mnt_ns = self.mnt_ns.or(rest.mnt_ns);
+        }
+        let rest_ok = same && rest.status == EnrichStatus::Ok;
+        if self.status == EnrichStatus::Ok && !rest_ok {
+            self.status = EnrichStatus::Partial;
+        }
+    }
+
     /// Some field was cut at its limit.
     pub fn truncated(&self) -> bool {
         self.argv.as_ref().is_some_and(|a| a.truncated)
@@ -325,7 +355,8 @@ impl ProcSource for NoProc {
 }
 
 /// A source that answers one pid with an observation read earlier (by the receive thread, the moment an exec
-/// arrived) and everything else from `inner`.
+/// arrived) and everything else from `inner`. When the earlier reading holds fewer files than asked for, the
+/// others are read from `inner` now and added if they are the same process's ([`Observation::complete_with`]).
 #[derive(Debug)]
 pub struct Prefetched<'a, S: ?Sized> {
     /// The observation to hand out once, for its pid, when it was read with what is asked for.
@@ -340,6 +371,10 @@ impl<S: ProcSource + ?Sized> ProcSource for Prefetched<'_, S> {
     fn observe(&mut self, pid: i32, wants: Wants) -> Observation {
         match self.observation.take() {
             Some(o) if o.pid == pid && self.wants.covers(wants) => o,
+            Some(mut o) if o.pid == pid && o.stat.is_some() => {
+                o.complete_with(self.inner.observe(pid, self.wants.beyond(wants)));
+                o
+            }
             other => {
                 self.observation = other;
                 self.inner.observe(pid, wants)
