@@ -42,7 +42,12 @@ fn id(v: &Value, key: &str) -> String {
 }
 
 fn ancestor_pids(v: &Value) -> Vec<i64> {
-    v["ancestors"].as_array().unwrap_or_else(|| panic!("no ancestors in {v}")).iter().map(|a| a["pid"].as_i64().unwrap()).collect()
+    v["ancestors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no ancestors in {v}"))
+        .iter()
+        .map(|a| a["pid"].as_i64().unwrap())
+        .collect()
 }
 
 #[test]
@@ -125,7 +130,8 @@ fn python() -> &'static str {
 
 /// Runs a python script that execs `cat` from `how`; returns the exec line of the process.
 fn exec_line_of(mon: &Running, script: &str) -> Value {
-    let mut c = Command::new(python()).args(["-c", script]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let mut c =
+        Command::new(python()).args(["-c", script]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
     let pid = c.id() as i64;
     // The first exec is python's own; the one that names `cat` is the one wanted.
     let line = mon.wait_for(WAIT, |l| {
@@ -221,7 +227,11 @@ fn a_reused_pid_never_shows_the_earlier_process() {
         assert_eq!(id(&wait_event(&mon, "exit", n as i64), "entity_id"), first_id);
         let Some(mut b) = spawn_as(n, Command::new("sleep").arg("0.3")) else { continue };
         b.wait().unwrap();
-        let lines = [wait_event(&mon, "fork", n as i64), wait_event(&mon, "exec", n as i64), wait_event(&mon, "exit", n as i64)];
+        let lines = [
+            wait_event(&mon, "fork", n as i64),
+            wait_event(&mon, "exec", n as i64),
+            wait_event(&mon, "exit", n as i64),
+        ];
         let second_id = id(&lines[0], "entity_id");
         assert_ne!(second_id, first_id);
         for v in &lines {

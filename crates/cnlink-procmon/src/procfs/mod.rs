@@ -407,6 +407,63 @@ mod tests {
         assert_eq!(Argv::default().args().count(), 0);
     }
 
+    /// A process read with `wants` (a fake: `stat` and whatever else is asked).
+    fn read(pid: i32, start: u64, wants: Wants) -> Observation {
+        let stat = format!("{pid} (x) S 1 {pid} {pid} 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start} 0 0");
+        Observation {
+            status: EnrichStatus::Ok,
+            stat: parse::parse_stat(stat.as_bytes()),
+            argv: wants.program.then(|| parse::parse_cmdline(b"x\0", 8, 64, false)),
+            cwd: wants.cwd.then(|| PathRead { path: b"/".to_vec(), truncated: false }),
+            pid_ns: wants.namespaces.then_some(4),
+            ..Observation::gone(pid, 0)
+        }
+    }
+
+    /// A `/proc` with one process, counting reads.
+    struct One(Observation, Vec<Wants>);
+
+    impl ProcSource for One {
+        fn observe(&mut self, pid: i32, wants: Wants) -> Observation {
+            self.1.push(wants);
+            if pid == self.0.pid {
+                read(pid, self.0.start_ticks().unwrap(), wants)
+            } else {
+                Observation::gone(pid, 0)
+            }
+        }
+        fn exists(&mut self, _: i32) -> bool {
+            true
+        }
+        fn snapshot(&mut self, _: Wants) -> Snapshot {
+            Snapshot { ticks_per_second: 100, processes: Vec::new() }
+        }
+    }
+
+    #[test]
+    fn a_prefetched_program_is_completed_from_the_same_process_only() {
+        let early = read(7, 50, Wants::PROGRAM);
+        // The same process: the rest is read now and added.
+        let mut live = One(read(7, 50, Wants::ALL), Vec::new());
+        let o = Prefetched { observation: Some(early.clone()), wants: Wants::PROGRAM, inner: &mut live }
+            .observe(7, Wants::ALL);
+        assert_eq!((o.status, o.argv.is_some(), o.cwd.is_some(), o.pid_ns), (EnrichStatus::Ok, true, true, Some(4)));
+        assert_eq!(live.1, [Wants::PROGRAM.beyond(Wants::ALL)]);
+        assert!(!live.1[0].program, "what was read early is not read again");
+        // The pid names another process now: nothing of it is added, and the reading is partial.
+        let mut other = One(read(7, 90, Wants::ALL), Vec::new());
+        let o = Prefetched { observation: Some(early.clone()), wants: Wants::PROGRAM, inner: &mut other }
+            .observe(7, Wants::ALL);
+        assert_eq!((o.status, o.cwd.is_none(), o.start_ticks()), (EnrichStatus::Partial, true, Some(50)));
+        // What it covers is handed out as it is, once; another pid is read live.
+        let mut live = One(read(7, 50, Wants::ALL), Vec::new());
+        let mut p = Prefetched { observation: Some(early), wants: Wants::PROGRAM, inner: &mut live };
+        assert_eq!(p.observe(7, Wants::STAT).argv.as_ref().map(|a| a.count), Some(1));
+        assert_eq!(p.observe(8, Wants::STAT).status, EnrichStatus::Gone);
+        assert_eq!(live.1, [Wants::STAT]);
+        assert!(Wants::ALL.covers(Wants::PROGRAM) && !Wants::PROGRAM.covers(Wants::ALL));
+    }
+
     #[test]
     fn observations_round_trip_through_serde() {
         let o = Observation {
