@@ -171,6 +171,24 @@ impl Running {
         bail!("listener still busy after {limit:?}")
     }
 
+    /// Waits until the listener's output holds `needle` and its socket's queue is empty (at most `limit`):
+    /// a drain that background activity on the machine cannot hold up, for a needle the listener is sure to
+    /// print.
+    #[allow(dead_code)] // The argv benchmark's; the storm drains by quiet.
+    pub(crate) fn wait_output(&self, needle: &str, limit: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            self.alive()?;
+            let rmem = procfs::socket_by_inode(self.socket.inode)?.map_or(0, |s| s.rmem);
+            let text = std::fs::read(&self.out)?;
+            if rmem == 0 && text.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                return Ok(start.elapsed());
+            }
+            sleep(Duration::from_millis(50));
+        }
+        bail!("{needle:?} not in the listener's output after {limit:?}")
+    }
+
     /// Stops the listener with SIGINT (SIGKILL after 5 s) and returns its resource usage.
     pub(crate) fn stop(&self) -> Result<Usage> {
         let kernel_drops = procfs::socket_by_inode(self.socket.inode).ok().flatten().map_or(0, |s| s.drops);

@@ -21,6 +21,9 @@ const POLL: Duration = Duration::from_millis(100);
 const STORM: usize = 64;
 /// Above this many events a second, the thread sleeps between drains even when a program may be starting.
 const EAGER_MAX_RATE: u64 = 20_000;
+/// How long after a new process or an exec the thread stays eager (programs start in runs: a shell script, a
+/// build).
+const EAGER_HOLD_NS: u64 = 100_000_000;
 /// The window over which the rate is measured.
 const RATE_WINDOW_NS: u64 = 50_000_000;
 /// A batch this long is handed on at once.
@@ -120,9 +123,9 @@ impl ReceiveThread {
     ///
     /// After each wake-up, the thread lets events accumulate for `latency` before it drains the socket again
     /// and hands the batch on (fewer wake-ups), except while it is *eager*: it reads `/proc` itself, events
-    /// come at a modest rate, and the last drain brought a new process or an exec (a program is starting,
-    /// and its exec must be read the moment it comes). Then it wakes for each datagram, and hands the batch on
-    /// once it is `latency` old.
+    /// come at a modest rate, and a drain brought a new process or an exec within [`EAGER_HOLD_NS`] (programs
+    /// are starting, and each exec must be read the moment it comes). Then it wakes for each datagram, and
+    /// hands the batch on once it is `latency` old.
     pub(crate) fn run(mut self) {
         let kernel_filtered = self.source.kernel_filtered();
         let latency_ns = self.latency.as_nanos() as u64;
@@ -130,6 +133,8 @@ impl ReceiveThread {
         // When the pending batch got its first item.
         let mut first_ns: Option<u64> = None;
         let mut rate = Rate::default();
+        // When a drain last brought a new process or an exec.
+        let mut started_ns: Option<u64> = None;
         loop {
             let stopping = self.stop.load(Ordering::Acquire);
             let before = batch.input.items.len();
@@ -143,11 +148,15 @@ impl ReceiveThread {
             let mut due = stopping || ended.is_some() || latency_ns == 0;
             if got > 0 || !batch.input.losses.is_empty() {
                 first_ns.get_or_insert_with(monotonic_ns);
-                rate.add(monotonic_ns(), got as u64);
+                let now = monotonic_ns();
+                rate.add(now, got as u64);
+                if batch.input.items[before..].iter().any(starts_a_program) {
+                    started_ns = Some(now);
+                }
                 let eager = self.prefetcher.is_some()
                     && got < STORM
                     && rate.modest()
-                    && batch.input.items[before..].iter().any(starts_a_program);
+                    && started_ns.is_some_and(|t| now.saturating_sub(t) < EAGER_HOLD_NS);
                 if !eager && !due {
                     std::thread::sleep(self.latency);
                     let more = batch.input.items.len();
