@@ -6,8 +6,9 @@
 //! `/proc/net/netlink` as a member of group 1, the harness stops the listener (SIGSTOP), forks a
 //! marker child and looks whether the socket's receive queue grew; then it resumes the listener
 //! (SIGCONT). A queue that grows proves the kernel delivers proc events to that socket. Draining is
-//! checked the same way: the socket's queue is empty and the listener's CPU time and output size
-//! have stopped changing.
+//! checked with a marker: a child forked after the storm, whose exit the listener prints once it has
+//! handled everything before it (other processes on the machine cannot hold that up), and an empty
+//! socket queue.
 
 use std::fs::File;
 use std::io;
@@ -151,30 +152,10 @@ impl Running {
         bail!("the listener's socket received no proc events within 20 s")
     }
 
-    /// Waits until the listener has read everything queued and gone quiet (or `limit` passes).
-    /// Returns the time it took.
-    pub(crate) fn drain(&self, limit: Duration) -> Result<Duration> {
-        let start = Instant::now();
-        let mut last = (u64::MAX, u64::MAX);
-        let mut quiet = 0;
-        while start.elapsed() < limit {
-            self.alive()?;
-            let rmem = procfs::socket_by_inode(self.socket.inode)?.map_or(0, |s| s.rmem);
-            let now = (procfs::cpu_ticks(self.pid)?, std::fs::metadata(&self.out)?.len());
-            quiet = if rmem == 0 && now == last { quiet + 1 } else { 0 };
-            last = now;
-            if quiet >= 4 {
-                return Ok(start.elapsed());
-            }
-            sleep(Duration::from_millis(50));
-        }
-        bail!("listener still busy after {limit:?}")
-    }
-
     /// Waits until the listener's output holds `needle` and its socket's queue is empty (at most `limit`):
     /// a drain that background activity on the machine cannot hold up, for a needle the listener is sure to
     /// print.
-    #[allow(dead_code)] // The argv benchmark's; the storm drains by quiet.
+    #[allow(dead_code)] // The argv benchmark's; the storm drains with a marker.
     pub(crate) fn wait_output(&self, needle: &str, limit: Duration) -> Result<Duration> {
         let start = Instant::now();
         while start.elapsed() < limit {
@@ -187,6 +168,40 @@ impl Running {
             sleep(Duration::from_millis(50));
         }
         bail!("{needle:?} not in the listener's output after {limit:?}")
+    }
+
+    /// Waits until the listener has printed the exit of a marker child forked now (another one every 2 s, in
+    /// case one was lost) and its socket's queue is empty (at most `limit`). The listener handles events in
+    /// order, so the storm before the marker is then all handled; unlike [`Running::drain`], other processes on
+    /// the machine cannot hold the wait up.
+    pub(crate) fn drain_marked(&mut self, format: Format, limit: Duration) -> Result<Duration> {
+        use std::io::Read;
+        let start = Instant::now();
+        let mut file = File::open(&self.out)?;
+        let mut text = Vec::new();
+        let mut last_marker: Option<Instant> = None;
+        let mut seen = false;
+        while start.elapsed() < limit {
+            self.alive()?;
+            if last_marker.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
+                self.markers.push(gen::marker()?);
+                last_marker = Some(Instant::now());
+            }
+            file.read_to_end(&mut text)?;
+            let end = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            for line in String::from_utf8_lossy(&text[..end]).lines() {
+                if let super::parse::Line::Exit { pid, .. } = super::parse::parse(format, line) {
+                    seen |= self.markers.contains(&pid);
+                }
+            }
+            text.drain(..end);
+            let rmem = procfs::socket_by_inode(self.socket.inode)?.map_or(0, |s| s.rmem);
+            if seen && rmem == 0 {
+                return Ok(start.elapsed());
+            }
+            sleep(Duration::from_millis(50));
+        }
+        bail!("no marker's exit in the listener's output after {limit:?}")
     }
 
     /// Stops the listener with SIGINT (SIGKILL after 5 s) and returns its resource usage.
