@@ -173,7 +173,7 @@ impl JsonWriter {
 /// is never reused while it is a key).
 #[derive(Debug)]
 pub(crate) struct Fragments {
-    processes: Vec<Option<(Arc<ProcessInfo>, Vec<u8>)>>,
+    processes: Vec<Option<(Arc<ProcessInfo>, ProcessFragment)>>,
     ancestors: Vec<Option<(Vec<Arc<ProcessInfo>>, Vec<u8>)>>,
 }
 
@@ -190,17 +190,45 @@ fn slot(p: &Arc<ProcessInfo>, n: usize) -> usize {
     ((Arc::as_ptr(p) as usize) >> 6) % n
 }
 
+/// A process's keys, each preceded by a comma: its ids, then its name, then the rest.
+#[derive(Debug, Clone)]
+struct ProcessFragment {
+    bytes: Vec<u8>,
+    ids_end: usize,
+    name_end: usize,
+}
+
+impl ProcessFragment {
+    fn ids(&self) -> &[u8] {
+        &self.bytes[..self.ids_end]
+    }
+
+    fn name(&self) -> &[u8] {
+        &self.bytes[self.ids_end..self.name_end]
+    }
+
+    fn fields(&self) -> &[u8] {
+        &self.bytes[self.name_end..]
+    }
+}
+
 impl Fragments {
-    /// The process's fields, each preceded by a comma.
-    fn process(&mut self, p: &Arc<ProcessInfo>) -> &[u8] {
+    /// The process's keys (always there: made when missing).
+    fn process(&mut self, p: &Arc<ProcessInfo>) -> Option<&ProcessFragment> {
         let i = slot(p, self.processes.len());
         let fresh = !matches!(&self.processes[i], Some((k, _)) if Arc::ptr_eq(k, p));
         if fresh {
-            let mut w = JsonWriter { buf: Vec::with_capacity(512), first: false };
+            let mut w = JsonWriter { buf: Vec::with_capacity(768), first: false };
+            ids(&mut w, Some(&p.entity_id), Some(p.entity_id_source), p.parent_entity_id.as_ref(), p.status);
+            let ids_end = w.buf.len();
+            if !p.program.name.is_empty() {
+                w.bytes_field("comm", p.program.name.as_bytes());
+            }
+            let name_end = w.buf.len();
             process_fields(&mut w, p);
-            self.processes[i] = Some((p.clone(), w.buf));
+            self.processes[i] = Some((p.clone(), ProcessFragment { bytes: w.buf, ids_end, name_end }));
         }
-        self.processes[i].as_ref().map_or(&[], |(_, b)| b)
+        self.processes[i].as_ref().map(|(_, f)| f)
     }
 
     /// `,"ancestors":[...]`.
@@ -223,6 +251,28 @@ impl Fragments {
             self.ancestors[i] = Some((a.to_vec(), w.buf));
         }
         self.ancestors[i].as_ref().map_or(&[], |(_, b)| b)
+    }
+}
+
+/// The ids of a record and its enrichment status.
+fn ids(
+    w: &mut JsonWriter,
+    id: Option<&EntityId>,
+    source: Option<cnlink_procmon::EntityIdSource>,
+    parent: Option<&EntityId>,
+    status: cnlink_procmon::EnrichStatus,
+) {
+    if let Some(id) = id {
+        w.id_field("entity_id", id);
+    }
+    if let Some(s) = source {
+        w.str_field("entity_id_source", s.name());
+    }
+    if let Some(id) = parent {
+        w.id_field("parent_entity_id", id);
+    }
+    if id.is_some() {
+        w.str_field("enrichment", status.name());
     }
 }
 
@@ -439,23 +489,24 @@ pub(crate) fn record(w: &mut JsonWriter, rec: &ProcRecord, frags: &mut Fragments
     w.begin();
     event_fields(w, ev.cpu, ev.seq, ev.timestamp_ns, &ev.data, before);
     let comm_written = matches!(ev.data, EventData::Comm { .. });
-    if let Some(id) = &rec.entity_id {
-        w.id_field("entity_id", id);
-    }
-    if let Some(s) = rec.entity_id_source {
-        w.str_field("entity_id_source", s.name());
-    }
-    if let Some(id) = &rec.parent_entity_id {
-        w.id_field("parent_entity_id", id);
-    }
-    if rec.entity_id.is_some() {
-        w.str_field("enrichment", rec.status.name());
-    }
-    if let Some(p) = &rec.process {
-        if !comm_written && !p.program.name.is_empty() {
-            w.bytes_field("comm", p.program.name.as_bytes());
+    match rec.process.as_ref().and_then(|p| Some((p, frags.process(p)?))) {
+        Some((p, f)) => {
+            // The record's ids are its process's, but for a process first met and already gone.
+            let same = rec.entity_id == Some(p.entity_id)
+                && rec.entity_id_source == Some(p.entity_id_source)
+                && rec.parent_entity_id == p.parent_entity_id
+                && rec.status == p.status;
+            if same {
+                w.fragment(f.ids());
+            } else {
+                ids(w, rec.entity_id.as_ref(), rec.entity_id_source, rec.parent_entity_id.as_ref(), rec.status);
+            }
+            if !comm_written {
+                w.fragment(f.name());
+            }
+            w.fragment(f.fields());
         }
-        w.fragment(frags.process(p));
+        None => ids(w, rec.entity_id.as_ref(), rec.entity_id_source, rec.parent_entity_id.as_ref(), rec.status),
     }
     if matches!(ev.data, EventData::Exec { .. } | EventData::Exit { .. }) && rec.process.is_some() {
         w.fragment(frags.ancestors(&rec.ancestors));

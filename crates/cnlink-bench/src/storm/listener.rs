@@ -180,18 +180,22 @@ impl Running {
         let mut file = File::open(&self.out)?;
         let mut text = Vec::new();
         let mut last_marker: Option<Instant> = None;
+        // This drain's markers (those of the readiness check printed long ago).
+        let mut mine = Vec::new();
         let mut seen = false;
         while start.elapsed() < limit {
             self.alive()?;
             if last_marker.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
-                self.markers.push(gen::marker()?);
+                let pid = gen::marker()?;
+                self.markers.push(pid);
+                mine.push(pid);
                 last_marker = Some(Instant::now());
             }
             file.read_to_end(&mut text)?;
             let end = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
             for line in String::from_utf8_lossy(&text[..end]).lines() {
                 if let super::parse::Line::Exit { pid, .. } = super::parse::parse(format, line) {
-                    seen |= self.markers.contains(&pid);
+                    seen |= mine.contains(&pid);
                 }
             }
             text.drain(..end);

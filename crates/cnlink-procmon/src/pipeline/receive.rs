@@ -21,9 +21,8 @@ const POLL: Duration = Duration::from_millis(100);
 const STORM: usize = 64;
 /// Above this many events a second, the thread sleeps between drains even when a program may be starting.
 const EAGER_MAX_RATE: u64 = 20_000;
-/// How long after a new process or an exec the thread stays eager (programs start in runs: a shell script, a
-/// build).
-const EAGER_HOLD_NS: u64 = 100_000_000;
+/// The thread is eager while at least one event in this many starts a program.
+const EAGER_MIN_SHARE: u64 = 8;
 /// The window over which the rate is measured.
 const RATE_WINDOW_NS: u64 = 50_000_000;
 /// A batch this long is handed on at once.
@@ -83,31 +82,36 @@ fn starts_a_program(item: &ProcItem) -> bool {
     }
 }
 
-/// Events received per window, for the rate.
+/// Events received per window: how many, and how many started a program.
 #[derive(Debug, Default)]
 struct Rate {
     start_ns: u64,
     count: u64,
-    /// The count of the last complete window.
-    last: u64,
+    starts: u64,
+    /// The last complete window's counts.
+    last: (u64, u64),
 }
 
 impl Rate {
-    fn add(&mut self, now_ns: u64, n: u64) {
+    fn add(&mut self, now_ns: u64, n: u64, starts: u64) {
         if now_ns.saturating_sub(self.start_ns) >= RATE_WINDOW_NS {
             // A window with nothing in it since the last complete one counts as a quiet one.
             let windows = now_ns.saturating_sub(self.start_ns) / RATE_WINDOW_NS;
-            self.last = if windows > 1 { 0 } else { self.count };
+            self.last = if windows > 1 { (0, 0) } else { (self.count, self.starts) };
             self.start_ns = now_ns;
             self.count = 0;
+            self.starts = 0;
         }
         self.count += n;
+        self.starts += starts;
     }
 
-    /// Whether events come slower than [`EAGER_MAX_RATE`].
-    fn modest(&self) -> bool {
+    /// Whether events come slower than [`EAGER_MAX_RATE`], and programs start in at least one event of
+    /// [`EAGER_MIN_SHARE`] (a thread storm with a program now and then is batched).
+    fn eager(&self) -> bool {
         let max = EAGER_MAX_RATE * RATE_WINDOW_NS / 1_000_000_000;
-        self.last < max && self.count < max
+        let (count, starts) = (self.count + self.last.0, self.starts + self.last.1);
+        self.last.0 < max && self.count < max && starts > 0 && starts * EAGER_MIN_SHARE >= count
     }
 }
 
@@ -123,9 +127,10 @@ impl ReceiveThread {
     ///
     /// After each wake-up, the thread lets events accumulate for `latency` before it drains the socket again
     /// and hands the batch on (fewer wake-ups), except while it is *eager*: it reads `/proc` itself, events
-    /// come at a modest rate, and a drain brought a new process or an exec within [`EAGER_HOLD_NS`] (programs
-    /// are starting, and each exec must be read the moment it comes). Then it wakes for each datagram, and
-    /// hands the batch on once it is `latency` old.
+    /// come at a modest rate (under [`EAGER_MAX_RATE`] a second, over the last [`RATE_WINDOW_NS`] or two), and
+    /// programs are starting (new processes and execs are one event in [`EAGER_MIN_SHARE`] or more), so each
+    /// exec must be read the moment it comes. Then it wakes for each datagram, and hands the batch on once it
+    /// is `latency` old.
     pub(crate) fn run(mut self) {
         let kernel_filtered = self.source.kernel_filtered();
         let latency_ns = self.latency.as_nanos() as u64;
@@ -133,8 +138,6 @@ impl ReceiveThread {
         // When the pending batch got its first item.
         let mut first_ns: Option<u64> = None;
         let mut rate = Rate::default();
-        // When a drain last brought a new process or an exec.
-        let mut started_ns: Option<u64> = None;
         loop {
             let stopping = self.stop.load(Ordering::Acquire);
             let before = batch.input.items.len();
@@ -148,20 +151,15 @@ impl ReceiveThread {
             let mut due = stopping || ended.is_some() || latency_ns == 0;
             if got > 0 || !batch.input.losses.is_empty() {
                 first_ns.get_or_insert_with(monotonic_ns);
-                let now = monotonic_ns();
-                rate.add(now, got as u64);
-                if batch.input.items[before..].iter().any(starts_a_program) {
-                    started_ns = Some(now);
-                }
-                let eager = self.prefetcher.is_some()
-                    && got < STORM
-                    && rate.modest()
-                    && started_ns.is_some_and(|t| now.saturating_sub(t) < EAGER_HOLD_NS);
+                let starts = batch.input.items[before..].iter().filter(|i| starts_a_program(i)).count();
+                rate.add(monotonic_ns(), got as u64, starts as u64);
+                let eager = self.prefetcher.is_some() && got < STORM && rate.eager();
                 if !eager && !due {
                     std::thread::sleep(self.latency);
                     let more = batch.input.items.len();
                     ended = self.receive_and_scan(&mut batch, Duration::ZERO, kernel_filtered).err();
-                    rate.add(monotonic_ns(), (batch.input.items.len() - more) as u64);
+                    let starts = batch.input.items[more..].iter().filter(|i| starts_a_program(i)).count();
+                    rate.add(monotonic_ns(), (batch.input.items.len() - more) as u64, starts as u64);
                     due = true;
                 }
             }
@@ -290,5 +288,38 @@ impl ReceiveThread {
             }
             self.queue.push(Msg::Batch(b));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn eager_while_programs_start_at_a_modest_rate() {
+        let mut r = Rate::default();
+        assert!(!r.eager(), "nothing seen");
+        // 1,200 programs a second: fork, exec, exit each.
+        for i in 0..120 {
+            r.add(i * MS, 3, 2);
+        }
+        assert!(r.eager());
+        // A thread storm with a program now and then.
+        let mut t = Rate::default();
+        for i in 0..120 {
+            t.add(i * MS, 40, u64::from(i % 20 == 0));
+        }
+        assert!(!t.eager());
+        // Programs starting faster than the limit.
+        let mut f = Rate::default();
+        for i in 0..120 {
+            f.add(i * MS, 30, 20);
+        }
+        assert!(!f.eager());
+        // After a quiet spell, the first program makes it eager at once.
+        f.add(1_000 * MS, 1, 1);
+        assert!(f.eager());
     }
 }
