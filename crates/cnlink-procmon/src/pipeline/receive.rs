@@ -21,6 +21,8 @@ const POLL: Duration = Duration::from_millis(100);
 const STORM: usize = 64;
 /// Above this many events a second, the thread sleeps between drains even when a program may be starting.
 const EAGER_MAX_RATE: u64 = 20_000;
+/// A longer batch latency asks for fewer wake-ups over early `/proc` reads: the thread is never eager.
+const EAGER_MAX_LATENCY: Duration = Duration::from_millis(20);
 /// The thread is eager while at least one event in this many starts a program.
 const EAGER_MIN_SHARE: u64 = 8;
 /// The window over which the rate is measured.
@@ -129,8 +131,8 @@ impl ReceiveThread {
     /// and hands the batch on (fewer wake-ups), except while it is *eager*: it reads `/proc` itself, events
     /// come at a modest rate (under [`EAGER_MAX_RATE`] a second, over the last [`RATE_WINDOW_NS`] or two), and
     /// programs are starting (new processes and execs are one event in [`EAGER_MIN_SHARE`] or more), so each
-    /// exec must be read the moment it comes. Then it wakes for each datagram, and hands the batch on once it
-    /// is `latency` old.
+    /// exec must be read the moment it comes; and `latency` is at most [`EAGER_MAX_LATENCY`] (a longer one asks
+    /// for fewer wake-ups). Then it wakes for each datagram, and hands the batch on once it is `latency` old.
     pub(crate) fn run(mut self) {
         let kernel_filtered = self.source.kernel_filtered();
         let latency_ns = self.latency.as_nanos() as u64;
@@ -153,7 +155,10 @@ impl ReceiveThread {
                 first_ns.get_or_insert_with(monotonic_ns);
                 let starts = batch.input.items[before..].iter().filter(|i| starts_a_program(i)).count();
                 rate.add(monotonic_ns(), got as u64, starts as u64);
-                let eager = self.prefetcher.is_some() && got < STORM && rate.eager();
+                let eager = self.prefetcher.is_some()
+                    && self.latency <= EAGER_MAX_LATENCY
+                    && got < STORM
+                    && rate.eager();
                 if !eager && !due {
                     std::thread::sleep(self.latency);
                     let more = batch.input.items.len();
