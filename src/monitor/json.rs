@@ -174,8 +174,11 @@ impl JsonWriter {
 #[derive(Debug)]
 pub(crate) struct Fragments {
     processes: Vec<Option<(Arc<ProcessInfo>, ProcessFragment)>>,
-    ancestors: Vec<Option<(Vec<Arc<ProcessInfo>>, Vec<u8>)>>,
+    ancestors: Vec<Option<AncestorsFragment>>,
 }
+
+/// `,"ancestors":[...]` of a line of ancestors.
+type AncestorsFragment = (Vec<Arc<ProcessInfo>>, Vec<u8>);
 
 /// Slots of each kept kind.
 const SLOTS: usize = 256;

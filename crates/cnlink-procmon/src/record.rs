@@ -80,7 +80,7 @@ pub enum ProcAnswer {
         /// What was asked for.
         wants: Wants,
         /// The answer.
-        observation: Observation,
+        observation: Box<Observation>,
     },
     /// Whether `/proc/PID` existed.
     Exists {
@@ -206,10 +206,7 @@ impl Recorder {
 
     /// The next event if one is there.
     pub fn try_recv(&self) -> Option<RecorderEvent> {
-        match self.rx.try_recv() {
-            Ok(e) => Some(e),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-        }
+        self.rx.try_recv().ok()
     }
 
     /// Whether the monitor has gone (no event can come any more once the channel is empty).
@@ -252,7 +249,8 @@ pub(crate) struct Recording<'a> {
 impl ProcSource for Recording<'_> {
     fn observe(&mut self, pid: i32, wants: Wants) -> Observation {
         let observation = self.inner.observe(pid, wants);
-        self.tx.send(RecorderEvent::Answer(ProcAnswer::Observe { pid, wants, observation: observation.clone() }));
+        let answer = ProcAnswer::Observe { pid, wants, observation: Box::new(observation.clone()) };
+        self.tx.send(RecorderEvent::Answer(answer));
         observation
     }
 
@@ -281,7 +279,7 @@ mod tests {
 
     #[test]
     fn answers_round_trip_through_their_encoding() {
-        let a = ProcAnswer::Observe { pid: 7, wants: Wants::ALL, observation: Observation::gone(7, 3) };
+        let a = ProcAnswer::Observe { pid: 7, wants: Wants::ALL, observation: Box::new(Observation::gone(7, 3)) };
         let back = ProcAnswer::decode(ProcAnswer::ENCODING, &a.encode()).unwrap();
         assert_eq!(back, a);
         assert_eq!(back.pid(), 7);

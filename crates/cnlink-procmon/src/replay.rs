@@ -234,7 +234,7 @@ impl RecordedProc {
 impl ProcSource for RecordedProc {
     fn observe(&mut self, pid: i32, wants: Wants) -> Observation {
         match self.take(|a| matches!(a, ProcAnswer::Observe { pid: p, wants: w, .. } if *p == pid && *w == wants)) {
-            Some(ProcAnswer::Observe { observation, .. }) => observation,
+            Some(ProcAnswer::Observe { observation, .. }) => *observation,
             _ => Observation::gone(pid, 0),
         }
     }

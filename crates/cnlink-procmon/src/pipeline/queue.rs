@@ -149,7 +149,7 @@ mod tests {
     fn batch(events: usize) -> Batch {
         let mut b = Batch::default();
         let ev = Event { seq: 0, cpu: 0, timestamp_ns: 0, data: EventData::Exec { process_pid: 1, process_tgid: 1 } };
-        b.input.items.extend(std::iter::repeat(ProcItem::Event(ev)).take(events));
+        b.input.items.extend(std::iter::repeat_n(ProcItem::Event(ev), events));
         b
     }
 

@@ -155,10 +155,8 @@ impl ReceiveThread {
                 first_ns.get_or_insert_with(monotonic_ns);
                 let starts = batch.input.items[before..].iter().filter(|i| starts_a_program(i)).count();
                 rate.add(monotonic_ns(), got as u64, starts as u64);
-                let eager = self.prefetcher.is_some()
-                    && self.latency <= EAGER_MAX_LATENCY
-                    && got < STORM
-                    && rate.eager();
+                let eager =
+                    self.prefetcher.is_some() && self.latency <= EAGER_MAX_LATENCY && got < STORM && rate.eager();
                 if !eager && !due {
                     std::thread::sleep(self.latency);
                     let more = batch.input.items.len();
@@ -220,13 +218,9 @@ impl ReceiveThread {
         let mut drained = monotonic_ns();
         let redrain = REDRAIN.as_nanos() as u64;
         while i < batch.input.items.len() {
+            let mut read = false;
             match batch.input.items[i] {
-                ProcItem::Event(ev) => {
-                    if self.prefetch(batch, i, &ev) && monotonic_ns().saturating_sub(drained) >= redrain {
-                        self.receive(batch, Some(Duration::ZERO))?;
-                        drained = monotonic_ns();
-                    }
-                }
+                ProcItem::Event(ev) => read = self.prefetch(batch, i, &ev),
                 ProcItem::Lost(loss) => {
                     let cause = if kernel_filtered { LossCause::SocketDrops } else { LossCause::SeqGap };
                     let before = match batch.input.items.get(i + 1) {
@@ -248,6 +242,10 @@ impl ReceiveThread {
                     }
                 }
                 _ => {}
+            }
+            if read && monotonic_ns().saturating_sub(drained) >= redrain {
+                self.receive(batch, Some(Duration::ZERO))?;
+                drained = monotonic_ns();
             }
             i += 1;
         }
