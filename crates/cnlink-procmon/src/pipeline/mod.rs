@@ -16,7 +16,7 @@
 //! `latency`; in a storm (a drain that brings many events) it sleeps `latency` between drains, so that each
 //! wake-up drains many events with few system calls.
 
-pub(crate) mod prefetch;
+pub mod prefetch;
 pub(crate) mod queue;
 pub(crate) mod receive;
 pub mod source;
@@ -25,7 +25,7 @@ use cnlink::proc::ProcItem;
 
 use crate::procfs::{Observation, Wants};
 
-pub use prefetch::PrefetchPolicy;
+pub use prefetch::{PrefetchCounters, PrefetchPolicy};
 pub use source::{EventSource, Incoming, LiveSource, Received, SourceCounters};
 
 /// An observation the receive thread read the moment its event was decoded.

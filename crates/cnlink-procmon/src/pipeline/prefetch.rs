@@ -12,7 +12,7 @@
 //!   and the rest of its execs are read by the consumer as before;
 //! - the observations queued for the consumer stay under [`PrefetchPolicy::max_queued_bytes`].
 //!
-//! While reading, the receive thread drains the socket again every [`REDRAIN`], so a run of reads never
+//! While reading, the receive thread drains the socket again every millisecond, so a run of reads never
 //! lets the socket's buffer fill.
 
 use std::sync::atomic::{AtomicU64, Ordering};
