@@ -26,8 +26,9 @@ pub(crate) trait Output {
     /// One loss; `json` as for records.
     fn lost(&mut self, lost: &LostEvents, json: &[u8]) -> io::Result<()>;
 
-    /// A batch ended: a moment to flush.
-    fn batch_end(&mut self) -> io::Result<()>;
+    /// A batch ended: a moment to flush. `json` is the native JSON of the whole batch, every line passed to
+    /// [`Output::record`] and [`Output::lost`] in order (empty when no output wants it).
+    fn batch_end(&mut self, json: &[u8]) -> io::Result<()>;
 }
 
 /// Output for a terminal or a pipe: lines gathered per batch, written at its end (or after every line).
@@ -39,7 +40,7 @@ struct Terminal<W: Write> {
 
 impl<W: Write> Terminal<W> {
     fn line_done(&mut self) -> io::Result<()> {
-        if self.line_buffered {
+        if self.line_buffered || self.buf.len() >= BATCH_BYTES {
             self.flush()?;
         }
         Ok(())
@@ -75,7 +76,7 @@ impl<W: Write> Output for TextOutput<W> {
         self.term.line_done()
     }
 
-    fn batch_end(&mut self) -> io::Result<()> {
+    fn batch_end(&mut self, _: &[u8]) -> io::Result<()> {
         self.term.flush()
     }
 }
@@ -91,17 +92,29 @@ impl<W: Write> Output for JsonOutput<W> {
     }
 
     fn record(&mut self, _: &ProcRecord, json: &[u8]) -> io::Result<()> {
-        self.term.buf.extend_from_slice(json);
-        self.term.line_done()
+        self.line(json)
     }
 
     fn lost(&mut self, _: &LostEvents, json: &[u8]) -> io::Result<()> {
-        self.term.buf.extend_from_slice(json);
-        self.term.line_done()
+        self.line(json)
     }
 
-    fn batch_end(&mut self) -> io::Result<()> {
+    /// The batch's lines in one write (already written one by one when line-buffered).
+    fn batch_end(&mut self, json: &[u8]) -> io::Result<()> {
+        if !self.term.line_buffered {
+            self.term.out.write_all(json)?;
+        }
         self.term.flush()
+    }
+}
+
+impl<W: Write> JsonOutput<W> {
+    fn line(&mut self, json: &[u8]) -> io::Result<()> {
+        if self.term.line_buffered {
+            self.term.out.write_all(json)?;
+            self.term.out.flush()?;
+        }
+        Ok(())
     }
 }
 
@@ -134,7 +147,10 @@ pub(crate) fn terminal<W: Write + 'static>(
     })
 }
 
-/// Every output, and the native JSON they share.
+/// The most bytes of lines kept before they are written.
+const BATCH_BYTES: usize = 256 << 10;
+
+/// Every output, and the native JSON they share: the lines of the batch, made once.
 #[derive(Default)]
 pub(crate) struct Outputs {
     list: Vec<Box<dyn Output>>,
@@ -151,36 +167,51 @@ impl Outputs {
     }
 
     pub(crate) fn batch_start(&mut self) {
+        self.json.clear();
         for o in &mut self.list {
             o.batch_start();
         }
     }
 
     pub(crate) fn record(&mut self, rec: &ProcRecord) -> io::Result<()> {
-        self.json.clear();
+        self.bound()?;
+        let start = self.json.bytes().len();
         if self.want_json {
             json::record(&mut self.json, rec, &mut self.frags);
         }
+        let line = &self.json.bytes()[start..];
         for o in &mut self.list {
-            o.record(rec, self.json.bytes())?;
+            o.record(rec, line)?;
         }
         Ok(())
     }
 
     pub(crate) fn lost(&mut self, l: &LostEvents) -> io::Result<()> {
-        self.json.clear();
+        self.bound()?;
+        let start = self.json.bytes().len();
         if self.want_json {
             json::lost(&mut self.json, l);
         }
+        let line = &self.json.bytes()[start..];
         for o in &mut self.list {
-            o.lost(l, self.json.bytes())?;
+            o.lost(l, line)?;
+        }
+        Ok(())
+    }
+
+    /// A long batch is written out in parts, so that its lines never take more than [`BATCH_BYTES`].
+    fn bound(&mut self) -> io::Result<()> {
+        if self.json.bytes().len() >= BATCH_BYTES {
+            self.batch_end()?;
+            self.json.clear();
         }
         Ok(())
     }
 
     pub(crate) fn batch_end(&mut self) -> io::Result<()> {
+        let json = self.json.bytes();
         for o in &mut self.list {
-            o.batch_end()?;
+            o.batch_end(json)?;
         }
         Ok(())
     }

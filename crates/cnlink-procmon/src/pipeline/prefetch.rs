@@ -55,7 +55,7 @@ impl Default for PrefetchPolicy {
             max_lag: Duration::from_millis(100),
             share: 0.5,
             burst: Duration::from_millis(20),
-            max_queued_bytes: 32 << 20,
+            max_queued_bytes: 8 << 20,
         }
     }
 }

@@ -304,7 +304,7 @@ impl ProcessTable {
 
     /// The ancestors of entry `k`, parent first.
     fn ancestors_of(&self, k: Key, depth: usize) -> Vec<Arc<ProcessInfo>> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(depth.min(8));
         let mut cur = self.tree.parent_of(k);
         while let Some(p) = cur {
             if out.len() >= depth {
