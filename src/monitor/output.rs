@@ -216,3 +216,95 @@ impl Outputs {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use cnlink::wire::EventData;
+    use cnlink_procmon::{LossCause, LostEvents};
+
+    use super::*;
+    use crate::monitor::human::{Clock, TextEnv};
+    use crate::monitor::testkit::{handle, machine, TICK};
+
+    /// A writer whose bytes the test can see, counting writes.
+    #[derive(Clone, Default)]
+    struct Shared(Rc<RefCell<(Vec<u8>, usize)>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            let mut s = self.0.borrow_mut();
+            s.0.extend_from_slice(b);
+            s.1 += 1;
+            Ok(b.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn env() -> TextEnv {
+        TextEnv { pid_width: 5, clock: Clock::Fixed(0), user_name: Box::new(|_| None) }
+    }
+
+    fn outputs(format: Format, line_buffered: bool) -> (Outputs, Shared) {
+        let out = Shared::default();
+        let look = TerminalStyle { style: NameStyle::default(), columns: Columns::default(), line_buffered };
+        let mut o = Outputs::default();
+        o.push(terminal(format, look, env(), out.clone()).unwrap());
+        (o, out)
+    }
+
+    #[test]
+    fn json_lines_are_made_once_and_written_per_batch_or_per_line() {
+        let (mut t, mut fake) = machine();
+        let rec = handle(&mut t, &mut fake, TICK, EventData::Exec { process_pid: 100, process_tgid: 100 });
+        let lost = LostEvents::exact(LossCause::Queue, 3, 5);
+        for line_buffered in [false, true] {
+            let (mut o, out) = outputs(Format::Json, line_buffered);
+            o.batch_start();
+            o.record(&rec).unwrap();
+            o.lost(&lost).unwrap();
+            let written = out.0.borrow().0.len();
+            assert_eq!(written > 0, line_buffered, "lines wait for the batch's end unless line-buffered");
+            o.batch_end().unwrap();
+            let (bytes, writes) = out.0.borrow().clone();
+            let text = String::from_utf8(bytes).unwrap();
+            let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            assert_eq!((lines[0]["event"].as_str(), lines[1]["event"].as_str()), (Some("exec"), Some("lost")));
+            assert_eq!(writes, if line_buffered { 2 } else { 1 });
+        }
+    }
+
+    #[test]
+    fn a_long_batch_is_written_in_parts_and_whole() {
+        let (mut t, mut fake) = machine();
+        let (mut o, out) = outputs(Format::Json, false);
+        o.batch_start();
+        let n = 2000;
+        for i in 0..n {
+            let data = EventData::Fork { parent_pid: 100, parent_tgid: 100, child_pid: 101 + i, child_tgid: 100 };
+            o.record(&handle(&mut t, &mut fake, TICK, data)).unwrap();
+        }
+        o.batch_end().unwrap();
+        let (bytes, writes) = out.0.borrow().clone();
+        assert!(bytes.len() > BATCH_BYTES && writes >= 2, "{} bytes in {writes} writes", bytes.len());
+        let text = String::from_utf8(bytes).unwrap();
+        assert_eq!(text.lines().filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()).count(), n as usize);
+    }
+
+    #[test]
+    fn text_starts_with_its_header() {
+        let (mut t, mut fake) = machine();
+        let (mut o, out) = outputs(Format::Text, false);
+        o.batch_start();
+        o.record(&handle(&mut t, &mut fake, TICK, EventData::Exec { process_pid: 100, process_tgid: 100 })).unwrap();
+        o.batch_end().unwrap();
+        let text = String::from_utf8(out.0.borrow().0.clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("Time") && lines[1].contains(" exec ") && lines[1].ends_with("bash"), "{text}");
+    }
+}
