@@ -6,9 +6,10 @@
 //! `/proc/net/netlink` as a member of group 1, the harness stops the listener (SIGSTOP), forks a
 //! marker child and looks whether the socket's receive queue grew; then it resumes the listener
 //! (SIGCONT). A queue that grows proves the kernel delivers proc events to that socket. Draining is
-//! checked with a marker: a child forked after the storm, whose exit the listener prints once it has
-//! handled everything before it (other processes on the machine cannot hold that up), and an empty
-//! socket queue.
+//! checked with a marker, a child forked after the storm whose exit the listener prints once it has
+//! handled everything before it (other processes on the machine cannot hold that up), or by quiet (the
+//! listener's CPU time and output size stop changing: for a listener whose last lines sit in a stdio
+//! buffer, on a quiet machine); and an empty socket queue either way.
 
 use std::fs::File;
 use std::io;
@@ -152,42 +153,35 @@ impl Running {
         bail!("the listener's socket received no proc events within 20 s")
     }
 
-    /// Waits until the listener's output holds `needle` and its socket's queue is empty (at most `limit`):
-    /// a drain that background activity on the machine cannot hold up, for a needle the listener is sure to
-    /// print.
+    /// Waits until the listener's output holds `needle` and its socket's queue is empty, or until it has gone
+    /// quiet (see [`Running::settle`]); at most `limit`.
     #[allow(dead_code)] // The argv benchmark's; the storm drains with a marker.
     pub(crate) fn wait_output(&self, needle: &str, limit: Duration) -> Result<Duration> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            self.alive()?;
-            let rmem = procfs::socket_by_inode(self.socket.inode)?.map_or(0, |s| s.rmem);
-            let text = std::fs::read(&self.out)?;
-            if rmem == 0 && text.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                return Ok(start.elapsed());
-            }
-            sleep(Duration::from_millis(50));
-        }
-        bail!("{needle:?} not in the listener's output after {limit:?}")
+        let mut file = File::open(&self.out)?;
+        let mut text = Vec::new();
+        self.settle(limit, || {
+            use std::io::Read;
+            file.read_to_end(&mut text)?;
+            Ok(text.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        })
     }
 
     /// Waits until the listener has printed the exit of a marker child forked now (another one every 2 s, in
-    /// case one was lost) and its socket's queue is empty (at most `limit`). The listener handles events in
-    /// order, so the storm before the marker is then all handled; unlike [`Running::drain`], other processes on
-    /// the machine cannot hold the wait up.
+    /// case one was lost) and its socket's queue is empty, or until it has gone quiet (see
+    /// [`Running::settle`]); at most `limit`.
     pub(crate) fn drain_marked(&mut self, format: Format, limit: Duration) -> Result<Duration> {
-        use std::io::Read;
-        let start = Instant::now();
         let mut file = File::open(&self.out)?;
         let mut text = Vec::new();
         let mut last_marker: Option<Instant> = None;
-        // This drain's markers (those of the readiness check printed long ago).
+        // This drain's markers (those of the readiness check were printed long ago).
         let mut mine = Vec::new();
         let mut seen = false;
-        while start.elapsed() < limit {
-            self.alive()?;
+        let mut markers = Vec::new();
+        let r = self.settle(limit, || {
+            use std::io::Read;
             if last_marker.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
                 let pid = gen::marker()?;
-                self.markers.push(pid);
+                markers.push(pid);
                 mine.push(pid);
                 last_marker = Some(Instant::now());
             }
@@ -199,13 +193,32 @@ impl Running {
                 }
             }
             text.drain(..end);
+            Ok(seen)
+        });
+        self.markers.extend(markers);
+        r
+    }
+
+    /// Polls every 50 ms until the listener's socket is empty and either `done` holds (a line the listener
+    /// prints once it has handled the storm: other processes on the machine cannot hold that up) or the
+    /// listener has gone quiet (its CPU time and output size unchanged for 200 ms: what a listener whose
+    /// output sits in a stdio buffer shows on a quiet machine).
+    fn settle(&self, limit: Duration, mut done: impl FnMut() -> Result<bool>) -> Result<Duration> {
+        let start = Instant::now();
+        let mut last = (u64::MAX, u64::MAX);
+        let mut quiet = 0;
+        while start.elapsed() < limit {
+            self.alive()?;
             let rmem = procfs::socket_by_inode(self.socket.inode)?.map_or(0, |s| s.rmem);
-            if seen && rmem == 0 {
+            let now = (procfs::cpu_ticks(self.pid)?, std::fs::metadata(&self.out)?.len());
+            quiet = if rmem == 0 && now == last { quiet + 1 } else { 0 };
+            last = now;
+            if (done()? && rmem == 0) || quiet >= 4 {
                 return Ok(start.elapsed());
             }
             sleep(Duration::from_millis(50));
         }
-        bail!("no marker's exit in the listener's output after {limit:?}")
+        bail!("listener still busy after {limit:?}")
     }
 
     /// Stops the listener with SIGINT (SIGKILL after 5 s) and returns its resource usage.

@@ -41,6 +41,18 @@ pub(crate) fn socket_by_inode(inode: u64) -> io::Result<Option<NlSock>> {
     Ok(crate::common::netlink_sockets()?.into_iter().find(|s| s.inode == inode))
 }
 
+/// User + system CPU time of `pid` so far, in clock ticks (from `/proc/PID/stat`).
+pub(crate) fn cpu_ticks(pid: i32) -> io::Result<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The comm field may contain spaces; fields after the last ')' are well-formed.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After ')': state(3) ... utime is field 14, stime 15 (1-based), i.e. rest[11], rest[12].
+    let utime: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let stime: u64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Ok(utime + stime)
+}
+
 /// Peak resident set size of `pid`'s current program image, KiB (`VmHWM` in `/proc/PID/status`).
 ///
 /// Unlike `wait4`'s `ru_maxrss`, this does not include the memory of the harness the listener was
@@ -59,8 +71,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn own_peak_rss_is_readable() {
+    fn own_cpu_ticks_and_peak_rss_are_readable() {
         let pid = rustix::process::getpid().as_raw_nonzero().get();
+        assert!(cpu_ticks(pid).is_ok());
         assert!(peak_rss_kib(pid).unwrap() > 0);
     }
 }
