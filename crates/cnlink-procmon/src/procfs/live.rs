@@ -123,6 +123,14 @@ impl LiveProc {
             Err(_) => return (obs, false),
         };
         let limits = self.limits;
+        // The arguments first: they are what a short-lived program loses first (its memory goes at exit, before
+        // the rest). `None`: not read, or empty (a kernel thread, or a process without its memory any more: an
+        // exec always leaves at least one argument, if empty).
+        let argv = wants.program.then(|| match self.read_at(&dir, "cmdline", limits.argv_bytes) {
+            Ok(_) if self.buf.is_empty() => None,
+            Ok(cut) => Some(parse_cmdline(&self.buf, limits.argv_count, limits.argv_bytes, cut)),
+            Err(_) => None,
+        });
         let stat = match self.read_at(&dir, "stat", limits.file_bytes) {
             Ok(_) => parse_stat(&self.buf),
             Err(_) => None,
@@ -133,12 +141,9 @@ impl LiveProc {
         obs.stat = Some(stat);
         let mut missing = false;
         if wants.program && !kthread {
-            match self.read_at(&dir, "cmdline", limits.argv_bytes) {
-                // Empty: the process no longer has its memory (it is exiting); an exec always leaves at least
-                // one argument, if empty.
-                Ok(_) if self.buf.is_empty() => missing = true,
-                Ok(cut) => obs.argv = Some(parse_cmdline(&self.buf, limits.argv_count, limits.argv_bytes, cut)),
-                Err(_) => missing = true,
+            match argv.flatten() {
+                Some(a) => obs.argv = Some(a),
+                None => missing = true,
             }
             match Self::link_at(&dir, "exe") {
                 Ok(link) => obs.exe = Some(parse_exe(&link, limits.path_bytes)),

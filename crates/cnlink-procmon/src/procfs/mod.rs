@@ -1,11 +1,12 @@
 //! What `/proc/PID` says about a process, as plain data ([`Observation`]), and where it comes from
 //! ([`ProcSource`]): the live `/proc` ([`LiveProc`]) or anything that replays recorded observations.
 //!
-//! An observation is read in this order: `stat`, `cmdline`, `exe`, `cwd`, `status`, `cgroup`, `ns/pid`,
-//! `ns/mnt`, all through one `/proc/PID` directory handle (so that every file is the same process's), then
-//! `/proc/PID/stat` once more by path: its start time tells whether the pid still names the process that was
-//! read (and its name whether it exec'd meanwhile: then the whole reading is done once more, so that the
-//! program's fields are one program's). The result carries an [`EnrichStatus`]:
+//! An observation is read in this order: `cmdline` (first: a short-lived program loses it first), `stat`,
+//! `exe`, `cwd`, `status`, `cgroup`, `ns/pid`, `ns/mnt`, all through one `/proc/PID` directory handle (so that
+//! every file is the same process's), then `/proc/PID/stat` once more by path: its start time tells whether the
+//! pid still names the process that was read (and its name whether it exec'd meanwhile: then the whole reading
+//! is done once more, so that the program's fields are one program's; an exec in the microseconds between
+//! `cmdline` and the first `stat` goes unseen). The result carries an [`EnrichStatus`]:
 //!
 //! | status | when |
 //! |---|---|
