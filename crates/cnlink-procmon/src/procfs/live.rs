@@ -92,20 +92,39 @@ impl LiveProc {
     /// The start time and name in `/proc/PID/stat`, looked up afresh by path (not through the directory
     /// handle).
     fn stat_now(&mut self, pid: i32) -> Option<(u64, Vec<u8>)> {
-        let path = format!("{}/{pid}/stat", self.root);
-        let fd = rustix::fs::open(path.as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
-        self.fill(&fd, self.limits.file_bytes).ok()?;
-        parse_stat(&self.buf).map(|s| (s.start_ticks, s.name))
+        self.stat_now_full(pid).map(|s| (s.start_ticks, s.name))
     }
 
     /// Reads `pid`; once more if it exec'd meanwhile (its name changed), so that the program's fields are one
     /// program's.
     fn read(&mut self, pid: i32, wants: Wants) -> Observation {
+        if wants == Wants::STAT {
+            return self.read_stat(pid);
+        }
         let (obs, changed) = self.read_once(pid, wants);
         if changed {
             return self.read_once(pid, wants).0;
         }
         obs
+    }
+
+    /// `stat` alone: one file, read in one go, needs no directory handle nor a second look.
+    fn read_stat(&mut self, pid: i32) -> Observation {
+        let mut obs = Observation::gone(pid, boot_offset_ns());
+        if pid > 0 {
+            if let Some(stat) = self.stat_now_full(pid) {
+                obs.stat = Some(stat);
+                obs.status = EnrichStatus::Ok;
+            }
+        }
+        obs
+    }
+
+    fn stat_now_full(&mut self, pid: i32) -> Option<super::Stat> {
+        let path = format!("{}/{pid}/stat", self.root);
+        let fd = rustix::fs::open(path.as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+        self.fill(&fd, self.limits.file_bytes).ok()?;
+        parse_stat(&self.buf)
     }
 
     fn read_once(&mut self, pid: i32, wants: Wants) -> (Observation, bool) {
@@ -251,6 +270,17 @@ mod tests {
         assert_eq!(o.exe.as_ref().unwrap().path, std::os::unix::ffi::OsStrExt::as_bytes(exe.as_os_str()));
         assert!(o.pid_ns.is_some() && o.mnt_ns.is_some());
         assert!(o.cgroup.is_some());
+    }
+
+    #[test]
+    fn stat_alone_is_read_in_one_go() {
+        let mut r = LiveProc::default();
+        let me = std::process::id() as i32;
+        let o = r.observe(me, Wants::STAT);
+        assert_eq!((o.status, o.stat.as_ref().map(|s| s.pid)), (EnrichStatus::Ok, Some(me)));
+        assert!(o.argv.is_none() && o.status_fields.is_none());
+        assert_eq!(o.start_ticks(), r.observe(me, Wants::ALL).start_ticks());
+        assert_eq!(r.observe(i32::MAX, Wants::STAT).status, EnrichStatus::Gone);
     }
 
     #[test]
