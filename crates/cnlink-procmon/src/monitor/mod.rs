@@ -113,6 +113,12 @@ pub struct Monitor {
     finished: bool,
 }
 
+// A monitor can move to another thread or task (`tokio::spawn`).
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<Monitor>();
+};
+
 impl std::fmt::Debug for Monitor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Monitor")
