@@ -211,7 +211,7 @@ fn one_run(
     out_dir: &std::path::Path,
 ) -> Result<RunResult> {
     let out = out_dir.join(format!("{}-r{round}.out", spec.name));
-    let running = listener::start(spec, args.nice, &out)?;
+    let mut running = listener::start(spec, args.nice, &out)?;
     let storm = match gen::run(args.kind, args.children, args.workers) {
         Ok(s) => s,
         Err(e) => {
@@ -219,7 +219,7 @@ fn one_run(
             return Err(e).context("storm");
         }
     };
-    let drained = running.drain(Duration::from_secs(120));
+    let drained = running.drain_marked(spec.format, Duration::from_secs(120));
     let usage = running.stop()?;
     let drained = drained.with_context(|| format!("draining; stderr: {}", running.stderr()))?;
     let mut tally = Tally::read(&out, spec.format, storm_pid).context("reading the listener's output")?;
