@@ -12,6 +12,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 mod cmd;
 mod config;
 mod monitor;
+mod record;
 mod service;
 mod sys;
 
