@@ -41,15 +41,31 @@
 
 mod bstr;
 pub mod container;
+#[cfg(test)]
+mod fake;
+pub mod filter;
 pub mod identity;
 mod intern;
+pub mod loss;
+pub mod monitor;
+pub mod pipeline;
 pub mod procfs;
+pub mod record;
+pub mod replay;
+pub mod select;
 pub mod table;
 
-pub use bstr::{write_escaped, BStr};
+pub use bstr::BStr;
+pub use filter::{FilterContext, FilterList, Glob, ProcFilter, RecordFilter};
+pub use loss::{LossCause, LossCounts, LostEvents};
+pub use monitor::{Monitor, MonitorBuilder, MonitorCounters, MonitorError, MonitorItem, TRACKING};
+pub use pipeline::{EventSource, PrefetchPolicy};
+pub use record::{recorder, ProcAnswer, Recorder, RecorderEvent, RecorderHandle};
+pub use replay::{RecordedProc, ReplayEvents, ReplayInput};
+pub use select::{EventKind, Selection, SelectionError};
 pub use container::{CgroupInfo, Container, Pod, QosClass, Runtime, SystemdUnit};
 pub use identity::{EntityId, EntityIdSource, HostIdentity};
-pub use procfs::{EnrichStatus, LiveProc, Observation, ProcSource, Snapshot, Wants};
+pub use procfs::{EnrichStatus, LiveProc, NoProc, Observation, Prefetched, ProcSource, Snapshot, Wants};
 pub use table::process::{EntryLeader, EntryLeaderKind, ProcessInfo, Program};
 pub use table::record::{KernelEvent, ProcRecord};
 pub use table::{MemoryUsage, ProcessTable, TableConfig, TableStats};

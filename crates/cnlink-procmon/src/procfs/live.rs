@@ -187,6 +187,14 @@ impl ProcSource for LiveProc {
         pid > 0 && std::fs::metadata(format!("{}/{pid}", self.root)).is_ok()
     }
 
+    fn pgid(&mut self, pid: i32) -> Option<i32> {
+        if self.root != "/proc" {
+            return self.observe(pid, Wants::STAT).stat.map(|s| s.pgid);
+        }
+        let p = rustix::process::Pid::from_raw(pid)?;
+        rustix::process::getpgid(Some(p)).ok().map(|g| g.as_raw_nonzero().get())
+    }
+
     fn snapshot(&mut self, wants: Wants) -> Snapshot {
         let mut pids: Vec<i32> = match std::fs::read_dir(&self.root) {
             Ok(dir) => dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect(),

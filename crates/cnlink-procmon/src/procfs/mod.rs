@@ -70,6 +70,15 @@ impl Wants {
     pub const ALL: Wants = Wants { program: true, cwd: true, status: true, cgroup: true, namespaces: true };
     /// Only `stat` (identity: start time, parent, session).
     pub const STAT: Wants = Wants { program: false, cwd: false, status: false, cgroup: false, namespaces: false };
+
+    /// Whether a reading with these wants holds every file `other` wants.
+    pub fn covers(self, other: Wants) -> bool {
+        (self.program || !other.program)
+            && (self.cwd || !other.cwd)
+            && (self.status || !other.status)
+            && (self.cgroup || !other.cgroup)
+            && (self.namespaces || !other.namespaces)
+    }
 }
 
 impl Default for Wants {
@@ -284,14 +293,45 @@ pub trait ProcSource {
 
     /// Every process (thread group) in `/proc`, read with `wants`.
     fn snapshot(&mut self, wants: Wants) -> Snapshot;
+
+    /// The process group of `pid` now (it changes with `setpgid`, which sends no event), or `None` when the
+    /// process is gone. By default from `stat`; the live source asks the kernel (`getpgid`).
+    fn pgid(&mut self, pid: i32) -> Option<i32> {
+        self.observe(pid, Wants::STAT).stat.map(|s| s.pgid)
+    }
+}
+
+/// A source that reads nothing: every process is gone, and nothing is known to have left (for a monitor that
+/// must not read `/proc`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProc;
+
+impl ProcSource for NoProc {
+    fn observe(&mut self, pid: i32, _: Wants) -> Observation {
+        Observation::gone(pid, 0)
+    }
+
+    fn exists(&mut self, _: i32) -> bool {
+        true
+    }
+
+    fn snapshot(&mut self, _: Wants) -> Snapshot {
+        Snapshot { ticks_per_second: 100, processes: Vec::new() }
+    }
+
+    fn pgid(&mut self, _: i32) -> Option<i32> {
+        None
+    }
 }
 
 /// A source that answers one pid with an observation read earlier (by the receive thread, the moment an exec
 /// arrived) and everything else from `inner`.
 #[derive(Debug)]
 pub struct Prefetched<'a, S: ?Sized> {
-    /// The observation to hand out once, for its pid.
+    /// The observation to hand out once, for its pid, when it was read with what is asked for.
     pub observation: Option<Observation>,
+    /// What `observation` was read with.
+    pub wants: Wants,
     /// Where everything else comes from.
     pub inner: &'a mut S,
 }
@@ -299,12 +339,16 @@ pub struct Prefetched<'a, S: ?Sized> {
 impl<S: ProcSource + ?Sized> ProcSource for Prefetched<'_, S> {
     fn observe(&mut self, pid: i32, wants: Wants) -> Observation {
         match self.observation.take() {
-            Some(o) if o.pid == pid => o,
+            Some(o) if o.pid == pid && self.wants.covers(wants) => o,
             other => {
                 self.observation = other;
                 self.inner.observe(pid, wants)
             }
         }
+    }
+
+    fn pgid(&mut self, pid: i32) -> Option<i32> {
+        self.inner.pgid(pid)
     }
 
     fn exists(&mut self, pid: i32) -> bool {
