@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::{parse_duration, parse_size, Format};
-use crate::monitor::filter::{ProcFilter, Selection};
+use cnlink_procmon::{ProcFilter, Selection};
+
 use crate::monitor::human::{Columns, NameStyle};
 use crate::monitor::{self, Config};
 use crate::service::ServiceArgs;
@@ -79,7 +80,8 @@ pub(crate) struct ProcArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-    /// Read nothing from /proc: no names, command lines, uids or cgroups beyond what events carry.
+    /// Read nothing from /proc: no names, command lines, uids or cgroups beyond what events carry (entity ids then
+    /// come from the events).
     #[arg(long)]
     no_enrich: bool,
     /// Filter in userspace even when the kernel (6.6+) could (keeps exact per-CPU loss counts).
@@ -95,9 +97,12 @@ pub(crate) struct ProcArgs {
     /// Most events queued between receiving and printing before they are dropped (and counted).
     #[arg(long, value_name = "EVENTS", default_value_t = 1 << 18)]
     queue: usize,
-    /// Most processes remembered by the name cache.
+    /// Most processes the process table keeps (live and lately exited); beyond, exited ones go first.
     #[arg(long, value_name = "N", default_value_t = 1 << 18)]
     cache_max: usize,
+    /// Ancestors on exec and exit events (pid, entity id and name of each, parent first); 0 for none.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    ancestry_depth: usize,
     /// How long to wait for the kernel to acknowledge the subscription.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     ack_timeout: Duration,
@@ -117,7 +122,7 @@ pub(crate) fn run(a: ProcArgs) -> anyhow::Result<ExitCode> {
     let all = a.all || a.everything;
     let selection = match (&a.events, all) {
         (Some(_), true) => bail!("-e and -E/-X are exclusive"),
-        (Some(list), false) => Selection::parse(list).map_err(anyhow::Error::msg)?,
+        (Some(list), false) => Selection::parse(list)?,
         (None, _) => Selection::ALL,
     };
     let uids = a.uids.iter().map(|u| resolve_uid(u)).collect::<anyhow::Result<Vec<_>>>()?;
@@ -137,11 +142,18 @@ pub(crate) fn run(a: ProcArgs) -> anyhow::Result<ExitCode> {
         quiet: a.quiet,
         stats: a.stats || a.everything || a.quiet,
         duration: a.duration,
-        filter: ProcFilter::new(&a.pids, a.descendants, &a.names, &uids, a.pgrp),
+        filters: Config::process_filter({
+            let f = ProcFilter::new().pids(&a.pids, a.descendants).names(&a.names).uids(&uids);
+            match a.pgrp {
+                Some(g) => f.pgrp(g),
+                None => f,
+            }
+        }),
         rcvbuf: a.rcvbuf,
         batch_latency: a.batch_latency,
         queue: a.queue,
         cache_max: a.cache_max,
+        ancestry_depth: a.ancestry_depth,
         kernel_filter: !a.no_kernel_filter,
         ack_timeout: a.ack_timeout,
         metrics: a.service.metrics,

@@ -32,11 +32,13 @@ use crate::procfs::{Observation, ProcSource, Snapshot, Wants};
 /// What a recorder sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecorderEvent {
-    /// A datagram as received, before decoding.
+    /// A datagram as received on the subscribed socket, before decoding.
     Datagram {
         /// `CLOCK_MONOTONIC` ns when it was received.
         timestamp_ns: u64,
-        /// The bytes.
+        /// The sender's port id (0: the kernel; the decoder drops others).
+        from_port: u32,
+        /// The bytes (as many as the receive slot held).
         bytes: Vec<u8>,
     },
     /// The socket reported an overrun (`ENOBUFS`).
@@ -133,6 +135,16 @@ impl ProcAnswer {
             ProcAnswer::Observe { pid, .. } | ProcAnswer::Exists { pid, .. } | ProcAnswer::Pgid { pid, .. } => *pid,
         }
     }
+}
+
+/// A tap for `cnlink::proc` that shows a recorder every datagram received on the subscribed socket.
+pub(crate) fn datagram_tap(mut tx: RecorderTx) -> cnlink::proc::Tap {
+    Box::new(move |ev| {
+        if let cnlink::proc::TapEvent::Received { path: cnlink::proc::Path::Main, meta, datagram } = ev {
+            let timestamp_ns = crate::pipeline::source::monotonic_ns();
+            tx.send(RecorderEvent::Datagram { timestamp_ns, from_port: meta.from.port, bytes: datagram.to_vec() });
+        }
+    })
 }
 
 /// A producer's end of the recorder channel.

@@ -36,6 +36,8 @@ pub enum ReplayInput {
     Datagram {
         /// `CLOCK_MONOTONIC` ns when it was received.
         timestamp_ns: u64,
+        /// The sender's port id.
+        from_port: u32,
         /// The bytes.
         bytes: Vec<u8>,
     },
@@ -57,9 +59,11 @@ impl ReplayInput {
     /// The receive-side input a recorder event is, if it is one.
     pub fn from_recorded(ev: &RecorderEvent) -> Option<ReplayInput> {
         match ev {
-            RecorderEvent::Datagram { timestamp_ns, bytes } => {
-                Some(ReplayInput::Datagram { timestamp_ns: *timestamp_ns, bytes: bytes.clone() })
-            }
+            RecorderEvent::Datagram { timestamp_ns, from_port, bytes } => Some(ReplayInput::Datagram {
+                timestamp_ns: *timestamp_ns,
+                from_port: *from_port,
+                bytes: bytes.clone(),
+            }),
             RecorderEvent::Overrun { timestamp_ns } => Some(ReplayInput::Overrun { timestamp_ns: *timestamp_ns }),
             RecorderEvent::Lost { loss, before } => Some(ReplayInput::Lost { loss: *loss, before: *before }),
             _ => None,
@@ -148,8 +152,8 @@ impl EventSource for ReplayEvents {
                 break;
             };
             match input {
-                ReplayInput::Datagram { timestamp_ns, bytes } => {
-                    self.decoder.handle(NlAddr::KERNEL, &bytes, &mut into.items);
+                ReplayInput::Datagram { timestamp_ns, from_port, bytes } => {
+                    self.decoder.handle(NlAddr::port(from_port), &bytes, &mut into.items);
                     at_ns = timestamp_ns;
                     datagrams += 1;
                 }
@@ -186,7 +190,7 @@ impl EventSource for ReplayEvents {
     }
 
     fn counters(&self) -> SourceCounters {
-        let s = self.decoder.stats();
+        let s = self.decoder.counters();
         SourceCounters { datagrams: s.datagrams, malformed: s.malformed, rejected: s.rejected, filtered: s.filtered }
     }
 }

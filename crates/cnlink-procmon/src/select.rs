@@ -66,8 +66,12 @@ impl EventKind {
         }
     }
 
+    /// Every kind's name, in [`EventKind::index`] order.
+    pub const NAMES: [&'static str; EventKind::COUNT] =
+        ["fork", "clone", "exec", "exit", "coredump", "comm", "ptrace", "uid", "gid", "sid", "other"];
+
     /// `fork`, `clone`, `exec`, `exit`, `coredump`, `comm`, `ptrace`, `uid`, `gid`, `sid` or `other`.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             EventKind::Fork => "fork",
             EventKind::Clone => "clone",
@@ -84,7 +88,7 @@ impl EventKind {
     }
 
     /// The kind's position in [`EventKind::ALL`].
-    pub fn index(self) -> usize {
+    pub const fn index(self) -> usize {
         self as usize
     }
 }
@@ -212,6 +216,7 @@ mod tests {
     fn kinds_have_names_and_indices_in_order() {
         for (i, k) in EventKind::ALL.iter().enumerate() {
             assert_eq!(k.index(), i);
+            assert_eq!(k.name(), EventKind::NAMES[i]);
         }
         let thread = EventData::Fork { parent_pid: 1, parent_tgid: 1, child_pid: 3, child_tgid: 1 };
         assert_eq!(EventKind::of(&thread).name(), "clone");

@@ -17,7 +17,7 @@ use crate::pipeline::queue::Queue;
 use crate::pipeline::receive::{ReceiveThread, SourceStats};
 use crate::pipeline::{EventSource, LiveSource, PrefetchPolicy};
 use crate::procfs::{LiveProc, NoProc, ProcSource};
-use crate::record::{RecorderHandle, Recording};
+use crate::record::{datagram_tap, RecorderHandle, Recording};
 use crate::select::Selection;
 use crate::table::{ProcessTable, TableConfig};
 
@@ -246,7 +246,11 @@ impl MonitorBuilder {
                     batch: 256,
                     kernel_filter: self.kernel_filter,
                 };
-                Box::new(LiveSource::new(ProcEvents::subscribe(opts).map_err(MonitorError::Subscribe)?))
+                let events = match &recorder {
+                    Some(r) => ProcEvents::subscribe_with_tap(opts, datagram_tap(r.0.clone())),
+                    None => ProcEvents::subscribe(opts),
+                };
+                Box::new(LiveSource::new(events.map_err(MonitorError::Subscribe)?))
             }
         };
         let mut proc: Box<dyn ProcSource + Send> = match self.proc {
@@ -277,6 +281,7 @@ impl MonitorBuilder {
         let prefetcher = (enrich && live_proc && (self.prefetch.exec || self.prefetch.fork_stat))
             .then(|| Prefetcher::new(Box::new(LiveProc::default()), self.prefetch, wants, prefetch_stats.clone()));
         let kernel_filtered = source.kernel_filtered();
+        let recv_buffer = source.recv_buffer();
         let recorder_missed = recorder.as_ref().map_or_else(|| Arc::new(AtomicU64::new(0)), |r| r.missed_counter());
         let receiver = ReceiveThread {
             source,
@@ -305,6 +310,7 @@ impl MonitorBuilder {
             prefetch_stats,
             kernel_filtered,
             kernel_mask,
+            recv_buffer,
             finished: false,
         })
     }

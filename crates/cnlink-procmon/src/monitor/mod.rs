@@ -109,6 +109,7 @@ pub struct Monitor {
     prefetch_stats: Arc<PrefetchStats>,
     kernel_filtered: bool,
     kernel_mask: EventMask,
+    recv_buffer: Option<usize>,
     finished: bool,
 }
 
@@ -174,6 +175,11 @@ impl Monitor {
     /// drop counter).
     pub fn kernel_filtered(&self) -> bool {
         self.kernel_filtered
+    }
+
+    /// The socket's receive buffer as the kernel granted it (`None` for a recording).
+    pub fn recv_buffer(&self) -> Option<usize> {
+        self.recv_buffer
     }
 
     /// The counters now.

@@ -17,7 +17,7 @@ fn dgram(seq: u32, ts: u64, data: EventData) -> ReplayInput {
     let mut buf = [0u8; 64];
     let n = ProcEvent { cpu: 0, timestamp_ns: ts, data }.emit(&mut buf).unwrap();
     let hdr = CnMsgHdr { id: CbId::PROC, seq, ..Default::default() };
-    ReplayInput::Datagram { timestamp_ns: ts, bytes: datagram(hdr, &buf[..n], 0).unwrap() }
+    ReplayInput::Datagram { timestamp_ns: ts, from_port: 0, bytes: datagram(hdr, &buf[..n], 0).unwrap() }
 }
 
 fn forked(seq: u32, ts: u64, parent: i32, child: i32) -> ReplayInput {

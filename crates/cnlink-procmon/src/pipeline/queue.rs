@@ -109,6 +109,7 @@ impl Queue {
     }
 
     /// The next message, or `Pending` with the task's waker registered.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Msg> {
         let mut s = self.lock();
         match s.msgs.pop_front() {

@@ -154,7 +154,7 @@ impl ReceiveThread {
                         drained = monotonic_ns();
                     }
                 }
-                ProcItem::Lost { count } => {
+                ProcItem::Lost(loss) => {
                     let cause = if kernel_filtered { LossCause::SocketDrops } else { LossCause::SeqGap };
                     let before = match batch.input.items.get(i + 1) {
                         Some(ProcItem::Event(e)) => Some((e.cpu, e.seq)),
@@ -162,7 +162,8 @@ impl ReceiveThread {
                         _ => None,
                     };
                     let cpu = before.map(|b| b.0);
-                    let l = LostEvents { cause, count: Some(count), exact: true, cpu, timestamp_ns: batch.at_ns };
+                    let (count, exact) = (loss.count(), loss.is_exact());
+                    let l = LostEvents { cause, count, exact, cpu, timestamp_ns: batch.at_ns };
                     batch.input.losses.push((i, l));
                     if let Some(r) = &mut self.recorder {
                         r.send(RecorderEvent::Lost { loss: l, before });

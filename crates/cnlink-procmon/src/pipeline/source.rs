@@ -56,6 +56,11 @@ pub trait EventSource: Send {
 
     /// Counters so far.
     fn counters(&self) -> SourceCounters;
+
+    /// The socket's receive buffer as the kernel granted it, if there is a socket.
+    fn recv_buffer(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// `CLOCK_MONOTONIC` now, in ns: the clock of the kernel's event timestamps.
@@ -95,5 +100,9 @@ impl EventSource for LiveSource {
     fn counters(&self) -> SourceCounters {
         let s = self.events.stats();
         SourceCounters { datagrams: s.datagrams, malformed: s.malformed, rejected: s.rejected, filtered: s.filtered }
+    }
+
+    fn recv_buffer(&self) -> Option<usize> {
+        self.events.socket().recv_buffer().ok()
     }
 }

@@ -121,6 +121,9 @@ impl LiveProc {
         let mut missing = false;
         if wants.program && !kthread {
             match self.read_at(&dir, "cmdline", limits.argv_bytes) {
+                // Empty: the process no longer has its memory (it is exiting); an exec always leaves at least
+                // one argument, if empty.
+                Ok(_) if self.buf.is_empty() => missing = true,
                 Ok(cut) => obs.argv = Some(parse_cmdline(&self.buf, limits.argv_count, limits.argv_bytes, cut)),
                 Err(_) => missing = true,
             }
