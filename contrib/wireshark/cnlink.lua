@@ -94,7 +94,7 @@ cnlink.fields = f_list
 local record_kinds = {
     [1] = "host", [2] = "snapshot", [3] = "loss", [4] = "exec observation", [5] = "note", [6] = "session",
 }
-local loss_kinds = { [0] = "unknown", [1] = "seq gap", [2] = "overrun", [3] = "queue", [4] = "socket drops" }
+local loss_kinds = { [0] = "unknown", [1] = "seq gap", [2] = "overrun", [3] = "queue", [4] = "socket drops", [5] = "recording" }
 local snapshot_reasons = { [1] = "start", [2] = "rotation" }
 local r = {
     magic = ProtoField.string("cnlink_record.magic", "Magic"),

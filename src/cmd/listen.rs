@@ -71,7 +71,7 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn datagram(&mut self, d: &Arc<[u8]>) {
+    fn datagram(&mut self, d: &Arc<[u8]>, from_kernel: bool) {
         if self.last.as_ref().is_some_and(|l| Arc::ptr_eq(l, d)) {
             return;
         }
@@ -79,7 +79,12 @@ impl Recorder {
         let ts = proc_event_timestamp(d).map_or(now, |t| monotonic_to_wall(t, self.offset));
         self.tx.send(
             now,
-            Entry::Datagram { timestamp_ns: ts, protocol: cnlink_capture::NETLINK_CONNECTOR, bytes: d.clone() },
+            Entry::Datagram {
+                timestamp_ns: ts,
+                protocol: cnlink_capture::NETLINK_CONNECTOR,
+                from_kernel,
+                bytes: d.clone(),
+            },
         );
         self.last = Some(d.clone());
     }
@@ -187,7 +192,7 @@ fn listen(
         let item = c.recv(Some(wait)).context("receiving")?;
         if let Some(r) = recorder.as_deref_mut() {
             match &item {
-                Some(ClientItem::Message(msg)) => r.datagram(&msg.datagram),
+                Some(ClientItem::Message(msg)) => r.datagram(&msg.datagram, msg.from.port == 0),
                 Some(ClientItem::Overrun) => r.loss(LossKind::Overrun, None),
                 _ => {}
             }

@@ -269,8 +269,7 @@ impl Human {
                 let new = comm.split(|&b| b == 0).next().unwrap_or_default();
                 let before = if process_pid == process_tgid { rec.previous.as_deref() } else { info };
                 let old = before.map(|p| p.program.name.as_bytes()).filter(|n| !n.is_empty()).unwrap_or(b"?");
-                let suffix =
-                    format!(" (comm {} -> {})", cnlink::wire::Escaped(old), cnlink::wire::Escaped(new));
+                let suffix = format!(" (comm {} -> {})", cnlink::wire::Escaped(old), cnlink::wire::Escaped(new));
                 self.tail(out, "", None, info, &suffix);
             }
             EventData::Ptrace { process_pid, tracer_tgid, .. } => {

@@ -142,8 +142,13 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
     result?;
     if cfg.stats {
         let counters = mon.counters();
-        let summary =
-            Summary { counters: &counters, names: glue.names.as_ref(), elapsed: started.elapsed(), kernel_filtered, rcvbuf };
+        let summary = Summary {
+            counters: &counters,
+            names: glue.names.as_ref(),
+            elapsed: started.elapsed(),
+            kernel_filtered,
+            rcvbuf,
+        };
         let mut out = std::io::stdout().lock();
         match cfg.format {
             Format::Text => summary.text(&mut out)?,

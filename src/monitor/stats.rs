@@ -198,7 +198,13 @@ mod tests {
     use super::*;
 
     fn summary<'a>(c: &'a MonitorCounters, names: &'a Names) -> Summary<'a> {
-        Summary { counters: c, names: Some(names), elapsed: Duration::from_secs(1), kernel_filtered: false, rcvbuf: Some(65536) }
+        Summary {
+            counters: c,
+            names: Some(names),
+            elapsed: Duration::from_secs(1),
+            kernel_filtered: false,
+            rcvbuf: Some(65536),
+        }
     }
 
     #[test]

@@ -45,7 +45,12 @@ pub(crate) fn process(pid: i32, ppid: i32, start_ticks: u64, name: &str, argv: &
         boot_offset_ns: 0,
         stat: parse_stat(stat.as_bytes()),
         argv: Some(parse_cmdline(&cmdline, 1024, 32 * 1024, false)),
-        exe: Some(Exe { path: format!("/usr/bin/{name}").into_bytes(), deleted: false, memfd: false, truncated: false }),
+        exe: Some(Exe {
+            path: format!("/usr/bin/{name}").into_bytes(),
+            deleted: false,
+            memfd: false,
+            truncated: false,
+        }),
         cwd: None,
         status_fields: Some(StatusFields { ruid: uid, euid: uid, rgid: 100, egid: 100, nspid: vec![pid] }),
         cgroup: None,

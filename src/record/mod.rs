@@ -7,10 +7,9 @@
 //!
 //! The receiving thread hands [`Entry`]s (datagrams exactly as received, cnlink records) to a [`RecordTx`] or, for
 //! the process monitor, to the monitor's own recorder channel; the [`writer`] thread writes them to pcapng with
-//! the host record and a [`session`] record at the head of every file.
+//! the host record and a session record ([`Session`]) at the head of every file.
 
 pub(crate) mod args;
-pub(crate) mod session;
 pub(crate) mod writer;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,9 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cnlink_capture::{Loss, LossKind, Record};
+use cnlink_procmon::capture::{to_capture, Captured};
+use cnlink_procmon::Recorder;
 
 pub(crate) use args::RecordArgs;
-pub(crate) use session::Session;
+pub(crate) use cnlink_procmon::capture::Session;
 pub(crate) use writer::spawn;
 
 /// One thing to write.
@@ -33,6 +34,8 @@ pub(crate) enum Entry {
         timestamp_ns: u64,
         /// Its netlink family.
         protocol: u16,
+        /// Whether the kernel sent it.
+        from_kernel: bool,
         /// The bytes.
         bytes: Arc<[u8]>,
     },
@@ -61,7 +64,7 @@ pub(crate) trait Input: Send + 'static {
 }
 
 /// The producers' end of a recording channel: sending never waits. What does not fit is counted and, once
-/// there is room again, reported in the file as a [`LossKind::Queue`] record ahead of the next entry.
+/// there is room again, reported in the file as a [`LossKind::Recording`] record ahead of the next entry.
 #[derive(Debug, Clone)]
 pub(crate) struct RecordTx {
     tx: SyncSender<Entry>,
@@ -90,7 +93,7 @@ impl RecordTx {
     pub(crate) fn send(&mut self, now_ns: u64, entry: Entry) {
         if self.pending > 0 {
             let loss = Loss {
-                kind: LossKind::Queue,
+                kind: LossKind::Recording,
                 count: Some(self.pending),
                 lower_bound: false,
                 cpu: None,
@@ -134,6 +137,38 @@ impl Input for RecordRx {
     }
 }
 
+/// The process monitor's recorder channel as the writer thread's input.
+#[derive(Debug)]
+pub(crate) struct MonitorInput {
+    /// The channel.
+    pub(crate) recorder: Recorder,
+    /// `realtime - monotonic` at start.
+    pub(crate) offset: i64,
+}
+
+impl Input for MonitorInput {
+    fn recv(&mut self, wait: Duration) -> Recv {
+        let ev = match self.recorder.recv(wait) {
+            Some(ev) => ev,
+            None if self.recorder.is_closed() => return Recv::Closed,
+            None => return Recv::Idle,
+        };
+        Recv::Entry(match to_capture(ev, self.offset, wall_ns()) {
+            Captured::Datagram { timestamp_ns, from_kernel, bytes } => Entry::Datagram {
+                timestamp_ns,
+                protocol: cnlink_capture::NETLINK_CONNECTOR,
+                from_kernel,
+                bytes: Arc::from(bytes),
+            },
+            Captured::Record(r) => Entry::Record(r),
+        })
+    }
+
+    fn missed(&self) -> u64 {
+        self.recorder.missed()
+    }
+}
+
 /// `CLOCK_REALTIME` now, in ns since the epoch.
 pub(crate) fn wall_ns() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
@@ -145,11 +180,11 @@ mod tests {
     use super::*;
 
     fn datagram(n: u8) -> Entry {
-        Entry::Datagram { timestamp_ns: u64::from(n), protocol: 11, bytes: Arc::from(vec![n; 4]) }
+        Entry::Datagram { timestamp_ns: u64::from(n), protocol: 11, from_kernel: true, bytes: Arc::from(vec![n; 4]) }
     }
 
     #[test]
-    fn a_full_channel_counts_misses_then_reports_them_as_a_queue_loss() {
+    fn a_full_channel_counts_misses_then_reports_them_as_a_recording_loss() {
         let (mut tx, mut rx) = channel(2);
         for n in 0..5 {
             tx.send(100, datagram(n));
@@ -162,7 +197,7 @@ mod tests {
         assert_eq!(got, [datagram(0), datagram(1)]);
         tx.send(200, datagram(9));
         let loss = Loss {
-            kind: LossKind::Queue,
+            kind: LossKind::Recording,
             count: Some(3),
             lower_bound: false,
             cpu: None,

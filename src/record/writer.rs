@@ -8,7 +8,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use cnlink_capture::{FileHeader, RotateConfig, RotatingWriter, StateFn};
+use cnlink_capture::cooked::{PACKET_KERNEL, PACKET_USER};
+use cnlink_capture::{CookedHeader, FileHeader, RotateConfig, RotatingWriter, StateFn};
 
 use super::{Entry, Input, Recv};
 
@@ -85,9 +86,11 @@ fn run(mut w: RotatingWriter, mut input: impl Input) -> anyhow::Result<Written> 
         }
         let now = Instant::now();
         let r = match &entry {
-            Entry::Datagram { timestamp_ns, protocol, bytes } => {
+            Entry::Datagram { timestamp_ns, protocol, from_kernel, bytes } => {
                 written.packets += 1;
-                w.write_datagram(now, *timestamp_ns, *protocol, bytes)
+                let packet_type = if *from_kernel { PACKET_KERNEL } else { PACKET_USER };
+                let cooked = CookedHeader { packet_type, ..CookedHeader::for_datagram(*protocol, bytes) };
+                w.write_packet(now, *timestamp_ns, &cooked, bytes)
             }
             Entry::Record(r) => {
                 written.records += 1;
@@ -121,7 +124,10 @@ mod tests {
         let header = FileHeader::netlink(&[11]).with_host(HostInfo::collect());
         let (mut tx, rx) = channel(16);
         let rec = spawn(RotateConfig::single(&path), header, Box::new(|| None), rx).unwrap();
-        tx.send(1, Entry::Datagram { timestamp_ns: 5, protocol: 11, bytes: Arc::from(vec![1u8; 20]) });
+        tx.send(
+            1,
+            Entry::Datagram { timestamp_ns: 5, protocol: 11, from_kernel: true, bytes: Arc::from(vec![1u8; 20]) },
+        );
         let loss =
             Loss { kind: LossKind::Overrun, count: None, lower_bound: false, cpu: None, timestamp_ns: 6, before: None };
         tx.send(1, Entry::Record(Record::Loss(loss)));

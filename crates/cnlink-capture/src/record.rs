@@ -191,6 +191,9 @@ pub enum LossKind {
     Queue,
     /// The socket dropped datagrams (`SO_RXQ_OVFL`, `/proc/net/netlink` drops).
     SocketDrops,
+    /// The recording's own channel was full: what is missing is missing from the file, not from what the
+    /// recording program received or showed.
+    Recording,
     /// A kind this version does not know.
     Other(u8),
 }
@@ -203,6 +206,7 @@ impl LossKind {
             LossKind::Overrun => 2,
             LossKind::Queue => 3,
             LossKind::SocketDrops => 4,
+            LossKind::Recording => 5,
             LossKind::Other(n) => n,
         }
     }
@@ -214,6 +218,7 @@ impl LossKind {
             2 => LossKind::Overrun,
             3 => LossKind::Queue,
             4 => LossKind::SocketDrops,
+            5 => LossKind::Recording,
             n => LossKind::Other(n),
         }
     }
@@ -228,7 +233,7 @@ const LOSS_BEFORE_KNOWN: u8 = 8;
 ///
 /// ```text
 /// offset  size  field
-///      0     1  kind          0 unknown, 1 seq gap, 2 overrun, 3 queue, 4 socket drops
+///      0     1  kind          0 unknown, 1 seq gap, 2 overrun, 3 queue, 4 socket drops, 5 recording
 ///      1     1  flags         bit 0: count known, bit 1: count is a lower bound, bit 2: cpu known
 ///      2     2  reserved      0
 ///      4     4  cpu           u32 (0 unless known)

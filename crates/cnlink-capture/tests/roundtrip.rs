@@ -47,7 +47,8 @@ fn loss_kind() -> impl Strategy<Value = LossKind> {
         Just(LossKind::Overrun),
         Just(LossKind::Queue),
         Just(LossKind::SocketDrops),
-        (5u8..).prop_map(LossKind::Other),
+        Just(LossKind::Recording),
+        (6u8..).prop_map(LossKind::Other),
     ]
 }
 

@@ -40,6 +40,7 @@
 #![forbid(unsafe_code)]
 
 mod bstr;
+pub mod capture;
 pub mod container;
 #[cfg(test)]
 mod fake;
@@ -56,16 +57,16 @@ pub mod select;
 pub mod table;
 
 pub use bstr::BStr;
+pub use container::{CgroupInfo, Container, Pod, QosClass, Runtime, SystemdUnit};
 pub use filter::{FilterContext, FilterList, Glob, ProcFilter, RecordFilter};
+pub use identity::{EntityId, EntityIdSource, HostIdentity};
 pub use loss::{LossCause, LossCounts, LostEvents};
 pub use monitor::{Monitor, MonitorBuilder, MonitorCounters, MonitorError, MonitorItem, TRACKING};
 pub use pipeline::{EventSource, PrefetchPolicy};
+pub use procfs::{EnrichStatus, LiveProc, NoProc, Observation, Prefetched, ProcSource, Snapshot, Wants};
 pub use record::{recorder, ProcAnswer, Recorder, RecorderEvent, RecorderHandle};
 pub use replay::{RecordedProc, ReplayEvents, ReplayInput};
 pub use select::{EventKind, Selection, SelectionError};
-pub use container::{CgroupInfo, Container, Pod, QosClass, Runtime, SystemdUnit};
-pub use identity::{EntityId, EntityIdSource, HostIdentity};
-pub use procfs::{EnrichStatus, LiveProc, NoProc, Observation, Prefetched, ProcSource, Snapshot, Wants};
 pub use table::process::{EntryLeader, EntryLeaderKind, ProcessInfo, Program};
 pub use table::record::{KernelEvent, ProcRecord};
 pub use table::{MemoryUsage, ProcessTable, TableConfig, TableStats};

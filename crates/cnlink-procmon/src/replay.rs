@@ -59,11 +59,9 @@ impl ReplayInput {
     /// The receive-side input a recorder event is, if it is one.
     pub fn from_recorded(ev: &RecorderEvent) -> Option<ReplayInput> {
         match ev {
-            RecorderEvent::Datagram { timestamp_ns, from_port, bytes } => Some(ReplayInput::Datagram {
-                timestamp_ns: *timestamp_ns,
-                from_port: *from_port,
-                bytes: bytes.clone(),
-            }),
+            RecorderEvent::Datagram { timestamp_ns, from_port, bytes } => {
+                Some(ReplayInput::Datagram { timestamp_ns: *timestamp_ns, from_port: *from_port, bytes: bytes.clone() })
+            }
             RecorderEvent::Overrun { timestamp_ns } => Some(ReplayInput::Overrun { timestamp_ns: *timestamp_ns }),
             RecorderEvent::Lost { loss, before } => Some(ReplayInput::Lost { loss: *loss, before: *before }),
             _ => None,

@@ -24,7 +24,10 @@ fn exit_line_has_code_lifetime_and_name() {
     let (mut t, mut fake) = machine();
     fake.0.insert(42, process(42, 100, 0, "sh", &[b"/bin/sh", b"-c", b"exit 3"], 0));
     handle(&mut t, &mut fake, TICK / 2, EventData::Exec { process_pid: 42, process_tgid: 42 });
-    let l = text(&human(NameStyle::default(), Columns::default()), &handle(&mut t, &mut fake, 2 * TICK, exit(42, 100, 768)));
+    let l = text(
+        &human(NameStyle::default(), Columns::default()),
+        &handle(&mut t, &mut fake, 2 * TICK, exit(42, 100, 768)),
+    );
     assert!(l.contains(" exit "), "{l}");
     assert!(l.contains(" 42 "), "{l}");
     assert!(l.contains("3 "), "{l}");
