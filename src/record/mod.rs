@@ -169,6 +169,63 @@ impl Input for MonitorInput {
     }
 }
 
+/// A process monitor's recording: its writer thread, and where it writes.
+#[derive(Debug)]
+pub(crate) struct MonitorRecording {
+    recording: writer::Recording,
+    command: &'static str,
+}
+
+/// Starts recording `mon` (built with `rec`'s handle as its recorder) as `to` says: the host record, a session
+/// record with the monitor's settings, then everything the recorder delivers.
+pub(crate) fn monitor(
+    to: &crate::monitor::RecordTo,
+    mon: &cnlink_procmon::Monitor,
+    enrich: bool,
+    host: Option<cnlink_procmon::HostIdentity>,
+    rec: Recorder,
+) -> anyhow::Result<MonitorRecording> {
+    let info = cnlink_capture::HostInfo::collect();
+    let offset = info.monotonic_to_realtime_ns();
+    let host = match host {
+        Some(h) => h,
+        None => cnlink_procmon::HostIdentity::read()?,
+    };
+    let session = Session {
+        monitor: Some(cnlink_procmon::capture::MonitorSession {
+            kernel_mask: mon.kernel_mask().0,
+            kernel_filtered: mon.kernel_filtered(),
+            enrich,
+            host_id: host.host_id,
+            boot_id: host.boot_id,
+        }),
+        ..Session::new(to.command)
+    };
+    let header = cnlink_capture::FileHeader::netlink(&[cnlink_capture::NETLINK_CONNECTOR])
+        .with_host(info)
+        .with_record(session.record(wall_ns()));
+    let input = MonitorInput { recorder: rec, offset };
+    let recording = spawn(to.rotation.config(&to.path), header, Box::new(|| None), input)?;
+    Ok(MonitorRecording { recording, command: to.command })
+}
+
+impl MonitorRecording {
+    /// Waits for everything to be written (after the monitor is dropped) and says on stderr what was.
+    pub(crate) fn finish_and_report(self) -> anyhow::Result<()> {
+        let w = self.recording.finish()?;
+        let files: Vec<String> = w.files.iter().map(|f| f.display().to_string()).collect();
+        eprintln!(
+            "cnlink {}: recorded {} datagrams and {} records to {}; {} missed by the recording",
+            self.command,
+            w.packets,
+            w.records,
+            files.join(", "),
+            w.missed
+        );
+        Ok(())
+    }
+}
+
 /// `CLOCK_REALTIME` now, in ns since the epoch.
 pub(crate) fn wall_ns() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);

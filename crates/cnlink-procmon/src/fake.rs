@@ -157,4 +157,3 @@ pub(crate) fn exit(ts: u64, pid: i32, tgid: i32, parent: i32) -> KernelEvent {
         },
     )
 }
-

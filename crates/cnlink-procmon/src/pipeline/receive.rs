@@ -95,9 +95,7 @@ impl ReceiveThread {
                 }
             };
             let mut ended = self.receive(&mut batch, Some(wait)).err();
-            if ended.is_none()
-                && (batch.input.items.len() > before || batch.input.losses.len() > losses_before)
-            {
+            if ended.is_none() && (batch.input.items.len() > before || batch.input.losses.len() > losses_before) {
                 first_ns.get_or_insert_with(monotonic_ns);
                 ended = self.scan(&mut batch, before, kernel_filtered).err();
             }
