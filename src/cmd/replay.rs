@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use cnlink::engine::ClientCore;
-use cnlink::wire::{EventMask, NlAddr};
+use cnlink::socket::Credentials;
+use cnlink::wire::{CnMsg, EventMask, NlAddr, NlMessages};
 use cnlink::{ClientItem, MatchRule, Trust};
 use cnlink_procmon::capture::{RecordingItem, RecordingReader, Session};
 use cnlink_procmon::{HostIdentity, MonitorBuilder, RecordedProc, ReplayEvents, ReplayInput};
@@ -192,7 +193,14 @@ fn session_host(s: &Session) -> Option<HostIdentity> {
     s.host()
 }
 
-/// A recording of `cnlink listen`: every message printed as `listen` printed it.
+/// The `idx` of a datagram's first `cn_msg`.
+fn first_idx(datagram: &[u8]) -> Option<u32> {
+    let nl = NlMessages::new(datagram).next()?.ok()?;
+    Some(CnMsg::new_checked(nl.payload()).ok()?.id().idx)
+}
+
+/// A recording of `cnlink listen`: every message printed as `listen` printed it. Who sent each datagram is
+/// kept (the kernel or not); the kernel's credentials and group are restored, a userspace sender's are not.
 fn listen(a: &ReplayArgs, problems: &Problems) -> anyhow::Result<()> {
     let mut core = ClientCore::new(NlAddr::KERNEL, MatchRule::Documented, Trust::Anyone, 0);
     let mut printer = Printer::new(a.proc.format());
@@ -200,6 +208,12 @@ fn listen(a: &ReplayArgs, problems: &Problems) -> anyhow::Result<()> {
     let mut overruns = 0;
     for input in inputs(&a.files, a.speed, problems) {
         match input {
+            ReplayInput::Datagram { from_port: 0, bytes, .. } => {
+                // The kernel multicasts to the group of the message's idx, with its own credentials.
+                let group = first_idx(&bytes).unwrap_or(0);
+                let creds = Credentials { pid: 0, uid: 0, gid: 0 };
+                core.handle(NlAddr { port: 0, groups: group }, Some(creds), &bytes)
+            }
             ReplayInput::Datagram { from_port, bytes, .. } => core.handle(NlAddr::port(from_port), None, &bytes),
             ReplayInput::Overrun { .. } => core.handle_overrun(),
             ReplayInput::Lost { .. } => {}
