@@ -60,8 +60,9 @@ fn replay_prints_what_proc_printed_live_in_json() {
     assert_eq!(code, Some(0), "{err}");
     let replayed: Vec<&str> = out.lines().collect();
     // The stats line holds the run's own times and CPU: every event and loss line must be the same.
-    let events =
-        |ls: &[&str]| ls.iter().filter(|l| !l.contains("\"event\":\"stats\"")).map(|l| l.to_string()).collect::<Vec<_>>();
+    let events = |ls: &[&str]| {
+        ls.iter().filter(|l| !l.contains("\"event\":\"stats\"")).map(|l| l.to_string()).collect::<Vec<_>>()
+    };
     let live_lines: Vec<&str> = lines.iter().map(String::as_str).collect();
     same(&events(&replayed), &events(&live_lines));
     assert!(replayed.iter().any(|l| l.contains("\"exit_code\":7") || l.contains("\"code\":7")), "the exit 7 is there");
@@ -74,9 +75,8 @@ fn replay_prints_what_proc_printed_live_in_text() {
     }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("live.pcapng");
-    // Text on stdout, with the extra columns; readiness is a marker in a JSON run first, so run text with -D.
+    // Text on stdout, with the extra columns, for a bounded time; readiness is the workload showing up.
     let run = Running::start(&["proc", "--record", file.to_str().unwrap(), "-x", "-D", "3"]);
-    std::thread::sleep(Duration::from_millis(0));
     let ready = run.wait_for(Duration::from_secs(20), |l| l.contains("Time") || l.contains("Event"));
     assert!(ready.is_some(), "the header line");
     let mut pid = 0;

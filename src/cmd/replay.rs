@@ -171,7 +171,7 @@ pub(crate) fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     };
     let events = ReplayEvents::new(inputs(&a.files, a.speed, &problems), EventMask(ms.kernel_mask), ms.kernel_filtered);
     let answers = RecordingReader::new(a.files.clone()).filter_map(|i| match i {
-        RecordingItem::Answer(a) => Some(a),
+        RecordingItem::Answer(a) => Some(*a),
         _ => None,
     });
     let replay = Replay {

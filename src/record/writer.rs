@@ -134,7 +134,7 @@ mod tests {
         drop(tx);
         let w = rec.finish().unwrap();
         assert_eq!((w.packets, w.records, w.missed), (1, 1, 0));
-        assert_eq!(w.files, [path.clone()]);
+        assert_eq!(w.files, std::slice::from_ref(&path));
         let bytes = std::fs::read(&path).unwrap();
         let blocks: Vec<_> = Reader::new(&bytes).map(|b| b.unwrap()).collect();
         assert!(matches!(blocks[2], Block::Record(Record::Host(_))));

@@ -38,7 +38,7 @@ pub enum RecordingItem {
     /// A datagram, an overrun or a loss, for [`crate::ReplayEvents`].
     Input(ReplayInput),
     /// A `/proc` answer, for [`crate::RecordedProc`].
-    Answer(ProcAnswer),
+    Answer(Box<ProcAnswer>),
     /// A packet as stored, with its timestamp (ns since the epoch), for any family.
     Packet {
         /// The netlink family.
@@ -164,11 +164,11 @@ impl RecordingReader {
                 return true;
             }
             Block::Record(Record::Snapshot(s)) => match ProcAnswer::decode(s.encoding, &s.data) {
-                Ok(a) => RecordingItem::Answer(a),
+                Ok(a) => RecordingItem::Answer(Box::new(a)),
                 Err(e) => bad(e.to_string()),
             },
             Block::Record(Record::ExecObservation(o)) => match ProcAnswer::decode(o.encoding, &o.data) {
-                Ok(a) => RecordingItem::Answer(a),
+                Ok(a) => RecordingItem::Answer(Box::new(a)),
                 Err(e) => bad(e.to_string()),
             },
             _ => return true,
