@@ -7,7 +7,7 @@
 //! becomes a loss of kind [`LossKind::Recording`]. The head of each file holds the host record and a [`Session`].
 //!
 //! Reading ([`RecordingReader`]): one or more files in order (a rotated set), block by block, back into
-//! [`ReplayInput`]s for [`crate::ReplayEvents`] and [`ProcAnswer`]s for [`crate::RecordedProc`], with every
+//! [`crate::ReplayInput`]s for [`crate::ReplayEvents`] and [`ProcAnswer`]s for [`crate::RecordedProc`], with every
 //! damage and every hole of the recording reported.
 
 mod read;
@@ -44,7 +44,7 @@ fn wall(monotonic_ns: u64, offset: i64) -> u64 {
     monotonic_to_wall(monotonic_ns, offset)
 }
 
-/// Wall clock ns back to `CLOCK_MONOTONIC` (the inverse of [`wall`] where neither saturates).
+/// Wall clock ns back to `CLOCK_MONOTONIC` (the inverse of the conversion [`to_capture`] makes, where neither saturates).
 pub fn monotonic(wall_ns: u64, offset: i64) -> u64 {
     (i128::from(wall_ns) - i128::from(offset)).clamp(0, i128::from(u64::MAX)) as u64
 }
