@@ -1,6 +1,7 @@
 //! `cnlink proc`: the process-event monitor's options (forkstat's, with long names, and more).
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,7 +11,8 @@ use super::{parse_duration, parse_size, Format};
 use cnlink_procmon::{ProcFilter, Selection};
 
 use crate::monitor::human::{Columns, NameStyle};
-use crate::monitor::{self, Config};
+use crate::monitor::{self, Config, RecordTo};
+use crate::record::RecordArgs;
 use crate::service::ServiceArgs;
 
 /// Watch process events.
@@ -106,6 +108,11 @@ pub(crate) struct ProcArgs {
     /// How long to wait for the kernel to acknowledge the subscription.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     ack_timeout: Duration,
+    /// Also record what the monitor receives and reads to this pcapng file (see `cnlink record`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) record: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) rotation: RecordArgs,
     #[command(flatten)]
     service: ServiceArgs,
 }
@@ -118,7 +125,19 @@ fn resolve_uid(u: &str) -> anyhow::Result<u32> {
     crate::sys::user_id(u).with_context(|| format!("no such user: {u:?}"))
 }
 
+impl ProcArgs {
+    /// The output format.
+    pub(crate) fn format(&self) -> Format {
+        self.format
+    }
+}
+
 pub(crate) fn run(a: ProcArgs) -> anyhow::Result<ExitCode> {
+    monitor::run(config(a, "proc")?)
+}
+
+/// The monitor's configuration from the options; `command` names the recording's session (`proc`, `record`).
+pub(crate) fn config(a: ProcArgs, command: &'static str) -> anyhow::Result<Config> {
     let all = a.all || a.everything;
     let selection = match (&a.events, all) {
         (Some(_), true) => bail!("-e and -E/-X are exclusive"),
@@ -157,8 +176,10 @@ pub(crate) fn run(a: ProcArgs) -> anyhow::Result<ExitCode> {
         kernel_filter: !a.no_kernel_filter,
         ack_timeout: a.ack_timeout,
         metrics: a.service.metrics,
+        record: a.record.map(|path| RecordTo { path, rotation: a.rotation, command }),
+        replay: None,
     };
-    monitor::run(cfg)
+    Ok(cfg)
 }
 
 #[cfg(test)]

@@ -118,7 +118,7 @@ fn unknown_keys_name_file_line_and_key() {
     let (e, path) = config_error(&["proc", "--config", "FILE"], "[proc.sink]\nurl = \"nats://127.0.0.1\"\n");
     assert!(e.starts_with(&format!("{path}:2:1: proc.sink.url: unknown key")), "{e}");
     let (e, _) = config_error(&["proc", "--config", "FILE"], "[list]\nx = 1\n");
-    assert!(e.contains(":1:2: list: unknown section (known: proc, bus)"), "{e}");
+    assert!(e.contains(":1:2: list: unknown section (known: proc, record, replay, bus)"), "{e}");
     // The file's own name is not a key.
     let (e, _) = config_error(&["proc", "--config", "FILE"], "[proc]\nconfig = \"/etc/x\"\n");
     assert!(e.contains("proc.config: unknown key"), "{e}");

@@ -41,7 +41,6 @@ pub(crate) enum Clock {
     /// Computed by this function once per batch (it moves across a suspend, a clock step, a time zone change).
     Live(fn() -> i128),
     /// Fixed (a replay: from the recording's clocks).
-    #[allow(dead_code)] // The replay command sets it.
     Fixed(i128),
 }
 
@@ -96,8 +95,12 @@ fn local_offset_ns() -> i128 {
     use rustix::time::{clock_gettime, ClockId};
     let ns = |t: rustix::time::Timespec| t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128;
     let real_minus_mono = ns(clock_gettime(ClockId::Realtime)) - ns(clock_gettime(ClockId::Monotonic));
-    let tz = chrono::Local::now().offset().local_minus_utc() as i128 * 1_000_000_000;
-    real_minus_mono + tz
+    real_minus_mono + tz_offset_ns()
+}
+
+/// The local time zone's offset from UTC now, in ns.
+pub(crate) fn tz_offset_ns() -> i128 {
+    chrono::Local::now().offset().local_minus_utc() as i128 * 1_000_000_000
 }
 
 impl Human {

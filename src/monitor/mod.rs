@@ -56,7 +56,25 @@ pub(crate) struct Config {
     pub(crate) ack_timeout: Duration,
     /// Serve Prometheus metrics here.
     pub(crate) metrics: Option<std::net::SocketAddr>,
+    /// Record what the monitor receives and reads.
+    pub(crate) record: Option<RecordTo>,
+    /// Run from a recording instead of the kernel and `/proc`.
+    pub(crate) replay: Option<crate::cmd::replay::Replay>,
 }
+
+/// Where and how to record.
+#[derive(Debug)]
+pub(crate) struct RecordTo {
+    /// The file (the first of a rotated set is named after it).
+    pub(crate) path: std::path::PathBuf,
+    /// Rotation.
+    pub(crate) rotation: crate::record::RecordArgs,
+    /// The command named in the session record.
+    pub(crate) command: &'static str,
+}
+
+/// Events that may wait for the recording thread before the monitor's recorder counts misses.
+const RECORD_QUEUE: usize = 1 << 16;
 
 impl Config {
     /// The filter list with the classic process filters first.
@@ -95,15 +113,37 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
         signal_hook::flag::register(sig, stop.clone()).context("installing the signal handler")?;
     }
     let (mut daemon, metrics) = Daemon::start(cfg.metrics, Metrics::proc)?;
+    let mut builder = cfg.builder();
+    let mut env = TextEnv::live();
+    let replay = cfg.replay.take();
+    let mut host_info = None;
+    if let Some(r) = replay {
+        env.clock = human::Clock::Fixed(i128::from(r.offset) + human::tz_offset_ns());
+        builder = r.setup(builder);
+    } else if cfg.record.is_some() {
+        let host = cnlink_procmon::HostIdentity::read().context("reading the host identity")?;
+        host_info = Some(host.clone());
+        builder = builder.host(host);
+    }
+    let mut recorder = None;
+    if cfg.record.is_some() {
+        let (handle, rec) = cnlink_procmon::recorder(RECORD_QUEUE);
+        builder = builder.recorder(handle);
+        recorder = Some(rec);
+    }
     // Subscribes, then seeds the process table from /proc, then starts the receive thread.
-    let mut mon = cfg.builder().build()?;
+    let mut mon = builder.build()?;
     let kernel_filtered = mon.kernel_filtered();
     let rcvbuf = mon.recv_buffer();
+    let recording = match (&cfg.record, recorder) {
+        (Some(to), Some(rec)) => Some(crate::record::monitor(to, &mon, cfg.enrich, host_info, rec)?),
+        _ => None,
+    };
 
     let mut outputs = Outputs::default();
     if !cfg.quiet {
         let look = TerminalStyle { style: cfg.style, columns: cfg.columns, line_buffered: cfg.line_buffered };
-        outputs.push(output::terminal(cfg.format, look, TextEnv::live(), std::io::stdout())?);
+        outputs.push(output::terminal(cfg.format, look, env, std::io::stdout())?);
     }
     let names = (cfg.stats && cfg.format == Format::Text).then(Names::default);
     let mut glue = Dispatch { outputs, names };
@@ -159,6 +199,11 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
             }
         }
         out.flush()?;
+    }
+    // The monitor's end of the recorder goes with it: the recording thread then writes what is left.
+    drop(mon);
+    if let Some(rec) = recording {
+        rec.finish_and_report()?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -73,6 +73,7 @@
 #![forbid(unsafe_code)]
 
 mod bstr;
+pub mod capture;
 pub mod container;
 #[cfg(test)]
 mod fake;
