@@ -96,6 +96,8 @@ pub(crate) struct ProcCounters<'a> {
     pub(crate) lost_socket_drops: u64,
     /// Events dropped because the monitor's own queue was full.
     pub(crate) lost_queue: u64,
+    /// Loss reports whose count was a lower bound or unknown.
+    pub(crate) lost_inexact: u64,
     /// Sequence-gap losses by the CPU that sent the next message.
     pub(crate) lost_by_cpu: &'a [(u32, u64)],
     /// `ENOBUFS` overruns of the socket.
@@ -113,6 +115,7 @@ pub(crate) struct ProcMetrics {
     shown: Family<Label, Counter>,
     lost: Family<Label, Counter>,
     lost_by_cpu: Family<CpuLabel, Counter>,
+    lost_inexact: Counter,
     overruns: Counter,
     queue_depth: Gauge,
     process_table: Gauge,
@@ -125,6 +128,7 @@ impl ProcMetrics {
             shown: Family::default(),
             lost: Family::default(),
             lost_by_cpu: Family::default(),
+            lost_inexact: Counter::default(),
             overruns: Counter::default(),
             queue_depth: Gauge::default(),
             process_table: Gauge::default(),
@@ -141,6 +145,12 @@ impl ProcMetrics {
             "events_lost_by_cpu",
             "Process events lost to sequence gaps, by the CPU that sent them",
             m.lost_by_cpu.clone(),
+        );
+        r.register(
+            "loss_reports_inexact",
+            "Loss reports whose count was a lower bound or unknown (a CPU the monitor could not cover, or no drop \
+             counter); while 0, events_lost is exact",
+            m.lost_inexact.clone(),
         );
         r.register("overruns", "Receive buffer overruns (ENOBUFS) of the connector socket", m.overruns.clone());
         r.register("queue_depth", "Events queued between the receive thread and the output now", m.queue_depth.clone());
@@ -163,6 +173,7 @@ impl ProcMetrics {
         for &(cpu, n) in c.lost_by_cpu {
             mirror(&self.lost_by_cpu.get_or_create(&[("cpu", cpu)]), n);
         }
+        mirror(&self.lost_inexact, c.lost_inexact);
         mirror(&self.overruns, c.overruns);
         gauge(&self.queue_depth, c.queue_depth);
         gauge(&self.process_table, c.process_table);
@@ -309,6 +320,7 @@ mod tests {
             kinds: &kinds,
             lost_seq_gap: 2,
             lost_socket_drops: 0,
+            lost_inexact: 0,
             lost_queue: 1,
             lost_by_cpu: &[(1, 2)],
             overruns: 1,
