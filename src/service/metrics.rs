@@ -212,22 +212,38 @@ fn bus_help(name: &str) -> &'static str {
         "routes" => "Reply routes waiting now",
         "clients" => "Client sockets holding state now",
         "users" => "Users holding anything now",
+        "replies_unrouted" => "Messages of an id's owner that answered no waiting request, dropped",
+        "routes_busy" => "Requests refused because another socket waits for a reply to the same id, seq and ack",
+        "routes_evicted" => "Reply routes dropped to make room for a newer request of the same user",
+        "overruns" => "Receive buffer overruns (ENOBUFS) of the bus's own socket",
+        "log_dropped" => "Log lines dropped because the log queue was full",
+        "callback_panics" => "Panics caught in in-daemon callbacks",
+        "unwatched" => "Clients whose process could not be watched; their socket is checked instead",
+        "watched" => "Clients whose process is watched",
         _ => "A counter of the bus core (see cnlink bus stats)",
     }
 }
 
-/// A bus daemon's metrics: one per counter of the core's `BusCounters`, named after it.
+/// The prefix of the core's per-op counters (`op_register`, ...), exported as one family with an `op` label.
+const BUS_OP_PREFIX: &str = "op_";
+
+/// A bus daemon's metrics: one per counter of the core's `BusCounters`, named after it, and the per-op counters
+/// as `ops_total{op="register"}` etc.
 #[derive(Debug, Clone)]
 pub(crate) struct BusMetrics {
     counters: Vec<(&'static str, Counter)>,
     gauges: Vec<(&'static str, Gauge)>,
+    ops: Family<Label, Counter>,
 }
 
 impl BusMetrics {
     fn register(r: &mut Registry) -> BusMetrics {
-        let mut m = BusMetrics { counters: Vec::new(), gauges: Vec::new() };
+        let mut m = BusMetrics { counters: Vec::new(), gauges: Vec::new(), ops: Family::default() };
+        r.register("ops", "Control requests that decoded, by op (granted or refused)", m.ops.clone());
         for &name in cnlink_bus::BusCounters::NAMES {
-            if BUS_GAUGES.contains(&name) {
+            if let Some(op) = name.strip_prefix(BUS_OP_PREFIX) {
+                let _ = m.ops.get_or_create(&[("op", op)]);
+            } else if BUS_GAUGES.contains(&name) {
                 let g = Gauge::default();
                 r.register(name, bus_help(name), g.clone());
                 m.gauges.push((name, g));
@@ -243,7 +259,9 @@ impl BusMetrics {
     /// Copies the core's counters.
     pub(crate) fn update(&self, stats: &cnlink_bus::BusCounters) {
         for (&name, value) in cnlink_bus::BusCounters::NAMES.iter().zip(stats.values()) {
-            if let Some((_, c)) = self.counters.iter().find(|(n, _)| *n == name) {
+            if let Some(op) = name.strip_prefix(BUS_OP_PREFIX) {
+                mirror(&self.ops.get_or_create(&[("op", op)]), value);
+            } else if let Some((_, c)) = self.counters.iter().find(|(n, _)| *n == name) {
                 mirror(c, value);
             } else if let Some((_, g)) = self.gauges.iter().find(|(n, _)| *n == name) {
                 gauge(g, value);
@@ -352,13 +370,18 @@ mod tests {
     fn every_bus_counter_is_exported() {
         let mut m = Metrics::new();
         let b = m.bus();
-        let stats = cnlink_bus::BusCounters { received: 9, clients: 2, ..Default::default() };
+        let stats = cnlink_bus::BusCounters { received: 9, clients: 2, op_register: 3, ..Default::default() };
         b.update(&stats);
         let t = text(&m);
         assert!(t.contains("cnlink_bus_received_total 9"), "{t}");
         assert!(t.contains("# TYPE cnlink_bus_clients gauge\ncnlink_bus_clients 2"), "{t}");
+        assert!(t.contains("cnlink_bus_ops_total{op=\"register\"} 3"), "{t}");
         for name in cnlink_bus::BusCounters::NAMES {
-            assert!(t.contains(&format!("cnlink_bus_{name}")), "{name} missing in\n{t}");
+            let exported = match name.strip_prefix(BUS_OP_PREFIX) {
+                Some(op) => format!("cnlink_bus_ops_total{{op=\"{op}\"}}"),
+                None => format!("cnlink_bus_{name}"),
+            };
+            assert!(t.contains(&exported), "{name} missing in\n{t}");
         }
     }
 
