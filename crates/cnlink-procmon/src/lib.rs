@@ -45,6 +45,7 @@ pub mod identity;
 mod intern;
 pub mod procfs;
 pub mod table;
+pub mod tree_filter;
 
 pub use bstr::{write_escaped, BStr};
 pub use container::{CgroupInfo, Container, Pod, QosClass, Runtime, SystemdUnit};
@@ -52,4 +53,5 @@ pub use identity::{EntityId, EntityIdSource, HostIdentity};
 pub use procfs::{EnrichStatus, LiveProc, Observation, ProcSource, Snapshot, Wants};
 pub use table::process::{EntryLeader, EntryLeaderKind, ProcessInfo, Program};
 pub use table::record::{KernelEvent, ProcRecord};
-pub use table::{MemoryUsage, ProcessTable, TableConfig, TableStats};
+pub use table::{Ancestry, MemoryUsage, ProcessTable, TableConfig, TableStats};
+pub use tree_filter::{ProcessRef, TreeFilter};

@@ -10,14 +10,14 @@ use crate::procfs::parse::{parse_cmdline, parse_stat};
 use crate::procfs::{CgroupFile, EnrichStatus, Exe, PathRead, ProcSource, StatusFields};
 use crate::table::record::KernelEvent;
 
-const MS: u64 = 1_000_000;
-const TICK: u64 = 10 * MS;
+pub(crate) const MS: u64 = 1_000_000;
+pub(crate) const TICK: u64 = 10 * MS;
 
 /// A simulated `/proc`: what each pid shows now.
 #[derive(Default)]
-struct FakeProc {
-    procs: HashMap<i32, Observation>,
-    reads: u32,
+pub(crate) struct FakeProc {
+    pub(crate) procs: HashMap<i32, Observation>,
+    pub(crate) reads: u32,
 }
 
 impl ProcSource for FakeProc {
@@ -49,25 +49,25 @@ impl ProcSource for FakeProc {
 }
 
 /// Builds an observation of a user process.
-struct P {
-    pid: i32,
-    ppid: i32,
-    start_ns: u64,
-    name: &'static str,
-    argv: &'static [&'static str],
-    sid: i32,
-    tty: i32,
-    cgroup: &'static str,
-    nspid: Vec<i32>,
-    kthread: bool,
+pub(crate) struct P {
+    pub(crate) pid: i32,
+    pub(crate) ppid: i32,
+    pub(crate) start_ns: u64,
+    pub(crate) name: &'static str,
+    pub(crate) argv: &'static [&'static str],
+    pub(crate) sid: i32,
+    pub(crate) tty: i32,
+    pub(crate) cgroup: &'static str,
+    pub(crate) nspid: Vec<i32>,
+    pub(crate) kthread: bool,
 }
 
 impl P {
-    fn new(pid: i32, ppid: i32, start_ns: u64, name: &'static str, argv: &'static [&'static str]) -> P {
+    pub(crate) fn new(pid: i32, ppid: i32, start_ns: u64, name: &'static str, argv: &'static [&'static str]) -> P {
         P { pid, ppid, start_ns, name, argv, sid: 1, tty: 0, cgroup: "0::/\n", nspid: vec![pid], kthread: false }
     }
 
-    fn obs(&self) -> Observation {
+    pub(crate) fn obs(&self) -> Observation {
         let flags = if self.kthread { 0x0020_0000 } else { 0 };
         let stat = format!(
             "{} ({}) S {} {} {} {} -1 {flags} 0 0 0 0 0 0 0 0 20 0 1 0 {} 0 0",
@@ -111,12 +111,12 @@ impl P {
     }
 }
 
-fn host() -> HostIdentity {
+pub(crate) fn host() -> HostIdentity {
     HostIdentity::new("0123456789abcdef0123456789abcdef", "ba9c04d6-63df-4a14-bbdd-20583d11a1b5")
 }
 
 /// A machine with init (1), kthreadd (2) and a shell (100, child of 1).
-fn machine() -> (ProcessTable, FakeProc) {
+pub(crate) fn machine() -> (ProcessTable, FakeProc) {
     let mut fake = FakeProc::default();
     fake.procs.insert(1, P::new(1, 0, 0, "init", &["/sbin/init"]).obs());
     fake.procs.insert(2, P { kthread: true, ..P::new(2, 0, 0, "kthreadd", &[]) }.obs());
@@ -126,23 +126,23 @@ fn machine() -> (ProcessTable, FakeProc) {
     (t, fake)
 }
 
-fn ev(ts: u64, data: EventData) -> KernelEvent {
+pub(crate) fn ev(ts: u64, data: EventData) -> KernelEvent {
     KernelEvent { seq: (ts / MS) as u32, cpu: 0, timestamp_ns: ts, data }
 }
 
-fn fork(ts: u64, parent: i32, child: i32) -> KernelEvent {
+pub(crate) fn fork(ts: u64, parent: i32, child: i32) -> KernelEvent {
     ev(ts, EventData::Fork { parent_pid: parent, parent_tgid: parent, child_pid: child, child_tgid: child })
 }
 
-fn thread(ts: u64, group: i32, tid: i32) -> KernelEvent {
+pub(crate) fn thread(ts: u64, group: i32, tid: i32) -> KernelEvent {
     ev(ts, EventData::Fork { parent_pid: group, parent_tgid: group, child_pid: tid, child_tgid: group })
 }
 
-fn exec(ts: u64, pid: i32) -> KernelEvent {
+pub(crate) fn exec(ts: u64, pid: i32) -> KernelEvent {
     ev(ts, EventData::Exec { process_pid: pid, process_tgid: pid })
 }
 
-fn exit(ts: u64, pid: i32, tgid: i32, parent: i32) -> KernelEvent {
+pub(crate) fn exit(ts: u64, pid: i32, tgid: i32, parent: i32) -> KernelEvent {
     ev(
         ts,
         EventData::Exit {
@@ -156,7 +156,7 @@ fn exit(ts: u64, pid: i32, tgid: i32, parent: i32) -> KernelEvent {
     )
 }
 
-fn argv(p: &ProcessInfo) -> Vec<String> {
+pub(crate) fn argv(p: &ProcessInfo) -> Vec<String> {
     p.program.argv.as_ref().map_or(Vec::new(), |a| a.args().map(|x| String::from_utf8_lossy(x).into()).collect())
 }
 
