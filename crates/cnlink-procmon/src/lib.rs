@@ -7,6 +7,9 @@
 //! - [`container`]: recognising containers, Kubernetes pods and systemd units in cgroup paths.
 //! - [`table`]: the [`ProcessTable`], a sans-IO engine: events and observations in, [`ProcRecord`]s out,
 //!   with parent, children, threads, exec history, ancestors and the entry leader.
+//! - [`tree_filter`]: [`TreeFilter`], exact filters over the table: descendants of a process (or not), a
+//!   container, a systemd unit.
+//! - [`ecs`]: [`ecs::EcsWriter`], Elastic Common Schema documents from records, as JSON Lines.
 //!
 //! ```no_run
 //! use cnlink::proc::{ProcEvents, ProcItem, ProcOptions};
@@ -41,6 +44,7 @@
 
 mod bstr;
 pub mod container;
+pub mod ecs;
 pub mod identity;
 mod intern;
 pub mod procfs;
