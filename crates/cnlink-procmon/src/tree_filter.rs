@@ -223,6 +223,8 @@ pub struct TreeFilter {
     exclude: Option<Subtree>,
     containers: Vec<Box<str>>,
     units: Vec<Box<str>>,
+    /// The last followed record: below an included root, below an excluded one.
+    decided: (bool, bool),
 }
 
 impl TreeFilter {
@@ -276,19 +278,33 @@ impl TreeFilter {
     }
 
     /// Whether `rec` passes. Call it for every record the table returns, in order, shown or not: it follows
-    /// the tree (a fork's child joins its parent's subtree; an exited process is forgotten later).
+    /// the tree (a fork's child joins its parent's subtree; an exited process is forgotten later). The same as
+    /// [`follow`](Self::follow), [`matches`](Self::matches), then [`forget`](Self::forget).
     pub fn admits(&mut self, table: &ProcessTable, rec: &ProcRecord) -> bool {
+        self.follow(table, rec);
+        let pass = self.matches(rec);
+        self.forget(rec);
+        pass
+    }
+
+    /// Follows the tree with one record (every record the table returns, in order, shown or not): decides
+    /// whether its process descends from the roots, remembering it if so.
+    pub fn follow(&mut self, table: &ProcessTable, rec: &ProcRecord) {
         let inside = |t: &mut Subtree| match &rec.process {
             Some(p) => t.contains(table, p, rec),
             None => named_parent(&rec.event.data).is_some_and(|ppid| t.contains_pid(table, ppid)),
         };
-        let mut pass = true;
-        if let Some(t) = &mut self.include {
-            pass &= inside(t);
-        }
-        if let Some(t) = &mut self.exclude {
-            pass &= !inside(t);
-        }
+        self.decided = (self.include.as_mut().map_or(true, inside), self.exclude.as_mut().is_some_and(inside));
+    }
+
+    /// Whether the record last [followed](Self::follow) passes.
+    pub fn matches(&self, rec: &ProcRecord) -> bool {
+        let (included, excluded) = self.decided;
+        included && !excluded && self.in_container(rec.process.as_deref()) && self.in_unit(rec.process.as_deref())
+    }
+
+    /// After the decision: a process's exit starts its way out of the filter's memory.
+    pub fn forget(&mut self, rec: &ProcRecord) {
         if let (EventData::Exit { process_pid, process_tgid, .. }, Some(p)) = (rec.event.data, &rec.process) {
             if process_pid == process_tgid {
                 for t in [&mut self.include, &mut self.exclude].into_iter().flatten() {
@@ -296,7 +312,6 @@ impl TreeFilter {
                 }
             }
         }
-        pass && self.in_container(rec.process.as_deref()) && self.in_unit(rec.process.as_deref())
     }
 
     fn in_container(&self, p: Option<&ProcessInfo>) -> bool {
