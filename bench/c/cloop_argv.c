@@ -13,36 +13,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
-#include <linux/cn_proc.h>
-#include <linux/connector.h>
-#include <linux/netlink.h>
 
-static volatile sig_atomic_t stop;
-
-static void on_signal(int sig) {
-    (void)sig;
-    stop = 1;
-}
-
-static int send_op(int fd, uint32_t op) {
-    char buf[NLMSG_SPACE(sizeof(struct cn_msg) + sizeof(uint32_t))];
-    struct nlmsghdr *nl = (struct nlmsghdr *)buf;
-    struct cn_msg *cn = (struct cn_msg *)NLMSG_DATA(nl);
-    memset(buf, 0, sizeof(buf));
-    nl->nlmsg_len = NLMSG_LENGTH(sizeof(struct cn_msg) + sizeof(uint32_t));
-    nl->nlmsg_type = NLMSG_DONE;
-    cn->id.idx = CN_IDX_PROC;
-    cn->id.val = CN_VAL_PROC;
-    cn->len = sizeof(uint32_t);
-    memcpy(cn->data, &op, sizeof(op));
-    return send(fd, buf, nl->nlmsg_len, 0) < 0 ? -1 : 0;
-}
+#include "proc_socket.h"
 
 static void print_exec(int pid) {
     char path[64], argv[4096];
@@ -63,30 +35,9 @@ static void print_exec(int pid) {
 }
 
 int main(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-
-    int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_CONNECTOR);
-    if (fd < 0) {
-        perror("socket");
+    int fd = proc_listen();
+    if (fd < 0)
         return 1;
-    }
-    struct sockaddr_nl addr = {.nl_family = AF_NETLINK, .nl_pid = 0, .nl_groups = CN_IDX_PROC};
-    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-        perror("bind");
-        return 1;
-    }
-    socklen_t alen = sizeof(addr);
-    getsockname(fd, (struct sockaddr *)&addr, &alen);
-    if (send_op(fd, PROC_CN_MCAST_LISTEN) < 0) {
-        perror("send LISTEN");
-        return 1;
-    }
-    printf("listening port=%u\n", addr.nl_pid);
-    fflush(stdout);
 
     uint64_t buf[1024];
     while (!stop) {
@@ -101,16 +52,9 @@ int main(void) {
             perror("recv");
             break;
         }
-        struct nlmsghdr *nl = (struct nlmsghdr *)buf;
-        if (!NLMSG_OK(nl, (size_t)n))
-            continue;
-        struct cn_msg *cn = (struct cn_msg *)NLMSG_DATA(nl);
-        if (cn->len < 16 + 8)
-            continue;
         struct proc_event ev;
-        size_t len = cn->len < sizeof(ev) ? cn->len : sizeof(ev);
-        memset(&ev, 0, sizeof(ev));
-        memcpy(&ev, cn->data, len);
+        if (!read_event(buf, n, &ev))
+            continue;
         if (ev.what == PROC_EVENT_EXEC)
             print_exec(ev.event_data.exec.process_tgid);
     }

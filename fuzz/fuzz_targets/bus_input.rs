@@ -6,8 +6,12 @@
 //! gone nothing is held. The pure decoders (`CtlMsg`, `Request`, `Reply`, `ListPage`, `parse_stats`) see the
 //! whole input and every datagram's data.
 //!
+//! The trust model is checked too: an id's owner's message reaches at most the one requester it answers (never a
+//! group), a data message is forwarded or refused (`EPERM`, `EBUSY`; never for a limit), PUBLISH is never answered.
+//!
 //! Input: one config byte (bit 0: tight limits, bit 1: a policy with grants, bit 2: 1 s route timeout, bit 3:
-//! remote agents answer the requests forwarded to them, except those whose seq is a multiple of 4), then records
+//! remote agents answer the requests forwarded to them, except those whose seq is a multiple of 4; bit 4: the
+//! default policy, where users register only their own idx, else everyone may register any id), then records
 //! until the bytes run out. A record starts with a byte `k`: `k & 7` is the action, `k >> 5` a repeat count (1, 1,
 //! 1, 1, 2, 8, 70, 300: enough to fill queues and hit limits), and bit 3 makes a repeated framed message count its
 //! seq up:
@@ -23,7 +27,9 @@
 //! 7  kernel-side API  add_callback / del_callback / Core::send
 //! ```
 //!
-//! A sender byte picks the port (bits 0-2) and the credentials (bits 3-4: uid 0, 1000, 1001, or none).
+//! A sender byte picks the port (bits 0-2) and the credentials (bits 3-4: uid 0, 1000, 1001, or none). An id byte
+//! below 0x80 picks one of `IDS`; from 0x80 to 0xbf it is a small id (idx = low 4 bits, val = the next byte); from
+//! 0xc0 an id of uid 1000's or 1001's own idx (bit 0), val the next byte.
 #![no_main]
 
 use std::collections::HashSet;
@@ -31,8 +37,8 @@ use std::time::{Duration, Instant};
 
 use cnlink::wire::{CbId, CnMsgHdr, NlMsg, CN_MSG_HDRLEN, NLMSG_DONE, NLMSG_HDRLEN};
 use cnlink::Credentials;
-use cnlink_bus::core::{first_cn_msg, Config, Core, Event, Limits, Owner, Sender, Stats, Usage, UNKNOWN_UID};
-use cnlink_bus::policy::{Policy, Rule};
+use cnlink_bus::core::{first_cn_msg, Action, Config, Core, Limits, Owner, Sender, Stats, Usage, UNKNOWN_UID};
+use cnlink_bus::policy::{user_idx, Policy, Rule};
 use cnlink_bus::wire::{self as bw, BusOp, CtlMsg, ListPage, NotifyRange, Reply, Request};
 use libfuzzer_sys::fuzz_target;
 
@@ -78,10 +84,10 @@ impl<'a> Bytes<'a> {
     }
     fn id(&mut self) -> CbId {
         let b = self.u8();
-        if b < 0x80 {
-            IDS[(b & 7) as usize]
-        } else {
-            CbId::new((b & 0xf) as u32, self.u8() as u32)
+        match b {
+            0..0x80 => IDS[(b & 7) as usize],
+            0x80..0xc0 => CbId::new((b & 0xf) as u32, self.u8() as u32),
+            _ => CbId::new(user_idx(1000 + (b & 1) as u32).unwrap_or(0), self.u8() as u32),
         }
     }
     fn group(&mut self) -> u32 {
@@ -94,7 +100,7 @@ impl<'a> Bytes<'a> {
 }
 
 fn config(b: u8) -> Config {
-    let mut policy = Policy::default();
+    let mut policy = if b & 16 != 0 { Policy::default() } else { Policy::open() };
     if b & 1 != 0 {
         policy.limits = Limits {
             ids_per_user: 2,
@@ -107,6 +113,7 @@ fn config(b: u8) -> Config {
     }
     if b & 2 != 0 {
         policy.register = vec![Rule { uids: Some(vec![1000]), idx: Some([0, 15]), val: None }];
+        policy.user_idx = b & 16 != 0;
         policy.send = vec![Rule { uids: Some(vec![1000, 1001]), idx: None, val: Some([0, 0x456]) }];
     }
     let route_timeout = (b & 4 != 0).then(|| Duration::from_secs(1));
@@ -124,7 +131,7 @@ fn datagram(id: CbId, seq: u32, ack: u32, data: &[u8], pid: u32) -> Vec<u8> {
 
 fn bus_op(inp: &mut Bytes) -> Vec<u8> {
     let code = inp.u8();
-    match code % 9 {
+    match code % 10 {
         1 => {
             let id = inp.id();
             let n = inp.u8() as usize % 40;
@@ -140,6 +147,11 @@ fn bus_op(inp: &mut Bytes) -> Vec<u8> {
         }
         6 => BusOp::List { start: inp.u8() as u32 }.to_bytes(),
         7 => BusOp::Stats.to_bytes(),
+        8 => {
+            let (group, id, seq, ack) = (inp.group(), inp.id(), inp.u8() as u32, inp.u8() as u32);
+            let n = inp.u8() as usize;
+            bw::publish_op(group, CnMsgHdr { id, seq, ack, ..Default::default() }, inp.take(n)).unwrap()
+        }
         _ => {
             // Any op number (known or not) with any body.
             let mut v = bw::op_header(code as u16 | (inp.u8() as u16) << 8);
@@ -246,20 +258,20 @@ impl Harness {
         out
     }
 
-    /// Acts on the core's events as the daemon would; local callbacks echo, like `cnlink bus --echo`.
+    /// Acts on the core's actions as the daemon would; local callbacks echo, like `cnlink bus --echo`.
     fn events(&mut self) {
-        while let Some(ev) = self.core.poll_event() {
+        while let Some(ev) = self.core.poll_action() {
             match ev {
-                Event::Deliver(d) => {
+                Action::Deliver(d) => {
                     assert_eq!(self.core.entry(d.hdr.id).map(|e| e.owner), Some(Owner::Local));
                     let hdr = CnMsgHdr { ack: d.hdr.ack.wrapping_add(1), len: 0, flags: 0, ..d.hdr };
                     let _ = self.core.send(hdr, &d.data, d.from.port, 0);
                 }
-                Event::Watch { port, .. } => assert!(self.watched.insert(port), "port {port} watched twice"),
-                Event::Unwatch { port } => {
+                Action::Watch { port, .. } => assert!(self.watched.insert(port), "port {port} watched twice"),
+                Action::Unwatch { port } => {
                     self.watched.remove(&port);
                 }
-                Event::Denied(d) => assert_ne!(d.errno, 0),
+                Action::Denied(d) => assert_ne!(d.errno(), 0),
                 _ => {}
             }
         }
@@ -271,10 +283,16 @@ impl Harness {
         self.transmits();
     }
 
-    /// Handles a datagram and checks the answer to a control request: exactly one reply to the sender, same
-    /// seq, ack + 1, an errno the protocol documents for that op, and a body that decodes.
+    /// Handles a datagram and checks the answer to a control request (exactly one reply to the sender, same
+    /// seq, ack + 1, an errno the protocol documents for that op, and a body that decodes; none for PUBLISH), and
+    /// what became of a data message.
     fn handle(&mut self, from: Sender, datagram: &[u8]) {
         let before = self.core.stats();
+        // A message from the owner of its id (under the uid that registered it, so that it stays the owner).
+        let from_owner = first_cn_msg(datagram).is_some_and(|(h, _)| {
+            h.id != CbId::CONNECTOR
+                && self.core.entry(h.id).is_some_and(|e| e.owner == Owner::Remote(from.port) && e.uid == from.uid())
+        });
         self.core.handle(self.now, from, datagram);
         let out = self.transmits();
         let Some((hdr, data)) = first_cn_msg(datagram) else {
@@ -289,18 +307,38 @@ impl Harness {
             .filter(|o| o.hdr.seq == hdr.seq && o.hdr.ack == hdr.ack.wrapping_add(1))
             .collect();
         if hdr.id == CbId::CONNECTOR {
-            assert_eq!(replies.len(), 1, "a control request gets exactly one reply");
-            self.check_reply(data, replies[0]);
-            if let Ok(Request::Op(BusOp::Send { .. })) = Request::parse(data) {
-                let to_sender = out.iter().filter(|o| o.ports.contains(&from.port)).count();
-                assert_eq!(to_sender, 1, "SEND delivered to its own sender");
+            let request = Request::parse(data);
+            let to_sender = out.iter().filter(|o| o.ports.contains(&from.port)).count();
+            if let Ok(Request::Op(BusOp::Publish { .. })) | Err((bw::BUS_OP_PUBLISH, _)) = request {
+                assert_eq!(to_sender, 0, "PUBLISH answered or delivered to its own sender");
+            } else {
+                assert_eq!(replies.len(), 1, "a control request gets exactly one reply");
+                self.check_reply(data, replies[0]);
+                if let Ok(Request::Op(BusOp::Send { .. })) = request {
+                    assert_eq!(to_sender, 1, "SEND delivered to its own sender");
+                }
+            }
+        } else if from_owner {
+            // The reply to one waiting request, to its requester alone; anything else dropped and counted.
+            let s = self.core.stats();
+            assert_eq!(s.fanout, before.fanout, "an owner's message went to a group");
+            let routed = (s.replies_routed - before.replies_routed, s.replies_unrouted - before.replies_unrouted);
+            match &out[..] {
+                [] => assert_eq!(routed, (0, 1)),
+                [o] => {
+                    assert_eq!(o.ports.len(), 1, "an owner's message went to {:?}", o.ports);
+                    assert_eq!(routed, (1, 0));
+                }
+                _ => panic!("an owner's message made {} datagrams", out.len()),
             }
         } else if let [r] = replies[..] {
-            // A refused message to an id: EPERM (policy) or EDQUOT (routes), with the id as body.
+            // A refused message to an id, with the id as body: EPERM (policy) or EBUSY (another socket waits for
+            // the same reply); never a limit, since routes make room for newer ones.
             let r = Reply::parse(&r.data).expect("refusal does not decode");
             assert_eq!(r.op, bw::BUS_OP_MESSAGE);
-            assert!([libc::EPERM, libc::EDQUOT].contains(&(r.errno as i32)), "errno {}", r.errno);
+            assert!([libc::EPERM, libc::EBUSY].contains(&(r.errno as i32)), "errno {}", r.errno);
             assert_eq!(r.body, [hdr.id.idx.to_ne_bytes(), hdr.id.val.to_ne_bytes()].concat());
+            assert!(!out.iter().any(|o| o.hdr == hdr && o.data == data), "refused and forwarded");
         }
         self.settle();
         // The agents' answers, routed back to the requesters while their routes last.
@@ -331,6 +369,7 @@ impl Harness {
                     BusOp::Join { .. } => &[0, libc::EINVAL, libc::EDQUOT],
                     BusOp::Leave { .. } => &[0, libc::ENOENT],
                     BusOp::Send { .. } => &[0, libc::EPERM, libc::ENODEV, libc::ESRCH],
+                    BusOp::Publish { .. } => unreachable!("PUBLISH is never answered"),
                     BusOp::List { start } => return self.check_list(start, &r),
                     BusOp::Stats => {
                         assert_eq!(e, 0);

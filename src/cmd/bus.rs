@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use cnlink::wire::{CbId, CnMsgHdr};
+use cnlink::wire::CbId;
 use cnlink::{ClientItem, OwnedMsg};
 use cnlink_bus::wire::{CtlMsg, NotifyRange};
 use cnlink_bus::{Bus, BusClient, BusOptions, ClientError, Config, Policy, DEFAULT_PORT};
@@ -371,9 +371,9 @@ fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
     stop.store(true, Ordering::Relaxed);
     let (mut agent, served) = agent.join().map_err(|_| anyhow::anyhow!("the agent thread panicked"))?;
     served?;
-    // The owner sends on its id with group 0: the bus looks up group idx, as cn_test's timer does.
+    // The owner sends on its id with group 0 (the SEND op): the bus looks up group idx, as cn_test's timer does.
     subscriber.join(id.idx)?;
-    agent.send_raw(CnMsgHdr { id, seq: 1, ack: 0, ..Default::default() }, b"counter = 1\0")?;
+    agent.send_group(0, id, b"counter = 1\0")?;
     let got = next_message("test", &mut subscriber, wait)?;
     r.check(
         got.is_some_and(|m| m.hdr.id == id && m.data == b"counter = 1\0"),

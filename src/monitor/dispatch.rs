@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use cnlink::proc::{Event, ProcItem};
+use cnlink::proc::{Event, Loss, ProcItem};
 use cnlink::wire::{comm_str, EventData};
 
 use super::enrich::Cache;
@@ -11,7 +11,7 @@ use super::human::Human;
 use super::json::{self, Extra, JsonWriter, LostCause};
 use super::pipeline::{Msg, Pipeline};
 use super::stats::{self, Stats};
-use super::{monotonic_ns, procfs_drops, CacheMode};
+use super::{monotonic_ns, CacheMode};
 
 /// The main thread's state.
 pub(crate) struct Monitor {
@@ -23,8 +23,8 @@ pub(crate) struct Monitor {
     pub(crate) human: Option<Human>,
     pub(crate) w: JsonWriter,
     pub(crate) quiet: bool,
-    /// Kernel-filtered: losses come from the socket's drop counter.
-    pub(crate) drops: Option<(u32, u64)>,
+    /// Kernel-filtered: the library counts losses from the socket's drop counter, not from sequence gaps.
+    pub(crate) kernel_filtered: bool,
     /// This process's pid: the monitor's own threads and their renaming are not reported.
     pub(crate) own_pid: i32,
 }
@@ -43,7 +43,7 @@ impl Monitor {
                 self.items(&batch, line_buffered, out)?;
                 pipe.done(batch);
             }
-            Msg::QueueLost(n) => self.lost(n, LostCause::Queue),
+            Msg::QueueLost(n) => self.lost(Loss::Exact(n), LostCause::Queue),
             Msg::Failed(e) => *failure = Some(e),
         }
         self.flush(out)
@@ -77,37 +77,24 @@ impl Monitor {
         out.flush()
     }
 
-    fn lost(&mut self, count: u64, cause: LostCause) {
+    fn lost(&mut self, loss: Loss, cause: LostCause) {
+        let count = loss.count().unwrap_or(0);
         match cause {
             LostCause::SeqGap => self.stats.lost_seq += count,
             LostCause::KernelDrops => self.stats.lost_drops += count,
             LostCause::Queue => self.stats.lost_queue += count,
         }
-        if self.quiet || count == 0 {
+        self.stats.lost_inexact += u64::from(!loss.is_exact());
+        if self.quiet || loss == Loss::Exact(0) {
             return;
         }
         let now = monotonic_ns();
         match &self.human {
             Some(h) => {
-                h.lost(self.w.buf_mut(), count, cause, now);
+                h.lost(self.w.buf_mut(), loss, cause, now);
             }
-            None => json::lost(&mut self.w, count, cause, now),
+            None => json::lost(&mut self.w, loss, cause, now),
         }
-    }
-
-    /// Kernel-filtered subscriptions: turn the socket's drop counter into `lost` records.
-    fn check_drops(&mut self) {
-        let Some((port, seen)) = self.drops else { return };
-        if let Some(now) = procfs_drops(port) {
-            if now > seen {
-                self.drops = Some((port, now));
-                self.lost(now - seen, LostCause::KernelDrops);
-            }
-        }
-    }
-
-    pub(crate) fn final_drops(&mut self) {
-        self.check_drops();
     }
 
     pub(crate) fn item(&mut self, item: &ProcItem) {
@@ -116,14 +103,14 @@ impl Monitor {
                 self.stats.charge_cpu(ev.cpu);
                 self.event(ev)
             }
-            ProcItem::Lost { count } => {
-                self.stats.lost_uncharged += count;
-                self.lost(*count, LostCause::SeqGap)
+            ProcItem::Lost(loss) => {
+                let cause = if self.kernel_filtered { LostCause::KernelDrops } else { LostCause::SeqGap };
+                if cause == LostCause::SeqGap {
+                    self.stats.lost_uncharged += loss.count().unwrap_or(0);
+                }
+                self.lost(*loss, cause)
             }
-            ProcItem::Overrun => {
-                self.stats.overruns += 1;
-                self.check_drops();
-            }
+            ProcItem::Overrun => self.stats.overruns += 1,
             ProcItem::Ack { cpu, .. } => {
                 self.stats.charge_cpu(*cpu);
                 self.stats.acks += 1
@@ -235,7 +222,7 @@ mod tests {
             human: None,
             w: JsonWriter::new(),
             quiet: false,
-            drops: None,
+            kernel_filtered: false,
             own_pid: 4242,
         }
     }
@@ -304,13 +291,41 @@ mod tests {
     #[test]
     fn losses_are_shown_and_counted() {
         let mut m = monitor("all", ProcFilter::default());
-        m.item(&ProcItem::Lost { count: 9 });
+        m.item(&ProcItem::Lost(Loss::Exact(9)));
         let v: serde_json::Value = serde_json::from_slice(m.w.bytes()).unwrap();
         assert_eq!(
-            (v["event"].as_str(), v["count"].as_u64(), v["cause"].as_str()),
-            (Some("lost"), Some(9), Some("seq_gap"))
+            (v["event"].as_str(), v["count"].as_u64(), v["exact"].as_bool(), v["cause"].as_str()),
+            (Some("lost"), Some(9), Some(true), Some("seq_gap"))
         );
         assert_eq!(m.stats.lost(), 9);
+        assert_eq!(m.stats.lost_inexact, 0);
+    }
+
+    #[test]
+    fn a_loss_of_unknown_size_is_shown() {
+        let mut m = monitor("all", ProcFilter::default());
+        m.kernel_filtered = true;
+        m.item(&ProcItem::Overrun);
+        m.item(&ProcItem::Lost(Loss::Unknown));
+        let v: serde_json::Value = serde_json::from_slice(m.w.bytes()).unwrap();
+        assert_eq!(
+            (v["event"].as_str(), v["exact"].as_bool(), v["cause"].as_str()),
+            (Some("lost"), Some(false), Some("socket_drops"))
+        );
+        assert!(v["count"].is_null());
+        m.w.clear();
+        m.item(&ProcItem::Lost(Loss::AtLeast(4)));
+        let v: serde_json::Value = serde_json::from_slice(m.w.bytes()).unwrap();
+        assert_eq!((v["count"].as_u64(), v["exact"].as_bool()), (Some(4), Some(false)));
+        assert_eq!((m.stats.lost(), m.stats.lost_inexact, m.stats.overruns), (4, 2, 1));
+
+        let mut h = monitor("all", ProcFilter::default());
+        h.human = Some(Human::new(Default::default(), Default::default()));
+        h.item(&ProcItem::Lost(Loss::Unknown));
+        h.item(&ProcItem::Lost(Loss::AtLeast(3)));
+        let text = String::from_utf8_lossy(h.w.bytes()).into_owned();
+        assert!(text.contains(" ? events lost (seq_gap)"), "{text}");
+        assert!(text.contains(" at least 3 events lost (seq_gap)"), "{text}");
     }
 
     /// A fake monotonic-to-local offset: what a suspend or a clock step changes.

@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Write;
 
-use cnlink::proc::Event;
+use cnlink::proc::{Event, Loss};
 use cnlink::wire::{EventData, ExitStatus};
 
 use super::enrich::ProcInfo;
@@ -256,13 +256,20 @@ impl Human {
         }
     }
 
-    /// A loss, never silent.
-    pub(crate) fn lost(&self, out: &mut Vec<u8>, count: u64, cause: LostCause, now_ns: u64) {
+    /// A loss, never silent: `N events lost`, `at least N events lost`, or `? events lost` when the count is
+    /// unknown.
+    pub(crate) fn lost(&self, out: &mut Vec<u8>, loss: Loss, cause: LostCause, now_ns: u64) {
         self.time(out, now_ns);
         if self.cols.glyphs {
             out.extend_from_slice("! ".as_bytes());
         }
-        let _ = writeln!(out, "{:<5} {:>w$} {count} events lost ({})", "lost", "-", cause.name(), w = self.pid_width);
+        let _ = write!(out, "{:<5} {:>w$} ", "lost", "-", w = self.pid_width);
+        let _ = match loss {
+            Loss::Exact(n) => write!(out, "{n}"),
+            Loss::AtLeast(n) => write!(out, "at least {n}"),
+            Loss::Unknown => write!(out, "?"),
+        };
+        let _ = writeln!(out, " events lost ({})", cause.name());
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use cnlink::proc::Event;
+use cnlink::proc::{Event, Loss};
 use cnlink::wire::{comm_str, EventData, ExitStatus};
 
 use super::enrich::ProcInfo;
@@ -206,9 +206,10 @@ pub(crate) fn event(w: &mut JsonWriter, ev: &Event, x: Extra<'_>) {
             w.i64_field("parent_tgid", parent_tgid.into());
         }
         EventData::Ack { err } => w.u64_field("err", err.into()),
-        EventData::Unknown { what, data } => {
+        EventData::Unknown { what, len, data } => {
             w.u64_field("what", what.into());
-            w.hex_field("data", &data);
+            w.u64_field("len", len.into());
+            w.hex_field("data", &data[..usize::from(len).min(data.len())]);
         }
         _ => {}
     }
@@ -276,14 +277,19 @@ impl LostCause {
     }
 }
 
-/// Writes a `lost` record.
-pub(crate) fn lost(w: &mut JsonWriter, count: u64, cause: LostCause, now_ns: u64) {
+/// Writes a `lost` record: `count` is `null` when unknown, and `exact` is false for a lower bound or an unknown
+/// count.
+pub(crate) fn lost(w: &mut JsonWriter, loss: Loss, cause: LostCause, now_ns: u64) {
     w.begin();
     w.str_field("event", "lost");
     w.null_field("cpu");
     w.null_field("seq");
     w.u64_field("timestamp_ns", now_ns);
-    w.u64_field("count", count);
+    match loss.count() {
+        Some(n) => w.u64_field("count", n),
+        None => w.null_field("count"),
+    }
+    w.bool_field("exact", loss.is_exact());
     w.str_field("cause", cause.name());
     w.end();
 }
@@ -389,9 +395,17 @@ mod tests {
     #[test]
     fn lost_record() {
         let mut w = JsonWriter::new();
-        lost(&mut w, 42, LostCause::Queue, 1);
+        lost(&mut w, Loss::Exact(42), LostCause::Queue, 1);
         let v = parse(&w);
-        assert_eq!((v["event"].as_str(), v["count"].as_u64()), (Some("lost"), Some(42)));
+        assert_eq!(
+            (v["event"].as_str(), v["count"].as_u64(), v["exact"].as_bool()),
+            (Some("lost"), Some(42), Some(true))
+        );
         assert!(v["cpu"].is_null());
+        w.clear();
+        lost(&mut w, Loss::Unknown, LostCause::KernelDrops, 1);
+        let v = parse(&w);
+        assert!(v["count"].is_null());
+        assert_eq!(v["exact"].as_bool(), Some(false));
     }
 }

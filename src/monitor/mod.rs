@@ -111,7 +111,6 @@ pub(crate) fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     let (mut daemon, metrics) = Daemon::start(cfg.metrics, Metrics::proc)?;
     let events = ProcEvents::subscribe(opts).context("cannot subscribe to process events")?;
     let kernel_filtered = events.kernel_filtered();
-    let port = events.socket().port_id().context("reading the socket's port id")?;
     let rcvbuf = events.socket().recv_buffer().ok();
 
     let mode = cfg.cache_mode();
@@ -131,7 +130,7 @@ pub(crate) fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         human: (cfg.format == Format::Text).then(|| Human::new(cfg.style, cfg.columns)),
         w: JsonWriter::new(),
         quiet: cfg.quiet,
-        drops: kernel_filtered.then(|| (port, procfs_drops(port).unwrap_or(0))),
+        kernel_filtered,
         own_pid: std::process::id() as i32,
     };
 
@@ -178,7 +177,6 @@ pub(crate) fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         while let Ok(msg) = pipe.rx.try_recv() {
             mon.message(msg, &pipe, &mut failure, cfg.line_buffered, &mut out)?;
         }
-        mon.final_drops();
         mon.flush(&mut out)?;
     }
     result?;
@@ -209,16 +207,6 @@ pub(crate) fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         out.flush()?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// This socket's `Drops` count in `/proc/net/netlink` (columns: sk Eth Pid Groups Rmem Wmem Dump Locks Drops).
-pub(crate) fn procfs_drops(port: u32) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/net/netlink").ok()?;
-    text.lines().skip(1).find_map(|l| {
-        let f: Vec<&str> = l.split_ascii_whitespace().collect();
-        (f.get(1) == Some(&"11") && f.get(2).and_then(|p| p.parse().ok()) == Some(port))
-            .then(|| f.get(8)?.parse().ok())?
-    })
 }
 
 pub(crate) fn monotonic_ns() -> u64 {
@@ -270,10 +258,5 @@ mod tests {
         // Descendants are followed through forks and exits.
         let desc = config("exec", false, ProcFilter::new(&[1], true, &[], &[], None));
         assert_eq!(desc.kernel_mask(), EventMask::EXEC | EventMask::FORK | EventMask::EXIT);
-    }
-
-    #[test]
-    fn drop_counter_of_a_missing_socket_is_none() {
-        assert_eq!(procfs_drops(u32::MAX - 7), None);
     }
 }

@@ -53,6 +53,8 @@ pub(crate) struct Stats {
     pub(crate) lost_drops: u64,
     /// Lost: our own queue was full.
     pub(crate) lost_queue: u64,
+    /// Loss reports whose count was a lower bound or unknown (while 0, `lost()` is exact).
+    pub(crate) lost_inexact: u64,
     /// `ENOBUFS` reports.
     pub(crate) overruns: u64,
     /// Subscription acks seen (ours and other listeners').
@@ -156,7 +158,8 @@ impl Summary<'_> {
         )?;
         writeln!(
             out,
-            "lost {} (sequence gaps {}, socket drops {}, queue overflow {}), overruns {}{}",
+            "lost {}{} (sequence gaps {}, socket drops {}, queue overflow {}), overruns {}{}",
+            if s.lost_inexact > 0 { "at least " } else { "" },
             s.lost(),
             s.lost_seq,
             s.lost_drops,
@@ -197,6 +200,7 @@ impl Summary<'_> {
         w.u64_field("lost_seq_gap", s.lost_seq);
         w.u64_field("lost_socket_drops", s.lost_drops);
         w.u64_field("lost_queue_overflow", s.lost_queue);
+        w.u64_field("lost_inexact", s.lost_inexact);
         w.u64_field("overruns", s.overruns);
         w.u64_field("malformed", self.malformed);
         w.u64_field("rejected", self.rejected);

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use cnlink::wire::{self, CbId, CnMsgHdr};
 use cnlink::Credentials;
 use cnlink_bus::core::{first_cn_msg, Config, Core, SendError, Sender, Transmit, Usage, UNKNOWN_UID};
+use cnlink_bus::policy::Policy;
 use cnlink_bus::wire::{self as bw, BusOp, CtlMsg, Reply};
 
 fn who(port: u32, uid: Option<u32>) -> Sender {
@@ -18,7 +19,12 @@ fn msg(id: CbId, seq: u32, ack: u32, data: &[u8]) -> Vec<u8> {
 
 fn drain(c: &mut Core) {
     while c.poll_transmit().is_some() {}
-    while c.poll_event().is_some() {}
+    while c.poll_action().is_some() {}
+}
+
+/// A core whose policy lets every user register any free id, as the default did when these were found.
+fn open_core() -> Core {
+    Core::new(Config { policy: Policy::open(), ..Config::default() })
 }
 
 /// Reply routes: a route recorded by the insert that compacted the expiry queue was left out of the queue, so it
@@ -29,7 +35,7 @@ fn a_route_recorded_while_the_expiry_queue_is_compacted_still_expires() {
     let t0 = Instant::now();
     let (agent, requester) = (who(1, Some(1000)), who(2, Some(1001)));
     let id = CbId::new(0x123, 0x456);
-    let mut c = Core::new(Config::default());
+    let mut c = open_core();
     c.handle(t0, agent, &msg(CbId::CONNECTOR, 0, 0, &BusOp::Register { id, name: String::new() }.to_bytes()));
     for _ in 0..67 {
         c.handle(t0, requester, &msg(id, 1, 1, b""));
@@ -61,7 +67,7 @@ fn a_route_recorded_while_the_expiry_queue_is_compacted_still_expires() {
 fn a_port_that_loses_its_credentials_is_counted_as_another_user() {
     let t = Instant::now();
     let req = |group| CtlMsg { group, idx: vec![], val: vec![] }.to_bytes();
-    let mut c = Core::new(Config::default());
+    let mut c = open_core();
     c.handle(t, who(3, Some(1000)), &msg(CbId::CONNECTOR, 0x5a, 0x5a, &req(3)));
     assert_eq!(c.usage(1000), Usage { subscriptions: 1, notify: 1, clients: 1, ..Usage::default() });
     c.handle(t, who(3, None), &msg(CbId::CONNECTOR, 0, 0, &req(0x123)));
@@ -80,7 +86,7 @@ fn a_port_that_loses_its_credentials_is_counted_as_another_user() {
 fn join_and_leave_across_a_change_of_credentials_balance() {
     let t = Instant::now();
     let op = |op: BusOp| msg(CbId::CONNECTOR, 1, 1, &op.to_bytes());
-    let mut c = Core::new(Config::default());
+    let mut c = open_core();
     c.handle(t, who(3, Some(1000)), &op(BusOp::Join { group: 3 }));
     c.handle(t, who(3, None), &op(BusOp::Join { group: 7 }));
     c.handle(t, who(3, None), &op(BusOp::Leave { group: 7 }));
@@ -96,7 +102,7 @@ fn join_and_leave_across_a_change_of_credentials_balance() {
 #[test]
 fn the_owners_group_of_an_idx_0_id_has_no_listeners() {
     let t = Instant::now();
-    let mut c = Core::new(Config::default());
+    let mut c = open_core();
     c.add_callback(CbId::new(0, 0), "local").unwrap();
     assert_eq!(c.send(CnMsgHdr { id: CbId::new(0, 0), ..Default::default() }, b"", 0, 0), Err(SendError::NoListeners));
     assert!(c.poll_transmit().is_none(), "nothing for port 0");

@@ -27,6 +27,10 @@ const SILENT: CbId = CbId { idx: 5, val: 5 };
 const ECHO: CbId = CbId { idx: 6, val: 6 };
 /// Ranges per notification request: the most a request may carry, so each stored one is about 2 KiB.
 const RANGES: u32 = 256;
+/// The unprivileged user that floods.
+const FLOODER: u32 = 65534;
+/// The idx the default policy lets the flooder register ids in.
+const FLOODER_IDX: u32 = cnlink_bus::policy::USER_IDX_BASE + FLOODER;
 
 fn stats_of(c: &mut BusClient) -> std::collections::HashMap<String, u64> {
     c.stats().unwrap().into_iter().collect()
@@ -44,7 +48,7 @@ fn flood(port: u32) {
     let socks: Vec<Socket> = (0..SOCKETS).map(|_| Socket::open(Protocol::Usersock).unwrap()).collect();
     for (s, sock) in socks.iter().enumerate() {
         let s = s as u32;
-        let me = sock.port_id().unwrap();
+        let me = sock.port();
         let send = |seq: u32, id: CbId, data: &[u8]| {
             let d = wire::datagram(CnMsgHdr { id, seq, ack: seq, ..Default::default() }, data, me).unwrap();
             sock.send_to(&d, to).unwrap();
@@ -55,7 +59,8 @@ fn flood(port: u32) {
             let ranges = (0..RANGES / 2).map(|r| NotifyRange { first: n * RANGES + r, range: 1 }).collect::<Vec<_>>();
             let req = CtlMsg { group: n % 1000 + 1, idx: ranges.clone(), val: ranges };
             send(4 * n, CbId::CONNECTOR, &req.to_bytes());
-            let reg = BusOp::Register { id: CbId::new(1000 + n, 1), name: "flood".into() }.to_bytes();
+            // Ids of the flooder's own idx: the default policy lets it register those, up to its quota.
+            let reg = BusOp::Register { id: CbId::new(FLOODER_IDX, n), name: "flood".into() }.to_bytes();
             send(4 * n + 1, CbId::CONNECTOR, &reg);
             send(4 * n + 2, CbId::CONNECTOR, &BusOp::Join { group: 1000 + n }.to_bytes());
             send(4 * n + 3, SILENT, b"");
@@ -89,8 +94,10 @@ fn an_unprivileged_flood_leaves_the_daemon_bounded() {
     let daemon = Agent { child: daemon, port };
     let pid = daemon.child.id();
     let mut root = BusClient::connect(port).unwrap();
-    // Root registers SILENT remotely and never answers what the bus forwards to it.
-    root.register(SILENT, "silent").unwrap();
+    // Root registers SILENT remotely, on a socket of its own that never reads what the bus forwards to it (the
+    // bus drops what does not fit), so that `root` sees only its own replies.
+    let mut silent = BusClient::connect(port).unwrap();
+    silent.register(SILENT, "silent").unwrap();
     // Warm up the daemon's buffers with ordinary traffic before the baseline.
     for i in 0..2000u32 {
         let r = root.request(ECHO, &i.to_ne_bytes(), Duration::from_secs(2)).unwrap();
@@ -102,8 +109,8 @@ fn an_unprivileged_flood_leaves_the_daemon_bounded() {
         .args(["--exact", "an_unprivileged_flood_leaves_the_daemon_bounded", "--nocapture", "--test-threads=1"])
         .env("CNLINK_BUS_FLOOD_PORT", port.to_string())
         .env_remove("CI")
-        .uid(65534)
-        .gid(65534)
+        .uid(FLOODER)
+        .gid(FLOODER)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -150,5 +157,6 @@ fn an_unprivileged_flood_leaves_the_daemon_bounded() {
         "the flooder's state was freed: {:?}",
         stats_of(&mut root)
     );
+    drop(silent);
     drop(daemon);
 }

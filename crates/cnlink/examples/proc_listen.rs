@@ -7,7 +7,7 @@
 use std::io::{BufWriter, Write};
 use std::time::Duration;
 
-use cnlink::proc::{ProcEvents, ProcItem, ProcOptions};
+use cnlink::proc::{Loss, ProcEvents, ProcItem, ProcOptions};
 use cnlink::wire::ProcEvent;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,7 +25,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let ev = ProcEvent { cpu: e.cpu, timestamp_ns: e.timestamp_ns, data: e.data };
                     writeln!(out, "{ev}")?;
                 }
-                ProcItem::Lost { count } => writeln!(out, "lost count={count}")?,
+                ProcItem::Lost(Loss::Exact(n)) => writeln!(out, "lost count={n}")?,
+                ProcItem::Lost(Loss::AtLeast(n)) => writeln!(out, "lost count>={n}")?,
+                ProcItem::Lost(Loss::Unknown) => writeln!(out, "lost count=?")?,
                 ProcItem::Overrun => writeln!(out, "overrun")?,
                 _ => {}
             }

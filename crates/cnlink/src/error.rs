@@ -26,6 +26,10 @@ pub enum Error {
         /// The most likely cause, from what could be checked.
         likely: &'static str,
     },
+    /// A subscription was asked for no event: an event mask with no known kind, which the kernel would read as
+    /// "all".
+    #[error("the event mask selects no event")]
+    NoEvents,
     /// The kernel answered a subscription with an error (a positive errno).
     #[error("the kernel refused the subscription: {}", io::Error::from_raw_os_error(*.0 as i32))]
     Refused(u32),

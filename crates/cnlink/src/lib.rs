@@ -8,7 +8,7 @@
 //! ## Process events in a dozen lines
 //!
 //! ```no_run
-//! use cnlink::proc::{ProcEvents, ProcItem, ProcOptions};
+//! use cnlink::proc::{Loss, ProcEvents, ProcItem, ProcOptions};
 //! use cnlink::wire::{EventData, EventMask};
 //!
 //! // Exits only: on Linux 6.6+ the kernel filters; on older kernels the same filter runs here.
@@ -20,15 +20,21 @@
 //!                 println!("{process_pid} exited: {}", ev.data.exit_status().unwrap());
 //!             }
 //!         }
-//!         ProcItem::Lost { count } => eprintln!("lost {count} events"),
+//!         ProcItem::Lost(Loss::Exact(n)) => eprintln!("lost {n} events"),
+//!         ProcItem::Lost(Loss::AtLeast(n)) => eprintln!("lost at least {n} events"),
+//!         ProcItem::Lost(Loss::Unknown) => eprintln!("lost events, how many is unknown"),
 //!         _ => {}
 //!     }
 //! }
 //! # Ok::<(), cnlink::Error>(())
 //! ```
 //!
-//! With the `tokio` feature, [`tokio::ProcStream`] is the same as an async `Stream`, and [`tokio::AsyncConnector`]
-//! the async request/reply client. Any other id is reached with [`Connector`]:
+//! Losses are exact when the accounting covers every CPU (see [`engine::Loss`]); a receive-buffer overrun is an
+//! item ([`proc::ProcItem::Overrun`]), never an error. [`proc::ProcEvents::set_tap`] shows a recorder every
+//! datagram before it is decoded.
+//!
+//! With the `tokio` feature, [`tokio::ProcStream`] is the same as an async `Stream` (it never blocks the
+//! executor), and [`tokio::AsyncConnector`] the async request/reply client. Any other id is reached with [`Connector`]:
 //! [`Connector::request`] sends a message and waits for the reply its [`MatchRule`] recognises (the documents'
 //! rule, same `seq` and `ack + 1`, by default); [`Connector::recv`] gives the rest as [`ClientItem`]s, an
 //! overrun included. Both clients are thin drivers over [`engine::ClientCore`].
@@ -55,11 +61,12 @@
 //! ## Layers
 //!
 //! ```text
-//! wire     bytes <-> views and reprs                                  no IO, no unsafe
-//! engine   reply matching, the client core, per-CPU loss accounting,    no IO, no clock, no unsafe
-//!          stream decoding
+//! wire     bytes <-> views and reprs                                    no IO, no unsafe
+//! engine   the proc subscription (Subscriber), proc decoding and per-CPU   no IO, no clock, no unsafe
+//!          loss accounting, reply matching and the request/reply client core
 //! socket   netlink sockets: the only module with syscalls and unsafe
-//! drivers  proc::ProcEvents, Connector (blocking); tokio::* (feature "tokio")
+//! drivers  proc::ProcEvents, Connector (blocking); tokio::* (feature "tokio"): loops that move bytes
+//!          between the sockets and the engines
 //! ```
 //!
 //! Contracts: views check lengths once at construction and no accessor panics after; unknown event kinds are
@@ -71,6 +78,7 @@ mod connector;
 mod diagnose;
 pub mod engine;
 mod error;
+mod host;
 pub mod proc;
 pub mod socket;
 pub mod wire;
@@ -84,3 +92,8 @@ mod testing;
 pub use connector::Connector;
 pub use engine::{ClientCounters, ClientItem, Credentials, MatchRule, OwnedMsg, Trust};
 pub use error::Error;
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -5,16 +5,24 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-/// The example's binary; `cargo test` builds examples, `cargo test --test examples_run` alone does not.
+/// The example's binary. `cargo test` builds the examples beside the test binaries; when they are not there (one
+/// test target was asked for), the example is built into this test's own scratch target directory, so that the
+/// outer cargo's build-directory lock is never waited on and the outer build's features are not changed.
 fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join("examples").join(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo).args(["build", "-p", "cnlink", "--example", name]).status().unwrap();
-        assert!(ok.success());
+    let built = exe.parent().unwrap().parent().unwrap().join("examples").join(name);
+    if built.exists() {
+        return built;
     }
-    path
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("examples-build");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "-q", "-p", "cnlink", "--example", name])
+        .env("CARGO_TARGET_DIR", &dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "could not build the {name} example");
+    dir.join("debug/examples").join(name)
 }
 
 #[test]

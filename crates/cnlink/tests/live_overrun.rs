@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cnlink::proc::{ProcEvents, ProcItem, ProcOptions};
+use cnlink::proc::{Loss, ProcEvents, ProcItem, ProcOptions};
 use cnlink::socket::{Protocol, RecvBatch, Socket};
 use cnlink::wire::{CbId, CnMsgs, NlMessages, ProcEvent, CN_IDX_PROC};
 
@@ -85,7 +85,8 @@ fn forced_overrun_reports_exactly_what_is_missing() {
                 ProcItem::Ack { cpu, seq, .. } => {
                     got.insert((cpu, seq));
                 }
-                ProcItem::Lost { count } => lost += count,
+                // A lower bound (a CPU without a baseline at the overrun) still counts exactly the gaps it saw.
+                ProcItem::Lost(loss) => lost += loss.count().expect("an unfiltered stream always has a count"),
                 ProcItem::Overrun => overruns += 1,
                 _ => {}
             }
@@ -120,4 +121,40 @@ fn forced_overrun_reports_exactly_what_is_missing() {
     }
     assert_eq!(lost, missing, "the reported loss is exactly what the reference saw and the stalled listener did not");
     eprintln!("lost {lost} = missing {missing}; received {}; overruns {overruns}", got.len());
+}
+
+#[test]
+fn a_kernel_filtered_overrun_is_counted_from_the_socket_drop_counter() {
+    if !common::live_kernel() {
+        return;
+    }
+    let opts = ProcOptions { events: cnlink::wire::EventMask::EXIT, recv_buffer: 1, ..Default::default() };
+    let mut stalled = ProcEvents::subscribe(opts).unwrap();
+    assert_eq!(stalled.kernel_filtered(), common::kernel_at_least(6, 6));
+    (0..1500).for_each(|_| std::thread::spawn(|| ()).join().unwrap());
+    let (mut lost, mut overruns, mut items) = (0u64, 0u64, Vec::new());
+    loop {
+        items.clear();
+        if stalled.recv_items(&mut items, Some(Duration::from_millis(300))).unwrap() == 0 {
+            break;
+        }
+        for item in &items {
+            match *item {
+                ProcItem::Lost(loss) => {
+                    if stalled.kernel_filtered() {
+                        assert!(matches!(loss, Loss::Exact(_)), "the drop counter is exact: {loss:?}");
+                    }
+                    lost += loss.count().expect("a count");
+                }
+                ProcItem::Overrun => overruns += 1,
+                _ => {}
+            }
+        }
+    }
+    assert!(overruns > 0 && lost > 0, "the burst must overrun the stalled listener: lost {lost}, overruns {overruns}");
+    assert_eq!(stalled.stats().lost, lost);
+    if stalled.kernel_filtered() {
+        // Every datagram the kernel dropped at the socket was reported, no more.
+        assert_eq!(stalled.socket().drops().unwrap().map(u64::from), Some(lost));
+    }
 }

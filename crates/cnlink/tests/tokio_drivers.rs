@@ -4,9 +4,11 @@
 
 mod common;
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use cnlink::proc::{ProcItem, ProcOptions};
+use cnlink::proc::{Path, ProcItem, ProcOptions, TapEvent};
 use cnlink::socket::{NlAddr, Protocol, Socket};
 use cnlink::tokio::{AsyncConnector, ProcStream};
 use cnlink::wire::{self, CbId, CnMsg, CnMsgHdr, EventData, NlMsg};
@@ -55,6 +57,134 @@ fn take_request(peer: &Socket) -> (Vec<u8>, NlAddr) {
 fn client_of(peer: &Socket) -> AsyncConnector {
     let to = NlAddr::port(peer.port());
     AsyncConnector::open_with(Protocol::Usersock, to, MatchRule::Documented, Trust::PeerOnly).unwrap()
+}
+
+#[tokio::test]
+async fn proc_stream_tap_sees_what_the_stream_decodes() {
+    if !common::live_kernel() {
+        return;
+    }
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
+    let sent = Arc::new(AtomicU64::new(0));
+    let tap: cnlink::proc::Tap = Box::new({
+        let (seen, sent) = (seen.clone(), sent.clone());
+        move |ev| match ev {
+            TapEvent::Received { path: Path::Main, meta, datagram } if meta.from.port == 0 => {
+                seen.lock().unwrap().push(datagram.to_vec())
+            }
+            TapEvent::Sent { .. } => {
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    });
+    let mut events = ProcStream::subscribe_with_tap(ProcOptions::default(), tap).await.unwrap();
+    assert!(sent.load(Ordering::Relaxed) >= 1, "the LISTEN was tapped");
+    let mut child = std::process::Command::new("/bin/true").spawn().unwrap();
+    let pid = child.id() as i32;
+    child.wait().unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut items = Vec::new();
+        loop {
+            items.clear();
+            events.recv_items(&mut items).await.unwrap();
+            if let Some(e) = items.iter().find_map(|i| match i {
+                ProcItem::Event(e) if matches!(e.data, EventData::Exit { process_pid, .. } if process_pid == pid) => {
+                    Some(*e)
+                }
+                _ => None,
+            }) {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("exit event within 10 s");
+    let seen = seen.lock().unwrap();
+    let tapped = seen.iter().any(|d| {
+        let nl = NlMsg::new_checked(&d[..]).unwrap();
+        let cn = CnMsg::new_checked(nl.payload()).unwrap();
+        cn.seq() == exit.seq && cnlink::wire::ProcEvent::parse(cn.data()).is_ok_and(|ev| ev.data == exit.data)
+    });
+    assert!(tapped, "the datagram of the exit was tapped before it was decoded");
+    assert_eq!(seen.len() as u64, events.stats().datagrams);
+}
+
+/// Threads started and joined one after the other on a blocking thread: a fork and an exit each.
+async fn burst(threads: usize) {
+    tokio::task::spawn_blocking(move || (0..threads).for_each(|_| std::thread::spawn(|| ()).join().unwrap()))
+        .await
+        .unwrap();
+}
+
+/// Reads until `done` says so (or 10 s pass); returns whether any item was an overrun.
+async fn read_until(stream: &mut ProcStream, mut done: impl FnMut(&ProcStream) -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut items, mut overrun) = (Vec::new(), false);
+    while !done(stream) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        items.clear();
+        tokio::time::timeout(left, stream.recv_items(&mut items)).await.expect("within 10 s").unwrap();
+        overrun |= items.contains(&ProcItem::Overrun);
+    }
+    overrun
+}
+
+#[test]
+fn an_overrun_does_not_stall_a_current_thread_runtime() {
+    if !common::live_kernel() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let affinity = rustix::thread::sched_getaffinity(None).unwrap();
+        let ticks = Arc::new(AtomicU64::new(0));
+        let ticker = tokio::spawn({
+            let ticks = ticks.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    ticks.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        // The smallest receive buffer (a couple of messages): a burst the stream does not read overruns it.
+        let mut stream = ProcStream::subscribe(ProcOptions { recv_buffer: 1, ..Default::default() }).await.unwrap();
+        if !common::kernel_at_least(6, 6) {
+            // No resync before 6.6 (every LISTEN would count): the overrun is an item, the gaps show as events come.
+            burst(300).await;
+            assert!(read_until(&mut stream, |s| s.stats().overruns > 0 && s.stats().lost > 0).await);
+            assert_eq!(stream.stats().resyncs, 0);
+            assert_eq!(rustix::thread::sched_getaffinity(None).unwrap(), affinity);
+            ticker.abort();
+            return;
+        }
+        // A first overrun and its resync (held back until a second after the one at subscribing), so that the
+        // resync of the next overrun is held back by the once-a-second limit too.
+        burst(300).await;
+        assert!(read_until(&mut stream, |s| s.stats().overruns > 0 && s.stats().resyncs >= 2).await);
+        let acks = stream.stats().own_acks;
+        read_until(&mut stream, |s| s.stats().own_acks > acks).await;
+
+        // The overrun under test: its resync waits for the limit; the runtime keeps running meanwhile.
+        let before = stream.stats();
+        burst(300).await;
+        read_until(&mut stream, |s| s.stats().overruns > before.overruns).await;
+        let ticks_at_overrun = ticks.load(Ordering::Relaxed);
+        read_until(&mut stream, |s| s.stats().resyncs > before.resyncs).await;
+        let ticked = ticks.load(Ordering::Relaxed) - ticks_at_overrun;
+        assert!(ticked > 0, "the ticker did not run while the stream handled the overrun");
+        // The resync's acks come back and the gaps show as losses.
+        let acks = stream.stats().own_acks;
+        read_until(&mut stream, |s| s.stats().own_acks > acks && s.stats().lost > before.lost).await;
+
+        let c = stream.stats();
+        assert!(c.resyncs >= 3, "subscribing and both overruns resynced: {c:?}");
+        assert!(c.lost > 0, "the losses were counted: {c:?}");
+        assert_eq!(rustix::thread::sched_getaffinity(None).unwrap(), affinity, "the runtime thread never moved");
+        ticker.abort();
+        eprintln!("ticked {ticked} times while the overrun was handled; {c:?}");
+    });
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 //! `ExitStatus` against libc's `W*` macros.
 
 use cnlink::wire::netlink::{nlmsg_align, NLMSG_ALIGNTO, NLMSG_HDRLEN};
-use cnlink::wire::proc_event::{EVENT_DATA_LEN, PROC_EVENT_HDRLEN, PROC_EVENT_LEN};
+use cnlink::wire::proc_event::{EVENT_DATA_LEN, PROC_EVENT_HDRLEN, PROC_EVENT_LEN, UNKNOWN_DATA_MAX};
 use cnlink::wire::proc_input::{
     PROC_EVENT_ALL, PROC_EVENT_COMM, PROC_EVENT_COREDUMP, PROC_EVENT_EXEC, PROC_EVENT_EXIT, PROC_EVENT_FORK,
     PROC_EVENT_GID, PROC_EVENT_NONE, PROC_EVENT_NONZERO_EXIT, PROC_EVENT_PTRACE, PROC_EVENT_SID, PROC_EVENT_UID,
@@ -104,6 +104,16 @@ fn arb_cn_msg() -> impl Strategy<Value = (CnMsgHdr, Vec<u8>)> {
     })
 }
 
+/// `ev` as [`ProcEvent::emit`] writes it: an unknown kind carries the union it kept, at least today's 24 bytes.
+fn as_emitted(ev: ProcEvent) -> ProcEvent {
+    match ev.data {
+        EventData::Unknown { what, data, .. } => {
+            ProcEvent { data: EventData::Unknown { what, len: (ev.wire_len() - PROC_EVENT_HDRLEN) as u16, data }, ..ev }
+        }
+        _ => ev,
+    }
+}
+
 /// A `what` that is not one of the named kinds (new kernels add kinds; `NONZERO_EXIT` is never sent).
 fn arb_unknown_what() -> impl Strategy<Value = u32> {
     prop_oneof![
@@ -164,7 +174,12 @@ fn arb_event_data() -> impl Strategy<Value = EventData> {
             parent_pid: e,
             parent_tgid: f
         }),
-        (arb_unknown_what(), any::<[u8; EVENT_DATA_LEN]>()).prop_map(|(what, data)| EventData::Unknown { what, data }),
+        // As today's 40-byte structure carries it: 24 bytes of union (longer ones: `unknown_kinds_keep_...` below).
+        (arb_unknown_what(), any::<[u8; EVENT_DATA_LEN]>()).prop_map(|(what, bytes)| {
+            let mut data = [0u8; UNKNOWN_DATA_MAX];
+            data[..EVENT_DATA_LEN].copy_from_slice(&bytes);
+            EventData::Unknown { what, len: EVENT_DATA_LEN as u16, data }
+        }),
     ]
 }
 
@@ -392,9 +407,17 @@ proptest! {
         prop_assert_eq!(ev.emit(&mut b), Ok(PROC_EVENT_LEN));
         prop_assert_eq!(ProcEvent::parse(&b).unwrap(), ev);
         prop_assert_eq!(u32::from_ne_bytes(b[0..4].try_into().unwrap()), ev.data.what());
-        // Bytes past the structure (a longer future struct) are ignored.
-        b.extend(tail);
-        prop_assert_eq!(ProcEvent::parse(&b).unwrap(), ev);
+        // Bytes past the structure (a longer future struct) are ignored by the kinds this crate knows; an unknown
+        // kind keeps them (up to 64 bytes of union) and says how many there were.
+        b.extend(tail.iter().copied());
+        match (ProcEvent::parse(&b).unwrap().data, ev.data) {
+            (EventData::Unknown { len, data, .. }, EventData::Unknown { data: before, .. }) => {
+                prop_assert_eq!(usize::from(len), EVENT_DATA_LEN + tail.len());
+                prop_assert_eq!(&data[..EVENT_DATA_LEN], &before[..EVENT_DATA_LEN]);
+                prop_assert_eq!(&data[EVENT_DATA_LEN..EVENT_DATA_LEN + tail.len()], &tail[..]);
+            }
+            (got, _) => prop_assert_eq!(got, ev.data),
+        }
         // emit clears what it does not write.
         let mut dirty = [0xffu8; PROC_EVENT_LEN];
         ev.emit(&mut dirty).unwrap();
@@ -654,6 +677,26 @@ proptest! {
     }
 
     #[test]
+    fn unknown_kinds_keep_their_length_and_64_bytes(what in arb_unknown_what(), union in prop::collection::vec(any::<u8>(), 0..200)) {
+        let mut b = what.to_ne_bytes().to_vec();
+        b.extend_from_slice(&[0; 12]);
+        b.extend_from_slice(&union);
+        let ev = ProcEvent::parse(&b).unwrap();
+        let EventData::Unknown { what: w, len, data } = ev.data else { panic!("{ev:?}") };
+        prop_assert_eq!((w, usize::from(len)), (what, union.len()));
+        let kept = union.len().min(UNKNOWN_DATA_MAX);
+        prop_assert_eq!(&data[..kept], &union[..kept]);
+        prop_assert!(data[kept..].iter().all(|&x| x == 0));
+        // It emits its header and what it kept, at least today's 24-byte union, and parses back to that.
+        let mut out = [0xffu8; PROC_EVENT_HDRLEN + UNKNOWN_DATA_MAX];
+        let n = ev.emit(&mut out).unwrap();
+        prop_assert_eq!(n, ev.wire_len());
+        prop_assert_eq!(n, PROC_EVENT_HDRLEN + kept.max(EVENT_DATA_LEN));
+        let back = ProcEvent::parse(&out[..n]).unwrap();
+        prop_assert_eq!(back.data, EventData::Unknown { what, len: (n - PROC_EVENT_HDRLEN) as u16, data });
+    }
+
+    #[test]
     fn proc_input_prefixes(input in arb_proc_input(), n in 0usize..=8) {
         let (b, len) = input.to_bytes();
         let n = n.min(len);
@@ -684,10 +727,11 @@ proptest! {
     fn arbitrary_proc_event_bytes(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
         match ProcEvent::parse(&bytes) {
             Ok(ev) => {
-                // Whatever parsed re-emits and re-parses to the same value.
-                let mut b = [0u8; PROC_EVENT_LEN];
-                ev.emit(&mut b).unwrap();
-                prop_assert_eq!(ProcEvent::parse(&b).unwrap(), ev);
+                // Whatever parsed re-emits and re-parses to the same value (an unknown kind with the length of
+                // union it emits: what it kept, at least 24 bytes).
+                let mut b = [0u8; PROC_EVENT_HDRLEN + UNKNOWN_DATA_MAX];
+                let n = ev.emit(&mut b).unwrap();
+                prop_assert_eq!(ProcEvent::parse(&b[..n]).unwrap(), as_emitted(ev));
                 let _ = ev.to_string();
             }
             Err(WireError::Truncated { needed, got }) => prop_assert!(got == bytes.len() && needed > got),

@@ -33,8 +33,8 @@
 //!
 //! Throughput and fan-out, per round: a fresh daemon, `n` subscriber processes that joined group `G`
 //! ([`cnlink_bus::BusClient::join`]) and count with [`cnlink_bus::BusClient::recv`], and the harness as
-//! publisher: it registers `{G, 1}` and sends as fast as the bus accepts ([`cnlink_bus::BusClient::send`] on its
-//! own id, which the bus fans out to the group, like `cn_netlink_send`). Its socket is blocking, so a full bus
+//! publisher: it registers `{G, 1}` and sends as fast as the bus accepts (the PUBLISH op,
+//! [`cnlink_bus::wire::publish_op`], for its own id: `cn_netlink_send` to the group, with no reply). Its socket is blocking, so a full bus
 //! socket makes it wait rather than lose; the bus sends to subscribers without blocking, and what a full
 //! subscriber socket refuses is counted by the bus (`dropped_full`) and by the subscriber (gaps in the counters
 //! the payload carries). The publisher ends with STATS round trips (the bus handles its socket in order, so the

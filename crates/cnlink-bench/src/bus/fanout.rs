@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use cnlink::wire::CbId;
+use cnlink::wire::{CbId, CnMsgHdr};
+use cnlink_bus::wire::publish_op;
 use cnlink_bus::BusClient;
 use serde_json::{json, Value};
 
@@ -44,9 +45,10 @@ pub(crate) struct Config {
 /// How the publisher sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
-    /// `BusClient::send` on its own registered id: fire and forget; the bus fans it out to the id's group.
+    /// The PUBLISH op (SEND without a reply) for its own registered id: fire and forget; the bus fans it out to
+    /// the group.
     Send,
-    /// `BusClient::send` like `Send`, paced to this many messages per second.
+    /// PUBLISH like `Send`, paced to this many messages per second.
     Paced(u64),
     /// `BusClient::send_group`: the SEND op, one round trip to the bus per message.
     Acked,
@@ -351,7 +353,10 @@ fn one(cfg: &Config, spec: Spec, round: u32) -> Result<Run> {
             }
         }
         match mode {
-            Mode::Send | Mode::Paced(_) => publisher.send(PUB_ID, &payload).map(drop),
+            Mode::Send | Mode::Paced(_) => {
+                let op = publish_op(GROUP, CnMsgHdr { id: PUB_ID, ..Default::default() }, &payload)?;
+                publisher.send(CbId::CONNECTOR, &op).map(drop)
+            }
             Mode::Acked => publisher.send_group(GROUP, PUB_ID, &payload),
         }
         .with_context(|| format!("publishing message {i}"))?;

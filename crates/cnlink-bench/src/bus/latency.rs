@@ -195,7 +195,7 @@ impl RawClient {
         let sock = Socket::open(Protocol::Usersock)?;
         rustix::net::sockopt::set_socket_timeout(&sock, rustix::net::sockopt::Timeout::Recv, Some(TIMEOUT))?;
         let hdr = CnMsgHdr { id, ..Default::default() };
-        let dgram = wire::datagram(hdr, &vec![0x5a; size], sock.port_id()?)?;
+        let dgram = wire::datagram(hdr, &vec![0x5a; size], sock.port())?;
         Ok(RawClient { sock, to: NlAddr::port(port), dgram, buf: vec![0; 1 << 16], seq: 0 })
     }
 

@@ -110,7 +110,7 @@ fn die_with_parent() -> Result<()> {
 /// The floor: one blocking `recv` and one `send_to` per message, the `ack` patched in place.
 fn raw_echo(port: u32) -> Result<()> {
     let sock = Socket::open_at(Protocol::Usersock, port).context("binding the echo socket")?;
-    println!("ready {}", sock.port_id()?);
+    println!("ready {}", sock.port());
     echo_loop(&sock)
 }
 

@@ -1,92 +1,98 @@
-//! Requests to the core's own id: the historical notification request and the bus's control ops.
-
-use std::time::Instant;
+//! Requests to the core's own id: the historical notification request and the bus's control ops. Each request is
+//! decoded once; each op returns its reply body or its own error, and every refusal is counted, reported as an
+//! [`Action::Denied`] and answered (PUBLISH excepted: it is never answered).
 
 use cnlink::wire::{CbId, CnMsgHdr};
 
+use super::clients::ClientLimit;
 use super::limits::Kind;
-use super::{Core, Denial, Event, Owner, Sender};
-use crate::wire::{self as bw, BusOp, CtlError, CtlMsg, ListEntry, ListPage, Request};
-
-/// An op's outcome: an errno (0 for success) and a reply body.
-type Outcome = (u32, Vec<u8>);
-
-fn err(errno: i32) -> Outcome {
-    (errno as u32, Vec::new())
-}
-
-const OK: u32 = 0;
+use super::{
+    Action, Core, Denial, LeaveError, NotifyError, Owner, Refusal, RegisterError, SendError, Sender, UnregisterError,
+};
+use crate::wire::{self as bw, BusOp, CtlMsg, ListEntry, ListPage, Request};
 
 impl Core {
-    pub(super) fn control(&mut self, _now: Instant, from: Sender, hdr: CnMsgHdr, data: &[u8]) {
+    pub(super) fn control(&mut self, from: Sender, hdr: CnMsgHdr, data: &[u8]) {
         self.stats.control += 1;
-        let (op, (errno, body)) = match Request::parse(data) {
-            Err((op, e)) => {
-                self.stats.bad_control += 1;
-                let errno = if matches!(e, CtlError::UnknownOp(_)) { libc::EOPNOTSUPP } else { libc::EINVAL };
-                (op, err(errno))
+        let (op, id, answered, outcome) = match Request::parse(data) {
+            // PUBLISH is never answered, not even when malformed.
+            Err((op, e)) => (op, None, op != bw::BUS_OP_PUBLISH, Err(Refusal::Decode(e))),
+            Ok(req) => {
+                let id = match &req {
+                    Request::Op(BusOp::Register { id, .. } | BusOp::Unregister { id }) => Some(*id),
+                    _ => None,
+                };
+                let answered = !matches!(&req, Request::Op(op) if !op.is_answered());
+                (req.code(), id, answered, self.request(from, req))
             }
-            Ok(Request::Notify(req)) => (0, self.notify_request(from, req)),
-            Ok(Request::Op(op)) => (op.code(), self.op(from, op)),
         };
-        if errno != OK {
-            let id = match Request::parse(data) {
-                Ok(Request::Op(BusOp::Register { id, .. } | BusOp::Unregister { id })) => Some(id),
-                _ => None,
-            };
-            if errno == libc::EPERM as u32 {
-                self.stats.denied += 1;
-            } else if errno == libc::EDQUOT as u32 {
-                self.stats.over_limit += 1;
+        let (errno, body) = match outcome {
+            Ok(body) => (0, body),
+            Err(refusal) => {
+                self.count(refusal);
+                // A publisher with nobody listening is not worth a log line per message: ESRCH is counted.
+                if answered || refusal != Refusal::Send(SendError::NoListeners) {
+                    self.actions.push_back(Action::Denied(Denial { from, op, id, refusal }));
+                }
+                (refusal.errno(), Vec::new())
             }
-            self.events.push_back(Event::Denied(Denial { from, op, id, errno }));
+        };
+        if answered {
+            self.reply(from.port, hdr, op, errno, &body);
         }
-        self.reply(from.port, hdr, op, errno, &body);
     }
 
-    fn op(&mut self, from: Sender, op: BusOp<'_>) -> Outcome {
-        match op {
-            BusOp::Register { id, name } => match self.register_remote(from, id, &name) {
-                Ok(()) => (OK, Vec::new()),
-                Err(e) => err(e as i32),
-            },
-            BusOp::Unregister { id } => err(self.unregister_remote(from, id) as i32),
-            BusOp::Join { group } => {
-                let errno = self.join(from, group);
-                // An explicit JOIN keeps the group even when the notification request that joined it goes.
-                if let Some(c) = self.clients.get_mut(&from.port) {
-                    c.notify_groups.remove(&group);
-                }
-                err(errno as i32)
-            }
-            BusOp::Leave { group } => err(if self.leave(from.port, group) { 0 } else { libc::ENOENT }),
-            BusOp::Send { group, msg } => {
-                let id = msg.id();
-                if !self.may_group_send(from, id) {
-                    return err(libc::EPERM);
-                }
-                let group = if group == 0 {
-                    match self.registry.get(id) {
-                        Some(e) => e.group,
-                        None => return err(libc::ENODEV),
-                    }
-                } else {
-                    group
-                };
-                if group == 0 {
-                    // An id whose idx is 0 has group 0, which nobody can join; `send` would take the sender's
-                    // port for a unicast destination.
-                    self.stats.esrch += 1;
-                    return err(libc::ESRCH);
-                }
-                match self.send(msg.header(), msg.data(), from.port, group) {
-                    Ok(_) => (OK, Vec::new()),
-                    Err(e) => err(e.errno() as i32),
-                }
-            }
-            BusOp::List { start } => (OK, self.list_page(start).to_bytes()),
-            BusOp::Stats => (OK, bw::stats_bytes(&self.stats().values())),
+    fn count(&mut self, refusal: Refusal) {
+        if refusal.is_denied() {
+            self.stats.denied += 1;
+        } else if refusal.is_over_limit() {
+            self.stats.over_limit += 1;
+        } else if let Refusal::Decode(_) = refusal {
+            self.stats.bad_control += 1;
         }
+    }
+
+    /// Carries out a decoded request; returns the reply body.
+    fn request(&mut self, from: Sender, req: Request<'_>) -> Result<Vec<u8>, Refusal> {
+        let empty = |_| Vec::new();
+        match req {
+            Request::Notify(req) => self.notify_request(from, req).map(empty).map_err(Refusal::Notify),
+            Request::Op(op) => match op {
+                BusOp::Register { id, name } => {
+                    self.register_remote(from, id, &name).map(empty).map_err(Refusal::Register)
+                }
+                BusOp::Unregister { id } => self.unregister_remote(from, id).map(empty).map_err(Refusal::Unregister),
+                BusOp::Join { group } => {
+                    self.join(from, group).map_err(Refusal::Join)?;
+                    // An explicit JOIN keeps the group even when the notification request that joined it goes.
+                    if let Some(c) = self.clients.get_mut(&from.port) {
+                        c.notify_groups.remove(&group);
+                    }
+                    Ok(Vec::new())
+                }
+                BusOp::Leave { group } => self.leave(from.port, group).map(empty).map_err(Refusal::Leave),
+                BusOp::Send { group, msg } | BusOp::Publish { group, msg } => {
+                    self.group_send(from, group, msg.header(), msg.data()).map(empty).map_err(Refusal::Send)
+                }
+                BusOp::List { start } => Ok(self.list_page(start).to_bytes()),
+                BusOp::Stats => Ok(bw::stats_bytes(&self.stats().values())),
+            },
+        }
+    }
+
+    /// SEND and PUBLISH: `cn_netlink_send` to `group` (0: the group of the id's owner), never to the sender.
+    fn group_send(&mut self, from: Sender, group: u32, hdr: CnMsgHdr, data: &[u8]) -> Result<(), SendError> {
+        if !self.may_group_send(from, hdr.id) {
+            return Err(SendError::Denied);
+        }
+        let group = if group == 0 { self.registry.get(hdr.id).ok_or(SendError::NoDevice)?.group } else { group };
+        if group == 0 {
+            // An id whose idx is 0 has group 0, which nobody can join; `send` would take the sender's port for a
+            // unicast destination.
+            self.stats.esrch += 1;
+            return Err(SendError::NoListeners);
+        }
+        self.send(hdr, data, from.port, group).map(drop)
     }
 
     fn list_page(&self, start: u32) -> ListPage {
@@ -109,18 +115,18 @@ impl Core {
         ListPage { total: all.len() as u32, entries }
     }
 
-    fn register_remote(&mut self, from: Sender, id: CbId, name: &str) -> Result<(), u32> {
+    fn register_remote(&mut self, from: Sender, id: CbId, name: &str) -> Result<(), RegisterError> {
         let uid = from.uid();
         if self.registry.get(id).is_some() {
-            return Err(libc::EINVAL as u32);
+            return Err(RegisterError::Duplicate);
         }
         if !self.policy.may_register(uid, id) {
-            return Err(libc::EPERM as u32);
+            return Err(RegisterError::Denied);
         }
         if !self.ledger.has_room(&self.policy.limits, uid, Kind::Ids) {
-            return Err(libc::EDQUOT as u32);
+            return Err(RegisterError::Limit);
         }
-        self.ensure_client(from)?;
+        self.ensure_client(from).map_err(|ClientLimit| RegisterError::Limit)?;
         let name = if name.is_empty() { "agent" } else { name };
         self.registry.insert(id, name, Owner::Remote(from.port), uid);
         self.ledger.take(uid, Kind::Ids);
@@ -131,83 +137,40 @@ impl Core {
         Ok(())
     }
 
-    fn unregister_remote(&mut self, from: Sender, id: CbId) -> u32 {
-        let Some(e) = self.registry.get(id) else { return libc::ENOENT as u32 };
+    fn unregister_remote(&mut self, from: Sender, id: CbId) -> Result<(), UnregisterError> {
+        let e = self.registry.get(id).ok_or(UnregisterError::NotRegistered)?;
         let uid = from.uid();
         let allowed = match e.owner {
             Owner::Remote(_) => uid == 0 || uid == e.uid,
             Owner::Local | Owner::Core => false,
         };
         if !allowed {
-            return libc::EPERM as u32;
+            return Err(UnregisterError::Denied);
         }
         self.remove_entry(id);
-        OK
-    }
-
-    fn join(&mut self, from: Sender, group: u32) -> u32 {
-        if group == 0 {
-            return libc::EINVAL as u32;
-        }
-        if self.subs.is_member(group, from.port) {
-            return OK;
-        }
-        let uid = from.uid();
-        if !self.ledger.has_room(&self.policy.limits, uid, Kind::Subscriptions) {
-            return libc::EDQUOT as u32;
-        }
-        if let Err(e) = self.ensure_client(from) {
-            return e;
-        }
-        self.subs.join(group, from.port);
-        self.ledger.take(uid, Kind::Subscriptions);
-        if let Some(c) = self.clients.get_mut(&from.port) {
-            c.groups.insert(group);
-        }
-        OK
+        Ok(())
     }
 
     /// The historical `cn_ctl_msg`: group 0 removes the requests with the same ranges (the sender's own; root's
     /// removes anyone's), and with a sender's last request for a group, the subscription the request made;
     /// another group stores the request once per sender and subscribes the sender to it.
-    fn notify_request(&mut self, from: Sender, req: CtlMsg) -> Outcome {
+    fn notify_request(&mut self, from: Sender, req: CtlMsg) -> Result<(), NotifyError> {
         let uid = from.uid();
         if req.idx.len() + req.val.len() > self.policy.limits.ranges_per_request {
-            return err(libc::E2BIG);
+            return Err(NotifyError::TooManyRanges);
         }
         if req.group == 0 {
-            let removed = self.notify.remove_equal((uid != 0).then_some(uid), &req);
-            if removed.is_empty() {
-                return err(libc::ENOENT);
-            }
-            for s in removed {
-                self.ledger.release(s.uid, Kind::Notify);
-                let mut leave = false;
-                if let Some(c) = self.clients.get_mut(&s.port) {
-                    c.notify -= 1;
-                    // The request subscribed its sender to its group: with the sender's last request for that
-                    // group gone, so is the subscription (unless the sender joined the group itself).
-                    leave = c.notify_groups.contains(&s.req.group) && !self.notify.has(s.port, s.req.group);
-                }
-                if leave {
-                    self.leave(s.port, s.req.group);
-                }
-                self.maybe_drop_client(s.port);
-            }
-            return (OK, Vec::new());
+            return self.remove_notify_requests(uid, &req);
         }
         if self.notify.contains(from.port, &req) {
             self.stats.notify_dedup += 1;
-            return (OK, Vec::new());
+            return Ok(());
         }
         if !self.ledger.has_room(&self.policy.limits, uid, Kind::Notify) {
-            return err(libc::EDQUOT);
+            return Err(NotifyError::Limit);
         }
         let joined_before = self.subs.is_member(req.group, from.port);
-        let errno = self.join(from, req.group);
-        if errno != OK {
-            return err(errno as i32);
-        }
+        self.join(from, req.group)?;
         self.ledger.take(uid, Kind::Notify);
         if let Some(c) = self.clients.get_mut(&from.port) {
             c.notify += 1;
@@ -216,11 +179,31 @@ impl Core {
             }
         }
         self.notify.add(from.port, uid, req);
-        (OK, Vec::new())
+        Ok(())
     }
-}
 
-impl Core {
+    fn remove_notify_requests(&mut self, uid: u32, req: &CtlMsg) -> Result<(), NotifyError> {
+        let removed = self.notify.remove_equal((uid != 0).then_some(uid), req);
+        if removed.is_empty() {
+            return Err(NotifyError::NotFound);
+        }
+        for s in removed {
+            self.ledger.release(s.uid, Kind::Notify);
+            let mut leave = false;
+            if let Some(c) = self.clients.get_mut(&s.port) {
+                c.notify -= 1;
+                // The request subscribed its sender to its group: with the sender's last request for that group
+                // gone, so is the subscription (unless the sender joined the group itself).
+                leave = c.notify_groups.contains(&s.req.group) && !self.notify.has(s.port, s.req.group);
+            }
+            if leave {
+                let _: Result<(), LeaveError> = self.leave(s.port, s.req.group);
+            }
+            self.maybe_drop_client(s.port);
+        }
+        Ok(())
+    }
+
     /// Whether `from` may SEND a message carrying `id` to a group. In the kernel only the code that owns an id
     /// sends with it, and only the kernel can multicast on the connector; here a group message carrying `id`
     /// is taken by its subscribers as coming from that id's owner (a notification is exactly such a message),

@@ -2,7 +2,9 @@
 //!
 //! The original notification code (CVE-2010-0410) stored every request it was sent; here each user (uid) has a
 //! quota of registrations, subscriptions, notification requests, reply routes and clients. Reaching one is an
-//! error for that request only (`EDQUOT`; `E2BIG` for too many ranges in one request), and it is counted.
+//! error for that request only (`EDQUOT`; `E2BIG` for too many ranges in one request), and it is counted; reply
+//! routes are the exception: a user at its limit has its oldest route dropped to make room (see the core's data
+//! path), so that messages that expect no reply are never refused.
 
 use std::collections::HashMap;
 
@@ -18,7 +20,8 @@ pub struct Limits {
     pub notify_per_user: usize,
     /// Ranges (idx plus val) in one notification request.
     pub ranges_per_request: usize,
-    /// Requests one user may have waiting for a reply through the bus.
+    /// Requests one user may have waiting for a reply through the bus; a newer request drops the oldest route
+    /// (the same socket's first) instead of being refused.
     pub routes_per_user: usize,
     /// Client sockets (ports holding any state) one user may have.
     pub clients_per_user: usize,
@@ -74,6 +77,18 @@ pub(crate) struct Ledger {
     users: HashMap<u32, Usage>,
 }
 
+impl Usage {
+    fn held(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Ids => self.ids,
+            Kind::Subscriptions => self.subscriptions,
+            Kind::Notify => self.notify,
+            Kind::Routes => self.routes,
+            Kind::Clients => self.clients,
+        }
+    }
+}
+
 impl Ledger {
     fn slot(u: &mut Usage, kind: Kind) -> &mut usize {
         match kind {
@@ -97,7 +112,7 @@ impl Ledger {
 
     /// Whether `uid` may take one more of `kind`.
     pub(crate) fn has_room(&self, limits: &Limits, uid: u32, kind: Kind) -> bool {
-        let held = self.users.get(&uid).map_or(0, |u| *Self::slot(&mut { *u }, kind));
+        let held = self.users.get(&uid).map_or(0, |u| u.held(kind));
         held < Self::limit(limits, kind)
     }
 

@@ -2,40 +2,55 @@
 //!
 //! Datagrams go in with [`Core::handle`] (with the time and the sender's port and credentials); datagrams to send
 //! come out of [`Core::poll_transmit`], things for the driver to do (run a local callback, watch a client's
-//! process) out of [`Core::poll_event`], and [`Core::poll_timeout`] says when [`Core::handle_timeout`] is due.
-//! The kernel-side API is here too: [`Core::add_callback`], [`Core::del_callback`], [`Core::send`].
+//! process, log a refusal) out of [`Core::poll_action`], and [`Core::poll_timeout`] says when
+//! [`Core::handle_timeout`] is due. The kernel-side API is here too: [`Core::add_callback`],
+//! [`Core::del_callback`], [`Core::send`].
 //!
 //! Semantics follow the kernel connector (spec §3, §4, §11): a registry of unique ids whose group is their `idx`,
 //! exact-id routing, `send` with group 0 meaning "the group of the id's owner" (`ENODEV` without one, `ESRCH` when
 //! nobody listens), silent drops of malformed or unroutable input, and the historical notification protocol
-//! (§6) on the core's own id `{0xffffffff, 0xffffffff}`, bounded per user (see [`Limits`]).
+//! (§6) on the core's own id `{0xffffffff, 0xffffffff}`, bounded per user (see [`Limits`]). Where the kernel's
+//! trust comes from being the kernel, the core adds checks of its own: a remote owner's message reaches the
+//! requester it answers and nobody else, a request never takes the reply another socket waits for, and group
+//! sends carry an id only its owner (or root, or a policy grant) may use.
 
+mod clients;
 mod control;
+mod data;
+mod errors;
 mod limits;
 mod notify;
 mod registry;
-mod routing;
+mod routes;
+mod stats;
+mod subscriptions;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use cnlink::wire::{self, CbId, CnMsg, CnMsgHdr, NlMsg, CONNECTOR_MAX_MSG_SIZE, NLMSG_HDRLEN};
 use cnlink::Credentials;
 
+pub use errors::{
+    JoinError, LeaveError, MessageError, NotifyError, Refusal, RegisterError, SendError, UnregisterError,
+};
 pub use limits::{Limits, Usage};
 pub use registry::{proc_text, Entry, Owner};
+pub use stats::Stats;
 
 use crate::policy::Policy;
-use limits::{Kind, Ledger};
+use clients::Client;
+use limits::Ledger;
 use notify::NotifyTable;
 use registry::Registry;
-use routing::{Routes, Subscriptions};
+use routes::Routes;
+use subscriptions::Subscriptions;
 
 /// The uid counted for a sender whose credentials are unknown.
 pub const UNKNOWN_UID: u32 = u32::MAX;
 
-/// Most events kept waiting for the driver; beyond it, deliveries are dropped and counted.
-const MAX_EVENTS: usize = 65536;
+/// Most actions kept waiting for the driver; beyond it, deliveries are dropped and counted.
+const MAX_ACTIONS: usize = 65536;
 
 /// The core's settings.
 #[derive(Debug, Clone, Default)]
@@ -91,21 +106,33 @@ pub struct Denial {
     pub op: u16,
     /// The id concerned, if any.
     pub id: Option<CbId>,
+    /// Why.
+    pub refusal: Refusal,
+}
+
+impl Denial {
     /// The positive errno answered.
-    pub errno: u32,
+    pub fn errno(&self) -> u32 {
+        self.refusal.errno()
+    }
 }
 
 /// What the driver should do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Event {
+pub enum Action {
     /// Run the local callback for `hdr.id` with this message.
     Deliver(Delivery),
-    /// A client now holds state: watch process `pid` and call [`Core::client_gone`] when it exits.
+    /// A client now holds state: watch process `pid` and call [`Core::client_gone`] when it exits. Comes out
+    /// before the transmits of the request that made the client (its reply included), so that the watch is open
+    /// before the client hears back. The pid is the client's as its own pid namespace numbers it: the driver
+    /// checks that it names the process holding the client's socket ([`Core::note_watched`]) and otherwise
+    /// watches the socket some other way ([`Core::note_unwatched`]); a send to a closed socket
+    /// ([`Core::send_failed`]) ends the client in any case.
     Watch {
         /// The client's port.
         port: u32,
-        /// Its process id, from its credentials.
+        /// Its process id, from its credentials (0 when the driver's pid namespace cannot see it).
         pid: i32,
     },
     /// A client holds nothing any more: stop watching it.
@@ -127,146 +154,9 @@ pub enum Event {
         /// Who answered for it.
         owner: Owner,
     },
-    /// A request was refused with an errno: policy or ownership (`EPERM`), limits (`EDQUOT`, `E2BIG`), no such
-    /// id or listener (`ENOENT`, `ENODEV`, `ESRCH`), or malformed control.
+    /// A request was refused: by the policy or ownership (`EPERM`), a limit (`EDQUOT`, `E2BIG`), a missing id or
+    /// listener (`ENOENT`, `ENODEV`, `ESRCH`), another socket's waiting request (`EBUSY`), or malformed control.
     Denied(Denial),
-}
-
-/// Why [`Core::add_callback`] failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RegisterError {
-    /// The id is already registered (the kernel answers `-EINVAL`).
-    #[error("id already registered")]
-    Duplicate,
-    /// The policy does not let this user register this id.
-    #[error("not permitted by the bus policy")]
-    Denied,
-    /// The user holds as many ids as allowed.
-    #[error("per-user limit reached")]
-    Limit,
-}
-
-impl RegisterError {
-    /// The positive errno on the wire.
-    pub fn errno(self) -> u32 {
-        (match self {
-            RegisterError::Duplicate => libc::EINVAL,
-            RegisterError::Denied => libc::EPERM,
-            RegisterError::Limit => libc::EDQUOT,
-        }) as u32
-    }
-}
-
-/// Why [`Core::send`] failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SendError {
-    /// Group 0 was asked for and no id equal to the message's is registered (`ENODEV`).
-    #[error("no callback registered for this id")]
-    NoDevice,
-    /// Nobody is subscribed to the group (`ESRCH`).
-    #[error("nobody listens on the group")]
-    NoListeners,
-    /// More than 65535 data bytes.
-    #[error("message too long")]
-    TooLong,
-}
-
-impl SendError {
-    /// The positive errno on the wire.
-    pub fn errno(self) -> u32 {
-        (match self {
-            SendError::NoDevice => libc::ENODEV,
-            SendError::NoListeners => libc::ESRCH,
-            SendError::TooLong => libc::EMSGSIZE,
-        }) as u32
-    }
-}
-
-macro_rules! stats {
-    ($($(#[doc = $doc:literal])* $name:ident),* $(,)?) => {
-        /// Counters of everything the core did, dropped or refused.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-        pub struct Stats {
-            $($(#[doc = $doc])* pub $name: u64,)*
-        }
-
-        impl Stats {
-            /// Counter names, in the order of [`Stats::values`] and of the STATS reply.
-            pub const NAMES: &'static [&'static str] = &[$(stringify!($name)),*];
-
-            /// Counter values, in the order of [`Stats::NAMES`].
-            pub fn values(&self) -> Vec<u64> {
-                vec![$(self.$name),*]
-            }
-        }
-    };
-}
-
-stats! {
-    /// Datagrams handled.
-    received,
-    /// Datagrams dropped as malformed (short, lying lengths, oversize).
-    malformed,
-    /// Control requests that did not decode (answered `EINVAL`/`EOPNOTSUPP`).
-    bad_control,
-    /// Control requests handled.
-    control,
-    /// Messages to ids nobody registered (dropped, as the kernel does).
-    unroutable,
-    /// Requests refused as not permitted (`EPERM`: the policy, or unregistering another user's id).
-    denied,
-    /// Requests refused by a per-user limit.
-    over_limit,
-    /// Notification requests that repeated a stored one.
-    notify_dedup,
-    /// Messages handed to local callbacks.
-    delivered_local,
-    /// Local deliveries dropped: the event queue or the callback's queue was full, or the callback was removed.
-    dropped_local,
-    /// Messages forwarded to remote owners.
-    forwarded,
-    /// Replies routed back to requesters.
-    replies_routed,
-    /// Reply routes replaced by a request with the same id, seq and ack.
-    route_collisions,
-    /// Reply routes that expired unanswered.
-    routes_expired,
-    /// Messages queued to group subscribers (one per subscriber).
-    fanout,
-    /// Group sends nobody listened to (`ESRCH`).
-    esrch,
-    /// Notifications queued (one per subscriber).
-    notifications,
-    /// Sends the kernel refused with a full receiver (`EAGAIN`/`ENOBUFS`).
-    dropped_full,
-    /// Clients found gone and cleaned up.
-    clients_gone,
-    /// Registered ids now (gauge).
-    ids,
-    /// Subscriptions now (gauge).
-    subscriptions,
-    /// Stored notification requests now (gauge).
-    notify_requests,
-    /// Reply routes waiting now (gauge).
-    routes,
-    /// Clients holding state now (gauge).
-    clients,
-    /// Users holding anything now (gauge).
-    users,
-}
-
-/// A client socket that holds state.
-#[derive(Debug)]
-struct Client {
-    uid: u32,
-    ids: BTreeSet<CbId>,
-    groups: BTreeSet<u32>,
-    /// Groups of `groups` this client is in only because a notification request of its subscribed it: removing
-    /// its last request for such a group leaves the group too.
-    notify_groups: BTreeSet<u32>,
-    notify: usize,
 }
 
 /// The connector core.
@@ -281,7 +171,7 @@ pub struct Core {
     ledger: Ledger,
     clients: HashMap<u32, Client>,
     transmits: VecDeque<Transmit>,
-    events: VecDeque<Event>,
+    actions: VecDeque<Action>,
     stats: Stats,
 }
 
@@ -300,7 +190,7 @@ impl Core {
             ledger: Ledger::default(),
             clients: HashMap::new(),
             transmits: VecDeque::new(),
-            events: VecDeque::new(),
+            actions: VecDeque::new(),
             stats: Stats::default(),
         }
     }
@@ -315,7 +205,7 @@ impl Core {
         };
         self.check_identity(&from);
         if hdr.id == CbId::CONNECTOR {
-            self.control(now, from, hdr, data);
+            self.control(from, hdr, data);
         } else {
             self.data_msg(now, from, hdr, data);
         }
@@ -327,8 +217,8 @@ impl Core {
     }
 
     /// The next thing for the driver to do.
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
     }
 
     /// When [`Core::handle_timeout`] should next be called.
@@ -339,12 +229,12 @@ impl Core {
     /// Forgets reply routes whose time is up.
     pub fn handle_timeout(&mut self, now: Instant) {
         for r in self.routes.expire(now) {
-            self.ledger.release(r.uid, Kind::Routes);
+            self.ledger.release(r.uid, limits::Kind::Routes);
             self.stats.routes_expired += 1;
         }
     }
 
-    /// Registers a callback in this process (`cn_add_callback`). Its messages come out as [`Event::Deliver`].
+    /// Registers a callback in this process (`cn_add_callback`). Its messages come out as [`Action::Deliver`].
     pub fn add_callback(&mut self, id: CbId, name: &str) -> Result<(), RegisterError> {
         if !self.registry.insert(id, name, Owner::Local, 0) {
             return Err(RegisterError::Duplicate);
@@ -383,49 +273,41 @@ impl Core {
                 self.stats.esrch += 1;
                 Err(SendError::NoListeners)
             }
-            n => Ok(n),
-        }
-    }
-
-    /// Cleans up after a client whose process exited or whose socket is closed: unregisters its ids (with
-    /// notifications), drops its subscriptions, requests and routes.
-    pub fn client_gone(&mut self, port: u32) {
-        self.routes.remove_requester(port).into_iter().for_each(|r| self.ledger.release(r.uid, Kind::Routes));
-        let Some(client) = self.clients.get(&port) else { return };
-        let (ids, groups) = (client.ids.clone(), client.groups.clone());
-        self.stats.clients_gone += 1;
-        // Its requests and subscriptions first, so that the notifications for its ids do not go to itself.
-        for s in self.notify.remove_port(port) {
-            self.ledger.release(s.uid, Kind::Notify);
-        }
-        if let Some(c) = self.clients.get_mut(&port) {
-            c.notify = 0;
-        }
-        for g in groups {
-            self.leave(port, g);
-        }
-        for id in ids {
-            self.remove_entry(id);
-        }
-        if let Some(c) = self.clients.remove(&port) {
-            self.ledger.release(c.uid, Kind::Clients);
-            self.events.push_back(Event::Unwatch { port });
-        }
-    }
-
-    /// Reports a failed send to `port`: `ECONNREFUSED` means its socket is closed (the client is cleaned up);
-    /// other errors are counted as drops.
-    pub fn send_failed(&mut self, port: u32, errno: i32) {
-        if errno == libc::ECONNREFUSED {
-            self.client_gone(port);
-        } else {
-            self.stats.dropped_full += 1;
+            n => {
+                self.stats.fanout += n as u64;
+                Ok(n)
+            }
         }
     }
 
     /// Counts a local delivery the driver had to drop (its callback's queue was full).
     pub fn note_local_drop(&mut self) {
         self.stats.dropped_local += 1;
+    }
+
+    /// Counts a receive overrun of the driver's socket (`ENOBUFS`).
+    pub fn note_overrun(&mut self) {
+        self.stats.overruns += 1;
+    }
+
+    /// Counts log lines the driver dropped (its log queue was full).
+    pub fn note_log_dropped(&mut self, lines: u64) {
+        self.stats.log_dropped += lines;
+    }
+
+    /// Counts a panic caught in a local callback.
+    pub fn note_callback_panic(&mut self) {
+        self.stats.callback_panics += 1;
+    }
+
+    /// Counts a client whose process the driver could not watch (see [`Action::Watch`]).
+    pub fn note_unwatched(&mut self) {
+        self.stats.unwatched += 1;
+    }
+
+    /// Counts a client whose process the driver watches.
+    pub fn note_watched(&mut self) {
+        self.stats.watched += 1;
     }
 
     /// Counters and gauges.
@@ -465,91 +347,20 @@ impl Core {
         proc_text(self.registry.ordered())
     }
 
-    /// A port seen before under another uid was closed and reused: forget the old client. Without credentials
-    /// the sender counts as [`UNKNOWN_UID`], another user, so that everything a client holds is counted under one
-    /// uid and given back to that uid.
-    fn check_identity(&mut self, from: &Sender) {
-        if self.clients.get(&from.port).is_some_and(|c| c.uid != from.uid()) {
-            self.client_gone(from.port);
-        }
-    }
-
-    fn data_msg(&mut self, now: Instant, from: Sender, hdr: CnMsgHdr, data: &[u8]) {
-        let Some(entry) = self.registry.get(hdr.id) else {
-            self.stats.unroutable += 1;
-            return;
-        };
-        let owner = entry.owner;
-        if owner == Owner::Remote(from.port) {
-            return self.owner_msg(from, hdr, data);
-        }
-        let uid = from.uid();
-        if !self.policy.may_send(uid, hdr.id) {
-            self.stats.denied += 1;
-            return self.deny(from, hdr, crate::wire::BUS_OP_MESSAGE, Some(hdr.id), libc::EPERM as u32);
-        }
-        match owner {
-            Owner::Remote(port) => {
-                if !self.ledger.has_room(&self.policy.limits, uid, Kind::Routes) {
-                    self.stats.over_limit += 1;
-                    return self.deny(from, hdr, crate::wire::BUS_OP_MESSAGE, Some(hdr.id), libc::EDQUOT as u32);
-                }
-                let key = (hdr.id, hdr.seq, hdr.ack.wrapping_add(1));
-                if let Some(old) = self.routes.insert(key, from.port, uid, now + self.route_timeout) {
-                    self.ledger.release(old.uid, Kind::Routes);
-                    self.stats.route_collisions += 1;
-                }
-                self.ledger.take(uid, Kind::Routes);
-                self.stats.forwarded += 1;
-                self.unicast(port, hdr, data, from.port);
-            }
-            Owner::Local => {
-                if self.events.len() >= MAX_EVENTS {
-                    self.stats.dropped_local += 1;
-                    return;
-                }
-                self.stats.delivered_local += 1;
-                self.events.push_back(Event::Deliver(Delivery { hdr, data: data.to_vec(), from }));
-            }
-            Owner::Core => {}
-        }
-    }
-
-    /// A message from the owner of its id: the reply to a forwarded request, or a send to the id's group.
-    fn owner_msg(&mut self, from: Sender, hdr: CnMsgHdr, data: &[u8]) {
-        if let Some(route) = self.routes.take(&(hdr.id, hdr.seq, hdr.ack)) {
-            self.ledger.release(route.uid, Kind::Routes);
-            self.stats.replies_routed += 1;
-            return self.unicast(route.requester, hdr, data, 0);
-        }
-        if let Ok(d) = wire::datagram(hdr, data, 0) {
-            if self.fanout(hdr.id.idx, from.port, d) == 0 {
-                self.stats.esrch += 1;
-            }
-        }
-    }
-
     fn unicast(&mut self, port: u32, hdr: CnMsgHdr, data: &[u8], nlmsg_pid: u32) {
         if let Ok(d) = wire::datagram(hdr, data, nlmsg_pid) {
             self.transmits.push_back(Transmit { ports: vec![port], datagram: d });
         }
     }
 
-    /// Queues `datagram` to the subscribers of `group` but `exclude`; returns how many.
+    /// Queues `datagram` to the subscribers of `group` but `exclude`; returns how many (the caller counts them).
     fn fanout(&mut self, group: u32, exclude: u32, datagram: Vec<u8>) -> usize {
         let ports: Vec<u32> = self.subs.members(group).iter().copied().filter(|&p| p != exclude).collect();
         let n = ports.len();
         if n > 0 {
-            self.stats.fanout += n as u64;
             self.transmits.push_back(Transmit { ports, datagram });
         }
         n
-    }
-
-    fn deny(&mut self, from: Sender, hdr: CnMsgHdr, op: u16, id: Option<CbId>, errno: u32) {
-        self.events.push_back(Event::Denied(Denial { from, op, id, errno }));
-        let body = id.map(|id| [id.idx.to_ne_bytes(), id.val.to_ne_bytes()].concat()).unwrap_or_default();
-        self.reply(from.port, hdr, op, errno, &body);
     }
 
     /// Answers a request on the core's id: same seq, ack + 1.
@@ -561,7 +372,7 @@ impl Core {
 
     /// After an id is added: notifications with ack 0.
     fn registered(&mut self, id: CbId, owner: Owner) {
-        self.events.push_back(Event::Registered { id, owner });
+        self.actions.push_back(Action::Registered { id, owner });
         self.notify_change(id, 0);
     }
 
@@ -569,9 +380,7 @@ impl Core {
         for g in self.notify.groups_for(id) {
             let hdr = CnMsgHdr { id, seq: 0, ack, len: 0, flags: 0 };
             if let Ok(d) = wire::datagram(hdr, &[], 0) {
-                let n = self.fanout(g, 0, d);
-                self.stats.fanout -= n as u64;
-                self.stats.notifications += n as u64;
+                self.stats.notifications += self.fanout(g, 0, d) as u64;
             }
         }
     }
@@ -580,61 +389,17 @@ impl Core {
     fn remove_entry(&mut self, id: CbId) {
         let Some(e) = self.registry.remove(id) else { return };
         for r in self.routes.remove_id(id) {
-            self.ledger.release(r.uid, Kind::Routes);
+            self.ledger.release(r.uid, limits::Kind::Routes);
         }
         if let Owner::Remote(port) = e.owner {
-            self.ledger.release(e.uid, Kind::Ids);
+            self.ledger.release(e.uid, limits::Kind::Ids);
             if let Some(c) = self.clients.get_mut(&port) {
                 c.ids.remove(&id);
             }
             self.maybe_drop_client(port);
         }
-        self.events.push_back(Event::Unregistered { id, owner: e.owner });
+        self.actions.push_back(Action::Unregistered { id, owner: e.owner });
         self.notify_change(id, 1);
-    }
-
-    /// Makes sure `from` has a client record (counted against its user's client limit).
-    fn ensure_client(&mut self, from: Sender) -> Result<(), u32> {
-        if self.clients.contains_key(&from.port) {
-            return Ok(());
-        }
-        let uid = from.uid();
-        if !self.ledger.has_room(&self.policy.limits, uid, Kind::Clients) {
-            return Err(libc::EDQUOT as u32);
-        }
-        self.ledger.take(uid, Kind::Clients);
-        self.clients.insert(
-            from.port,
-            Client { uid, ids: BTreeSet::new(), groups: BTreeSet::new(), notify_groups: BTreeSet::new(), notify: 0 },
-        );
-        if let Some(c) = from.creds {
-            self.events.push_back(Event::Watch { port: from.port, pid: c.pid });
-        }
-        Ok(())
-    }
-
-    /// Drops a client record that holds nothing.
-    fn maybe_drop_client(&mut self, port: u32) {
-        let Some(c) = self.clients.get(&port) else { return };
-        if c.ids.is_empty() && c.groups.is_empty() && c.notify == 0 {
-            self.ledger.release(c.uid, Kind::Clients);
-            self.clients.remove(&port);
-            self.events.push_back(Event::Unwatch { port });
-        }
-    }
-
-    fn leave(&mut self, port: u32, group: u32) -> bool {
-        if !self.subs.leave(group, port) {
-            return false;
-        }
-        if let Some(c) = self.clients.get_mut(&port) {
-            c.groups.remove(&group);
-            c.notify_groups.remove(&group);
-            let uid = c.uid;
-            self.ledger.release(uid, Kind::Subscriptions);
-        }
-        self.maybe_drop_client(port);
-        true
     }
 }
 

@@ -46,16 +46,24 @@ pub fn agent_binary() -> PathBuf {
     example_binary("echo_agent")
 }
 
-/// One of this crate's example binaries, built on demand.
+/// One of this crate's example binaries. `cargo test` builds the examples beside the test binaries; when they are
+/// not there (one test target was asked for), the example is built into the test's own scratch target directory,
+/// so that the outer cargo's build-directory lock is never waited on and the outer build's features are not
+/// changed.
 pub fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join("examples").join(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo).args(["build", "-q", "-p", "cnlink-bus", "--example", name]).status();
-        assert!(st.is_ok_and(|s| s.success()), "could not build the {name} example");
+    let built = exe.parent().unwrap().parent().unwrap().join("examples").join(name);
+    if built.exists() {
+        return built;
     }
-    path
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("examples-build");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(cargo)
+        .args(["build", "-q", "-p", "cnlink-bus", "--example", name])
+        .env("CARGO_TARGET_DIR", &dir)
+        .status();
+    assert!(st.is_ok_and(|s| s.success()), "could not build the {name} example");
+    dir.join("debug/examples").join(name)
 }
 
 /// A running agent process and its port.

@@ -22,17 +22,7 @@ use crate::wire::{self, CbId, CnMsgHdr, CnMsgs, NlAddr, NlKind, NlMessages, NlMs
 
 use super::reply_matcher::{MatchRule, ReplyMatcher, RequestId};
 
-/// A sender's credentials as the kernel recorded them (`struct ucred`, from `SCM_CREDENTIALS`).
-#[doc(alias = "ucred")]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Credentials {
-    /// Process id (the sender's thread group id).
-    pub pid: i32,
-    /// User id.
-    pub uid: u32,
-    /// Group id.
-    pub gid: u32,
-}
+pub use crate::socket::Credentials;
 
 /// One received connector message, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,6 +4,37 @@
 //! that grows by one per message sent while anyone listens. A socket that receives every message (no kernel-side
 //! filter) therefore sees, per CPU, consecutive numbers; a gap of `n` is exactly `n` messages lost to it, whether
 //! to an overrun of its receive buffer or to a failed allocation in the kernel.
+//!
+//! What such a count is worth depends on what the socket saw: [`Loss`] says whether it is exact, a lower bound (a
+//! CPU without a baseline may have lost messages unseen), or unknown (the kernel-side filter hides the numbering
+//! and the drop counter could not be read).
+
+/// How many proc messages were lost, and how sure that count is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Loss {
+    /// Exactly this many.
+    Exact(u64),
+    /// At least this many: when they were lost, some online CPU had no baseline yet (it had sent nothing this
+    /// socket saw), so messages from it may have been lost without a gap to show for it.
+    AtLeast(u64),
+    /// Messages were lost; how many cannot be known (a kernel-filtered socket whose drop counter is unavailable).
+    Unknown,
+}
+
+impl Loss {
+    /// The count, exact or a lower bound; `None` when unknown.
+    pub fn count(self) -> Option<u64> {
+        match self {
+            Loss::Exact(n) | Loss::AtLeast(n) => Some(n),
+            Loss::Unknown => None,
+        }
+    }
+
+    /// True for [`Loss::Exact`].
+    pub fn is_exact(self) -> bool {
+        matches!(self, Loss::Exact(_))
+    }
+}
 
 /// The most CPUs tracked; messages claiming a higher CPU number are not accounted.
 pub const MAX_CPUS: usize = 8192;
@@ -67,6 +98,11 @@ impl SeqTracker {
         self.lost
     }
 
+    /// Whether a message from `cpu` has been seen, so that a gap on it would show.
+    pub fn has_baseline(&self, cpu: u32) -> bool {
+        self.last.get(cpu as usize).is_some_and(|l| l.is_some())
+    }
+
     /// Forgets every baseline (after a resubscription, say).
     pub fn reset(&mut self) {
         self.last.clear();
@@ -99,5 +135,8 @@ mod tests {
         assert_eq!(t.observe(3, 1), SeqObservation::InOrder);
         assert_eq!(t.lost(), 1);
         assert_eq!(t.observe(MAX_CPUS as u32, 1), SeqObservation::Untracked);
+        assert!(t.has_baseline(3));
+        assert!(!t.has_baseline(2));
+        assert!(!t.has_baseline(MAX_CPUS as u32));
     }
 }

@@ -1,13 +1,13 @@
 //! Turning received proc connector datagrams into typed items, with trust, filtering and loss accounting.
 //!
-//! [`ProcDecoder`] takes each datagram with its sender address and appends [`ProcItem`]s: events, `Lost` records
-//! computed from per-CPU `seq` gaps, and `Overrun` markers for `ENOBUFS`. It drops (and counts) datagrams that
-//! did not come from the kernel, malformed ones, and events the userspace filter rejects, and it remembers the
-//! subscription ack it was told to expect.
+//! [`ProcDecoder`] takes each datagram with its sender address and appends [`ProcItem`]s: events, acks, `Lost`
+//! records computed from per-CPU `seq` gaps, and `Overrun` markers for `ENOBUFS`. It drops (and counts)
+//! datagrams that did not come from the kernel, malformed ones, and events the userspace filter rejects. The
+//! subscription itself (requests, acks, resyncs) is [`super::Subscriber`]'s business.
 
 use crate::wire::{CbId, CnMsgs, EventData, EventMask, NlAddr, NlKind, NlMessages, ProcEvent};
 
-use super::loss::{SeqObservation, SeqTracker};
+use super::loss::{Loss, SeqObservation, SeqTracker};
 
 /// One proc event with the kernel's per-CPU sequence number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,29 +28,29 @@ pub struct Event {
 pub enum ProcItem {
     /// An event.
     Event(Event),
-    /// Exactly `count` messages were lost before the next item (from per-CPU `seq` gaps).
-    Lost {
-        /// Messages lost.
-        count: u64,
-    },
+    /// Proc messages were lost before the next item: from per-CPU `seq` gaps on an unfiltered stream, from the
+    /// socket's drop counter on a kernel-filtered one. [`Loss`] says whether the count is exact.
+    Lost(Loss),
     /// A subscription ack (`PROC_EVENT_NONE`): some socket, maybe another process's, subscribed or unsubscribed.
     /// Every unfiltered listener sees every ack; they take part in the `seq` numbering like events.
     Ack {
         /// `cn_msg.seq`.
         seq: u32,
-        /// The CPU that sent it.
+        /// The CPU that sent it (`0xffffffff` from kernels that bypass the per-CPU counter for acks).
         cpu: u32,
+        /// `cn_msg.ack`: the request's `ack + 1`, which tells whose request it answers.
+        ack: u32,
         /// The errno it carries (0 for success).
         err: u32,
     },
-    /// The kernel reported an overrun (`ENOBUFS`): messages were dropped. On an unfiltered stream the exact count
-    /// follows as `Lost` once the gaps are seen; on a kernel-filtered stream it cannot be known.
+    /// The kernel reported an overrun (`ENOBUFS`): messages were dropped. The count follows as `Lost`: at once
+    /// from the drop counter of a kernel-filtered socket, else as the gaps are seen.
     Overrun,
 }
 
-/// Counters of everything the decoder saw.
+/// Counters of a proc subscription: what the decoder saw, what was lost, and what the subscription sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Stats {
+pub struct ProcCounters {
     /// Datagrams handled.
     pub datagrams: u64,
     /// Events delivered.
@@ -59,27 +59,36 @@ pub struct Stats {
     pub filtered: u64,
     /// Subscription acks seen (ours and other processes').
     pub acks: u64,
-    /// Messages lost, from per-CPU `seq` gaps.
+    /// Messages lost: the sum of the counts of the `Lost` items (exact ones and lower bounds).
     pub lost: u64,
+    /// `Lost` items whose count was a lower bound or unknown; while 0, `lost` is exact.
+    pub lost_inexact: u64,
     /// `ENOBUFS` reports.
     pub overruns: u64,
     /// Datagrams dropped because they did not come from the kernel (sender port id not 0).
     pub rejected: u64,
     /// Datagrams or messages that did not decode.
     pub malformed: u64,
+    /// Datagrams longer than the receive buffer, cut by the kernel (`MSG_TRUNC`); what was whole was decoded.
+    pub truncated: u64,
     /// Connector messages for another id than the proc connector's.
     pub foreign: u64,
+    /// Subscription requests sent (`LISTEN` and `IGNORE`, each CPU's counted).
+    pub requests: u64,
+    /// Acks that answered this subscription's own requests.
+    pub own_acks: u64,
+    /// Per-CPU resyncs run (each sends one `LISTEN` per CPU that had not been heard from).
+    pub resyncs: u64,
 }
 
-/// The sans-IO proc event decoder shared by the blocking and async drivers.
+/// The sans-IO proc event decoder: datagrams in, [`ProcItem`]s out.
 #[derive(Debug, Clone)]
 pub struct ProcDecoder {
     filter: EventMask,
     count_gaps: bool,
+    gaps_exact: bool,
     tracker: SeqTracker,
-    expected_ack: Option<u32>,
-    ack_err: Option<u32>,
-    stats: Stats,
+    counters: ProcCounters,
 }
 
 impl ProcDecoder {
@@ -91,64 +100,82 @@ impl ProcDecoder {
         ProcDecoder {
             filter,
             count_gaps,
+            gaps_exact: true,
             tracker: SeqTracker::new(),
-            expected_ack: None,
-            ack_err: None,
-            stats: Stats::default(),
+            counters: ProcCounters::default(),
         }
     }
 
-    /// Starts watching for the subscription ack whose `ack` field is `ack` (the request's `ack + 1`).
-    pub fn expect_ack(&mut self, ack: u32) {
-        self.expected_ack = Some(ack);
-        self.ack_err = None;
+    /// Turns `seq` gap accounting on or off (on when a kernel-side filter turns out not to be installed).
+    pub fn set_count_gaps(&mut self, on: bool) {
+        self.count_gaps = on;
     }
 
-    /// The errno of the expected ack, once it has arrived (0 is success).
-    pub fn ack_result(&self) -> Option<u32> {
-        self.ack_err
+    /// Whether the gaps found from now on are reported as [`Loss::Exact`] or as [`Loss::AtLeast`].
+    pub fn set_gaps_exact(&mut self, exact: bool) {
+        self.gaps_exact = exact;
+    }
+
+    /// Whether a message from `cpu` has been seen (see [`SeqTracker::has_baseline`]).
+    pub fn has_baseline(&self, cpu: u32) -> bool {
+        self.tracker.has_baseline(cpu)
     }
 
     /// The counters so far.
-    pub fn stats(&self) -> Stats {
-        self.stats
+    pub fn counters(&self) -> ProcCounters {
+        self.counters
+    }
+
+    /// The counters, for the subscription that owns this decoder to add its own.
+    pub(crate) fn counters_mut(&mut self) -> &mut ProcCounters {
+        &mut self.counters
     }
 
     /// Records an `ENOBUFS` from the socket.
     pub fn handle_overrun(&mut self, out: &mut Vec<ProcItem>) {
-        self.stats.overruns += 1;
+        self.counters.overruns += 1;
         out.push(ProcItem::Overrun);
+    }
+
+    /// Records a loss found by other means than `seq` gaps (the socket's drop counter).
+    pub fn handle_loss(&mut self, loss: Loss, out: &mut Vec<ProcItem>) {
+        self.counters.lost += loss.count().unwrap_or(0);
+        self.counters.lost_inexact += u64::from(!loss.is_exact());
+        out.push(ProcItem::Lost(loss));
     }
 
     /// Decodes one datagram received from `from`, appending what it holds to `out`.
     pub fn handle(&mut self, from: NlAddr, datagram: &[u8], out: &mut Vec<ProcItem>) {
-        self.stats.datagrams += 1;
+        self.counters.datagrams += 1;
         if from.port != 0 {
-            self.stats.rejected += 1;
+            self.counters.rejected += 1;
             return;
         }
         for msg in NlMessages::new(datagram) {
             let Ok(msg) = msg else {
-                self.stats.malformed += 1;
+                self.counters.malformed += 1;
                 return;
             };
             match msg.kind() {
                 NlKind::Data(_) => {}
-                NlKind::Overrun => self.handle_overrun(out),
+                NlKind::Overrun => {
+                    self.handle_overrun(out);
+                    continue;
+                }
                 NlKind::Noop | NlKind::Error(_) => continue,
             }
             for cn in CnMsgs::new(msg.payload()) {
                 let Ok(cn) = cn else {
-                    self.stats.malformed += 1;
+                    self.counters.malformed += 1;
                     break;
                 };
                 if cn.id() != CbId::PROC {
-                    self.stats.foreign += 1;
+                    self.counters.foreign += 1;
                     continue;
                 }
                 match ProcEvent::parse(cn.data()) {
                     Ok(ev) => self.event(cn.seq(), cn.ack(), ev, out),
-                    Err(_) => self.stats.malformed += 1,
+                    Err(_) => self.counters.malformed += 1,
                 }
             }
         }
@@ -157,16 +184,13 @@ impl ProcDecoder {
     fn event(&mut self, seq: u32, ack: u32, ev: ProcEvent, out: &mut Vec<ProcItem>) {
         if self.count_gaps {
             if let SeqObservation::Gap { lost } = self.tracker.observe(ev.cpu, seq) {
-                self.stats.lost += u64::from(lost);
-                out.push(ProcItem::Lost { count: u64::from(lost) });
+                let n = u64::from(lost);
+                self.handle_loss(if self.gaps_exact { Loss::Exact(n) } else { Loss::AtLeast(n) }, out);
             }
         }
         if let EventData::Ack { err } = ev.data {
-            self.stats.acks += 1;
-            if self.expected_ack == Some(ack) {
-                self.ack_err = Some(err);
-            }
-            out.push(ProcItem::Ack { seq, cpu: ev.cpu, err });
+            self.counters.acks += 1;
+            out.push(ProcItem::Ack { seq, cpu: ev.cpu, ack, err });
             return;
         }
         let exit_code = match ev.data {
@@ -174,10 +198,10 @@ impl ProcDecoder {
             _ => 0,
         };
         if !self.filter.admits(ev.data.what(), exit_code) {
-            self.stats.filtered += 1;
+            self.counters.filtered += 1;
             return;
         }
-        self.stats.events += 1;
+        self.counters.events += 1;
         out.push(ProcItem::Event(Event { seq, cpu: ev.cpu, timestamp_ns: ev.timestamp_ns, data: ev.data }));
     }
 }
@@ -215,12 +239,17 @@ mod tests {
         for (seq, cpu) in [(10, 0), (11, 0), (50, 1), (15, 0), (51, 1)] {
             d.handle(NlAddr::KERNEL, &proc_msg(seq, 0, cpu, fork(seq as i32)), &mut out);
         }
-        let lost: Vec<_> =
-            out.iter().filter_map(|i| if let ProcItem::Lost { count } = i { Some(*count) } else { None }).collect();
-        assert_eq!(lost, [3]);
+        let lost: Vec<_> = out.iter().filter_map(|i| if let ProcItem::Lost(l) = i { Some(*l) } else { None }).collect();
+        assert_eq!(lost, [Loss::Exact(3)]);
         assert_eq!(out.len(), 6);
-        assert!(matches!(out[3], ProcItem::Lost { count: 3 }), "the Lost record comes before the event after the gap");
-        assert_eq!(d.stats().lost, 3);
+        assert_eq!(out[3], ProcItem::Lost(Loss::Exact(3)), "the Lost record comes before the event after the gap");
+        assert_eq!(d.counters().lost, 3);
+        assert_eq!(d.counters().lost_inexact, 0);
+        d.set_gaps_exact(false);
+        out.clear();
+        d.handle(NlAddr::KERNEL, &proc_msg(20, 0, 0, fork(20)), &mut out);
+        assert_eq!(out[0], ProcItem::Lost(Loss::AtLeast(4)));
+        assert_eq!((d.counters().lost, d.counters().lost_inexact), (7, 1));
     }
 
     #[test]
@@ -229,20 +258,35 @@ mod tests {
         let mut out = Vec::new();
         d.handle(NlAddr { port: 4242, groups: 1 }, &proc_msg(1, 0, 0, fork(5)), &mut out);
         assert!(out.is_empty());
-        assert_eq!(d.stats().rejected, 1);
+        assert_eq!(d.counters().rejected, 1);
     }
 
     #[test]
-    fn ack_matched_on_ack_not_seq() {
+    fn acks_carry_their_ack_field() {
         let mut d = ProcDecoder::new(EventMask::ALL, true);
-        d.expect_ack(0x55667789);
         let mut out = Vec::new();
         d.handle(NlAddr::KERNEL, &proc_msg(7, 0x1234, 0, EventData::Ack { err: 0 }), &mut out);
-        assert_eq!(d.ack_result(), None, "another process's ack");
-        d.handle(NlAddr::KERNEL, &proc_msg(8, 0x55667789, 0, EventData::Ack { err: 0 }), &mut out);
-        assert_eq!(d.ack_result(), Some(0));
-        assert_eq!(out, [ProcItem::Ack { seq: 7, cpu: 0, err: 0 }, ProcItem::Ack { seq: 8, cpu: 0, err: 0 }]);
-        assert_eq!(d.stats().acks, 2);
+        d.handle(NlAddr::KERNEL, &proc_msg(8, 0x55667789, 0, EventData::Ack { err: 1 }), &mut out);
+        assert_eq!(
+            out,
+            [
+                ProcItem::Ack { seq: 7, cpu: 0, ack: 0x1234, err: 0 },
+                ProcItem::Ack { seq: 8, cpu: 0, ack: 0x55667789, err: 1 }
+            ]
+        );
+        assert_eq!(d.counters().acks, 2);
+    }
+
+    #[test]
+    fn an_overrun_message_is_not_read_as_connector_data() {
+        let mut d = ProcDecoder::new(EventMask::ALL, true);
+        let mut out = Vec::new();
+        // NLMSG_OVERRUN whose payload would decode as a proc event if it were walked.
+        let mut dgram = proc_msg(1, 0, 0, fork(3));
+        dgram[4..6].copy_from_slice(&crate::wire::NLMSG_OVERRUN.to_ne_bytes());
+        d.handle(NlAddr::KERNEL, &dgram, &mut out);
+        assert_eq!(out, [ProcItem::Overrun]);
+        assert_eq!(d.counters().events, 0);
     }
 
     #[test]
@@ -253,9 +297,9 @@ mod tests {
         d.handle(NlAddr::KERNEL, &proc_msg(2, 0, 0, fork(3)), &mut out);
         d.handle(NlAddr::KERNEL, &proc_msg(4, 0, 0, exit(256)), &mut out);
         assert_eq!(out.len(), 2);
-        assert!(matches!(out[0], ProcItem::Lost { count: 1 }));
+        assert_eq!(out[0], ProcItem::Lost(Loss::Exact(1)));
         assert!(matches!(out[1], ProcItem::Event(Event { seq: 4, data: EventData::Exit { exit_code: 256, .. }, .. })));
-        assert_eq!(d.stats().filtered, 2);
+        assert_eq!(d.counters().filtered, 2);
     }
 
     #[test]
@@ -267,7 +311,7 @@ mod tests {
         short.truncate(50);
         d.handle(NlAddr::KERNEL, &short, &mut out);
         assert!(out.is_empty());
-        assert_eq!(d.stats().malformed, 2);
+        assert_eq!(d.counters().malformed, 2);
         d.handle_overrun(&mut out);
         assert_eq!(out, [ProcItem::Overrun]);
     }

@@ -12,29 +12,69 @@ const CONTROL_WORDS: usize = 8;
 /// Reusable storage for receiving many datagrams in one `recvmmsg` call.
 ///
 /// Holds `slots` buffers of `slot_size` bytes; after [`super::Socket::recv_batch`], [`RecvBatch::iter`] gives the
-/// datagrams received, in order.
-#[derive(Debug)]
+/// datagrams received, in order. Everything `recvmmsg` needs (the `iovec`s and `mmsghdr`s) is built once here, so
+/// a receive allocates nothing.
 pub struct RecvBatch {
     slot_size: usize,
     storage: Vec<u8>,
     addrs: Vec<libc::sockaddr_nl>,
+    /// Control-message space per slot; written by the kernel through `hdrs`.
+    #[allow(dead_code)]
     control: Vec<u64>,
+    /// One `iovec` per slot, pointing into `storage`; read by the kernel through `hdrs`.
+    #[allow(dead_code)]
+    iovs: Vec<libc::iovec>,
+    /// One header per slot, pointing at its `iovs` entry, `addrs` entry and `control` words.
+    hdrs: Vec<libc::mmsghdr>,
     metas: Vec<RecvMeta>,
+}
+
+// SAFETY: the raw pointers inside `iovs` and `hdrs` point only into heap buffers this `RecvBatch` owns (`storage`,
+// `addrs`, `control`, `iovs`), which are never resized, so they move with it to another thread and stay valid.
+// They are dereferenced only by `recvmmsg` through `&mut self`.
+unsafe impl Send for RecvBatch {}
+// SAFETY: through `&RecvBatch` only `storage` and `metas` are read; the pointer fields are used only through
+// `&mut self`.
+unsafe impl Sync for RecvBatch {}
+
+impl std::fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBatch")
+            .field("slots", &self.capacity())
+            .field("slot_size", &self.slot_size)
+            .field("received", &self.metas.len())
+            .finish()
+    }
 }
 
 impl RecvBatch {
     /// Storage for `slots` datagrams of up to `slot_size` bytes each (at least one of each).
+    ///
+    /// # Panics
+    /// When `slots * slot_size` overflows `usize`.
     pub fn new(slots: usize, slot_size: usize) -> Self {
         let slots = slots.max(1);
         let slot_size = slot_size.max(1);
-        RecvBatch {
-            slot_size,
-            storage: vec![0; slots * slot_size],
-            // SAFETY: `sockaddr_nl` is plain integers; all-zero is a valid value.
-            addrs: vec![unsafe { core::mem::zeroed() }; slots],
-            control: vec![0; slots * CONTROL_WORDS],
-            metas: Vec::with_capacity(slots),
-        }
+        let total = slots.checked_mul(slot_size).expect("RecvBatch: slots * slot_size overflows usize");
+        let mut storage = vec![0u8; total];
+        // SAFETY: `sockaddr_nl` is plain integers; all-zero is a valid value.
+        let mut addrs = vec![unsafe { core::mem::zeroed::<libc::sockaddr_nl>() }; slots];
+        let mut control = vec![0u64; slots * CONTROL_WORDS];
+        let base = storage.as_mut_ptr();
+        let mut iovs: Vec<libc::iovec> = (0..slots)
+            // SAFETY: `i * slot_size < total`, so the pointer stays inside `storage`.
+            .map(|i| libc::iovec { iov_base: unsafe { base.add(i * slot_size) }.cast(), iov_len: slot_size })
+            .collect();
+        let (iov, addr, ctl) = (iovs.as_mut_ptr(), addrs.as_mut_ptr(), control.as_mut_ptr());
+        let hdrs = (0..slots)
+            .map(|i| {
+                // SAFETY: `i < slots` indexes `iovs` and `addrs` (slots entries) and `control` (slots *
+                // CONTROL_WORDS words).
+                let (iov, addr, ctl) = unsafe { (iov.add(i), addr.add(i), ctl.add(i * CONTROL_WORDS)) };
+                libc::mmsghdr { msg_hdr: msghdr(iov, addr, ctl), msg_len: 0 }
+            })
+            .collect();
+        RecvBatch { slot_size, storage, addrs, control, iovs, hdrs, metas: Vec::with_capacity(slots) }
     }
 
     /// How many datagrams one call can receive.
@@ -59,29 +99,19 @@ impl RecvBatch {
 
     pub(super) fn fill(&mut self, fd: BorrowedFd<'_>, wait: bool) -> io::Result<usize> {
         self.metas.clear();
-        let n = self.capacity();
-        let slot = self.slot_size;
-        let base = self.storage.as_mut_ptr();
-        let mut iovs: Vec<libc::iovec> = (0..n)
-            // SAFETY: `i * slot` is within `storage` (n slots of `slot` bytes).
-            .map(|i| libc::iovec { iov_base: unsafe { base.add(i * slot) }.cast(), iov_len: slot })
-            .collect();
-        let addrs = self.addrs.as_mut_ptr();
-        let control = self.control.as_mut_ptr();
-        let mut hdrs: Vec<libc::mmsghdr> = (0..n)
-            .map(|i| {
-                // SAFETY: `i < n` indexes `iovs`, `addrs` (n entries) and `control` (n * CONTROL_WORDS words).
-                let (iov, addr, ctl) =
-                    unsafe { (iovs.as_mut_ptr().add(i), addrs.add(i), control.add(i * CONTROL_WORDS)) };
-                libc::mmsghdr { msg_hdr: msghdr(iov, addr, ctl), msg_len: 0 }
-            })
-            .collect();
+        // The kernel rewrote the lengths and flags of the headers it filled last time: reset them all.
+        for h in &mut self.hdrs {
+            reset(&mut h.msg_hdr);
+            h.msg_len = 0;
+        }
+        let n = self.hdrs.len();
         let flags = if wait { libc::MSG_WAITFORONE } else { libc::MSG_DONTWAIT };
         let got = loop {
-            // SAFETY: every `mmsghdr` points at live, writable buffers owned by `self` or by the local `iovs`,
-            // all of which outlive the call; `n` is the length of `hdrs`; the timeout pointer may be null.
-            let rc =
-                unsafe { libc::recvmmsg(fd.as_raw_fd(), hdrs.as_mut_ptr(), n as u32, flags, core::ptr::null_mut()) };
+            // SAFETY: every `mmsghdr` points at live, writable buffers owned by `self` (see `new`), which outlive
+            // the call; `n` is the length of `hdrs`; the timeout pointer may be null.
+            let rc = unsafe {
+                libc::recvmmsg(fd.as_raw_fd(), self.hdrs.as_mut_ptr(), n as _, flags as _, core::ptr::null_mut())
+            };
             if rc >= 0 {
                 break rc as usize;
             }
@@ -90,7 +120,7 @@ impl RecvBatch {
                 return Err(err);
             }
         };
-        for h in &hdrs[..got] {
+        for h in &self.hdrs[..got] {
             // SAFETY: the kernel filled this header's name and control buffers during the call above.
             self.metas.push(unsafe { finish(&h.msg_hdr, h.msg_len as usize) });
         }
@@ -103,12 +133,19 @@ fn msghdr(iov: *mut libc::iovec, addr: *mut libc::sockaddr_nl, ctl: *mut u64) ->
     // SAFETY: `msghdr` is plain integers and pointers; all-zero is a valid (empty) value.
     let mut h: libc::msghdr = unsafe { core::mem::zeroed() };
     h.msg_name = addr.cast();
-    h.msg_namelen = core::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
     h.msg_iov = iov;
     h.msg_iovlen = 1;
     h.msg_control = ctl.cast();
-    h.msg_controllen = CONTROL_WORDS * 8;
+    reset(&mut h);
     h
+}
+
+/// Sets the lengths and flags the kernel rewrites on every receive back to the buffers' full sizes.
+fn reset(h: &mut libc::msghdr) {
+    h.msg_namelen = core::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+    // `size_t` on glibc, `socklen_t` on musl.
+    h.msg_controllen = (CONTROL_WORDS * 8) as _;
+    h.msg_flags = 0;
 }
 
 /// Reads what the kernel reported in `h` after a receive of `len` bytes (never more than the buffer: netlink
@@ -117,7 +154,7 @@ fn msghdr(iov: *mut libc::iovec, addr: *mut libc::sockaddr_nl, ctl: *mut u64) ->
 /// # Safety
 /// `h` must have been filled by a successful `recvmsg`/`recvmmsg`: its name points at a `sockaddr_nl` and its
 /// control buffer holds `msg_controllen` valid bytes.
-unsafe fn finish(h: &libc::msghdr, len: usize) -> RecvMeta {
+pub(super) unsafe fn finish(h: &libc::msghdr, len: usize) -> RecvMeta {
     // SAFETY: the caller guarantees `msg_name` points at a live `sockaddr_nl`.
     let addr = unsafe { &*(h.msg_name as *const libc::sockaddr_nl) };
     let mut creds = None;
@@ -139,6 +176,7 @@ unsafe fn finish(h: &libc::msghdr, len: usize) -> RecvMeta {
     RecvMeta {
         len,
         truncated: h.msg_flags & libc::MSG_TRUNC != 0,
+        control_truncated: h.msg_flags & libc::MSG_CTRUNC != 0,
         from: NlAddr { port: addr.nl_pid, groups: addr.nl_groups },
         creds,
     }
@@ -162,5 +200,6 @@ pub(super) fn recv_one(fd: BorrowedFd<'_>, buf: &mut [u8], flags: libc::c_int) -
         if err.kind() != io::ErrorKind::Interrupted {
             return Err(err);
         }
+        reset(&mut h);
     }
 }

@@ -3,10 +3,11 @@
 //! [`Socket`] opens `NETLINK_CONNECTOR` (or `NETLINK_USERSOCK`, for the userspace bus) datagram sockets with a
 //! kernel-assigned port id and `SOCK_CLOEXEC`, joins and leaves multicast groups by number, sizes the receive
 //! buffer, and receives one datagram or a batch of them per syscall (`recvmmsg`), with the sender's address and,
-//! when asked, its kernel-verified credentials.
+//! when asked, its kernel-verified credentials. [`Socket::drops`] reads the kernel's count of datagrams dropped at
+//! the socket (`SO_MEMINFO`).
 //!
-//! What rustix offers is used through rustix; the netlink socket options and `recvmmsg` are not there, so they
-//! are small libc calls below, each with its safety argument.
+//! What rustix offers is used through rustix; the netlink socket options, `SO_MEMINFO` and `recvmmsg` are not
+//! there, so they are small libc calls below, each with its safety argument.
 #![allow(unsafe_code)]
 
 #[cfg(feature = "tokio")]
@@ -16,12 +17,11 @@ mod options;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::net::netlink::SocketAddrNetlink;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
-pub use crate::engine::connector::Credentials;
 pub use crate::wire::NlAddr;
 pub use batch::RecvBatch;
 
@@ -47,6 +47,18 @@ impl Protocol {
     }
 }
 
+/// A sender's credentials as the kernel recorded them (`struct ucred`, from `SCM_CREDENTIALS`).
+#[doc(alias = "ucred")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Credentials {
+    /// Process id (the sender's thread group id).
+    pub pid: i32,
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
 /// What `recvmsg` said about one received datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RecvMeta {
@@ -54,6 +66,10 @@ pub struct RecvMeta {
     pub len: usize,
     /// The datagram was longer than the buffer and was cut (`MSG_TRUNC`).
     pub truncated: bool,
+    /// Control messages did not fit and were cut (`MSG_CTRUNC`): `creds` may be missing although the sender's
+    /// credentials were sent.
+    #[doc(alias = "MSG_CTRUNC")]
+    pub control_truncated: bool,
     /// The sender: port 0 is the kernel; `groups` is the multicast group's bit, or 0 for unicast.
     pub from: NlAddr,
     /// The sender's credentials, when [`Socket::set_passcred`] is on.
@@ -100,14 +116,16 @@ impl Socket {
     }
 
     /// The port id the socket is bound to (read with `getsockname` when it was opened; no system call here).
-    /// Never fails; the `Result` is kept for compatibility.
-    pub fn port_id(&self) -> io::Result<u32> {
-        Ok(self.port)
-    }
-
-    /// The port id the socket is bound to, as [`Socket::port_id`].
+    #[doc(alias = "port_id")]
     pub fn port(&self) -> u32 {
         self.port
+    }
+
+    /// A second descriptor for the same socket (`F_DUPFD_CLOEXEC`): sends through it come from this socket (same
+    /// port id, same kernel-side state), and the socket lives until both are closed.
+    pub fn try_clone(&self) -> io::Result<Socket> {
+        let fd = rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)?;
+        Ok(Socket { fd, protocol: self.protocol, port: self.port })
     }
 
     /// Joins multicast group `group` (a number, 1..=32 on the connector; `NETLINK_ADD_MEMBERSHIP`).
@@ -168,6 +186,17 @@ impl Socket {
         options::set_u32(self.fd.as_fd(), libc::NETLINK_NO_ENOBUFS, on as u32)
     }
 
+    /// How many datagrams the kernel dropped at this socket since it was opened (`SO_MEMINFO`,
+    /// `SK_MEMINFO_DROPS`): every multicast that did not fit the receive buffer counts, also those that arrived
+    /// while the socket was congested and raised no second `ENOBUFS`. The kernel keeps it as a `u32`, which wraps.
+    ///
+    /// `Ok(None)` when the kernel's `SO_MEMINFO` predates the drop counter (Linux 4.x before it was added).
+    #[doc(alias = "SO_MEMINFO")]
+    #[doc(alias = "SK_MEMINFO_DROPS")]
+    pub fn drops(&self) -> io::Result<Option<u32>> {
+        options::meminfo_drops(self.fd.as_fd())
+    }
+
     /// Sends one datagram to `to`.
     pub fn send_to(&self, buf: &[u8], to: NlAddr) -> io::Result<usize> {
         let addr = SocketAddrNetlink::new(to.port, to.groups);
@@ -195,18 +224,32 @@ impl Socket {
     /// Waits until a datagram (or an error) is ready, or `timeout` passes; `None` waits forever.
     /// Returns whether the socket is readable.
     pub fn wait_readable(&self, timeout: Option<Duration>) -> io::Result<bool> {
-        use rustix::event::{poll, PollFd, PollFlags};
-        let ts = timeout.map(|t| rustix::time::Timespec {
+        wait_any([self], timeout)
+    }
+}
+
+/// Waits until one of `sockets` has a datagram (or an error) ready, or `timeout` passes; `None` waits forever.
+/// Returns whether any is readable. A signal does not restart the wait from the beginning: it goes on for what is
+/// left of `timeout`.
+pub fn wait_any<const N: usize>(sockets: [&Socket; N], timeout: Option<Duration>) -> io::Result<bool> {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let mut fds = sockets.map(|s| PollFd::new(&s.fd, PollFlags::IN));
+    loop {
+        let left = match (timeout, deadline) {
+            (None, _) => None,
+            (Some(_), Some(d)) => Some(d.saturating_duration_since(Instant::now())),
+            // So far off that it cannot be represented: as good as forever, but finite for poll.
+            (Some(t), None) => Some(t),
+        };
+        let ts = left.map(|t| rustix::time::Timespec {
             tv_sec: t.as_secs().min(i64::MAX as u64) as i64,
             tv_nsec: t.subsec_nanos() as _,
         });
-        let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
-        loop {
-            match poll(&mut fds, ts.as_ref()) {
-                Ok(n) => return Ok(n > 0),
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
+        match poll(&mut fds, ts.as_ref()) {
+            Ok(n) => return Ok(n > 0),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
 }

@@ -52,3 +52,27 @@ pub(super) fn list_memberships(fd: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
     }
     Ok(groups)
 }
+
+/// `SO_MEMINFO` (`asm-generic/socket.h`; sparc numbers it differently). libc does not export it.
+#[cfg(not(any(target_arch = "sparc", target_arch = "sparc64")))]
+const SO_MEMINFO: libc::c_int = 55;
+#[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
+const SO_MEMINFO: libc::c_int = 0x0039;
+
+/// Reads `SO_MEMINFO` and returns its `SK_MEMINFO_DROPS` word, or `None` when the kernel's array is too short to
+/// hold it.
+pub(super) fn meminfo_drops(fd: BorrowedFd<'_>) -> io::Result<Option<u32>> {
+    // SK_MEMINFO_VARS is 9 on kernels that have the drop counter; newer kernels may add words after it, which the
+    // kernel cuts to the length we pass.
+    let mut words = [0u32; libc::SK_MEMINFO_DROPS as usize + 1];
+    let mut len = core::mem::size_of_val(&words) as libc::socklen_t;
+    // SAFETY: `words` is a writable buffer of `len` bytes that outlives the call; the kernel writes at most `len`
+    // bytes and stores the length it wrote back into `len`.
+    let rc =
+        unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, SO_MEMINFO, words.as_mut_ptr().cast(), &mut len) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let filled = len as usize / 4;
+    Ok((filled > libc::SK_MEMINFO_DROPS as usize).then(|| words[libc::SK_MEMINFO_DROPS as usize]))
+}

@@ -50,7 +50,7 @@ pub enum WireError {
 }
 
 /// Checks that `buf` holds at least `needed` bytes.
-pub(crate) fn need(buf: &[u8], needed: usize) -> Result<(), WireError> {
+pub fn need(buf: &[u8], needed: usize) -> Result<(), WireError> {
     if buf.len() < needed {
         Err(WireError::Truncated { needed, got: buf.len() })
     } else {

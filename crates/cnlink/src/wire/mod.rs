@@ -12,7 +12,7 @@
 //!    └ zero padding to a multiple of 4
 //! ```
 
-mod bytes;
+pub mod bytes;
 pub mod cn_msg;
 mod error;
 pub mod exit_status;

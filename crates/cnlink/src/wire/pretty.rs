@@ -210,9 +210,9 @@ impl fmt::Display for ProcEvent {
                 ExitStatus::from_raw(exit_code),
                 exit_signal as i32
             ),
-            EventData::Unknown { what, data } => {
-                write!(f, " what={what:#x} data=")?;
-                data.iter().try_for_each(|b| write!(f, "{b:02x}"))
+            EventData::Unknown { what, len, data } => {
+                write!(f, " what={what:#x} len={len} data=")?;
+                data[..usize::from(len).min(data.len())].iter().try_for_each(|b| write!(f, "{b:02x}"))
             }
         }
     }

@@ -30,6 +30,8 @@ pub const PROC_EVENT_HDRLEN: usize = 16;
 pub const PROC_EVENT_LEN: usize = 40;
 /// Size of the `event_data` union on current kernels.
 pub const EVENT_DATA_LEN: usize = PROC_EVENT_LEN - PROC_EVENT_HDRLEN;
+/// How many bytes of an unknown kind's `event_data` [`EventData::Unknown`] keeps.
+pub const UNKNOWN_DATA_MAX: usize = 64;
 
 /// Process id as the kernel sends it (`__kernel_pid_t`, global to the initial pid namespace).
 pub type Pid = i32;
@@ -152,8 +154,10 @@ pub enum EventData {
     Unknown {
         /// The raw `what`.
         what: u32,
-        /// The first bytes of `event_data` (zero-filled past what was sent).
-        data: [u8; EVENT_DATA_LEN],
+        /// How many bytes of `event_data` the message carried (may exceed what `data` keeps).
+        len: u16,
+        /// The first [`UNKNOWN_DATA_MAX`] bytes of `event_data`, zero-filled past `len`.
+        data: [u8; UNKNOWN_DATA_MAX],
     },
 }
 
@@ -304,19 +308,30 @@ impl ProcEvent {
                 parent_tgid: opt_pid(d, 5),
             },
             what => {
-                let mut data = [0u8; EVENT_DATA_LEN];
-                let avail = (d.len() - B).min(EVENT_DATA_LEN);
+                let mut data = [0u8; UNKNOWN_DATA_MAX];
+                let avail = (d.len() - B).min(UNKNOWN_DATA_MAX);
                 data[..avail].copy_from_slice(&d[B..B + avail]);
-                EventData::Unknown { what, data }
+                EventData::Unknown { what, len: (d.len() - B).min(u16::MAX as usize) as u16, data }
             }
         };
         Ok(ProcEvent { cpu, timestamp_ns, data })
     }
 
-    /// Writes the 40-byte `struct proc_event` into `buf` as the current kernel lays it out.
+    /// How many bytes [`ProcEvent::emit`] writes: 40 (`struct proc_event` today), or for an unknown kind its
+    /// header and the `event_data` it keeps, at least the 24 bytes of today's union.
+    pub fn wire_len(&self) -> usize {
+        match self.data {
+            EventData::Unknown { len, .. } => B + usize::from(len).clamp(EVENT_DATA_LEN, UNKNOWN_DATA_MAX),
+            _ => PROC_EVENT_LEN,
+        }
+    }
+
+    /// Writes `struct proc_event` into `buf` as the current kernel lays it out ([`ProcEvent::wire_len`] bytes);
+    /// returns the length written.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, WireError> {
-        need(buf, PROC_EVENT_LEN)?;
-        let d = &mut buf[..PROC_EVENT_LEN];
+        let n = self.wire_len();
+        need(buf, n)?;
+        let d = &mut buf[..n];
         d.fill(0);
         put_u32(d, 0..4, self.data.what());
         put_u32(d, 4..8, self.cpu);
@@ -356,9 +371,9 @@ impl ProcEvent {
                     parent_tgid as u32,
                 ]);
             }
-            EventData::Unknown { data, .. } => d[B..].copy_from_slice(&data),
+            EventData::Unknown { data, .. } => d[B..].copy_from_slice(&data[..n - B]),
         }
-        Ok(PROC_EVENT_LEN)
+        Ok(n)
     }
 }
 
@@ -437,10 +452,30 @@ pub(crate) mod tests {
         b[0..4].copy_from_slice(&0x400u32.to_ne_bytes());
         b[16] = 0xaa;
         let ev = ProcEvent::parse(&b).unwrap();
-        assert!(matches!(ev.data, EventData::Unknown { what: 0x400, data } if data[0] == 0xaa));
+        assert!(matches!(ev.data, EventData::Unknown { what: 0x400, len: 24, data } if data[0] == 0xaa));
         let mut out = [0u8; 40];
-        ev.emit(&mut out).unwrap();
+        assert_eq!(ev.emit(&mut out), Ok(40));
         assert_eq!(out, b);
+    }
+
+    #[test]
+    fn a_longer_unknown_kind_keeps_its_length_and_64_bytes() {
+        let mut b = [0u8; 16 + 100];
+        b[0..4].copy_from_slice(&0x800u32.to_ne_bytes());
+        for (i, x) in b[16..].iter_mut().enumerate() {
+            *x = i as u8;
+        }
+        let ev = ProcEvent::parse(&b).unwrap();
+        let EventData::Unknown { what: 0x800, len: 100, data } = ev.data else { panic!("{ev:?}") };
+        assert_eq!(data[63], 63);
+        assert_eq!(ev.wire_len(), 16 + 64);
+        let mut out = [0u8; 80];
+        assert_eq!(ev.emit(&mut out), Ok(80));
+        assert_eq!(out[..], b[..80]);
+        // What was emitted parses back to the same kind with the length it kept.
+        assert!(
+            matches!(ProcEvent::parse(&out).unwrap().data, EventData::Unknown { len: 64, data: d, .. } if d == data)
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use cnlink::proc::{Event, ProcEvents, ProcItem};
 /// (and panics under `CI=true`, where a skip is a failure).
 pub(crate) fn live_kernel() -> bool {
     let reason = if !rustix::process::geteuid().is_root() {
-        Some("needs root (or Linux 6.6+ and the initial namespaces; run as root to test everything)")
+        Some("needs root (the privileged paths and the old-kernel paths are tested as root)")
     } else if !std::fs::read_to_string("/proc/net/connector").is_ok_and(|s| s.contains(" 1:1")) {
         Some("needs the initial network namespace and CONFIG_PROC_EVENTS (no cn_proc in /proc/net/connector)")
     } else {
@@ -25,6 +25,12 @@ pub(crate) fn live_kernel() -> bool {
             false
         }
     }
+}
+
+/// Whether the running kernel is at least `major.minor`.
+pub(crate) fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    cnlink::engine::KernelRelease::parse(&release).unwrap() >= cnlink::engine::KernelRelease { major, minor }
 }
 
 /// Collects events until `done` says so or `timeout` passes; returns them all.

@@ -1,22 +1,28 @@
 //! [`Bus`]: the core on a `NETLINK_USERSOCK` socket bound to a well-known port, with callbacks in this process
 //! running on worker threads. This is the daemon (`cnlink bus`) and the in-process API at once.
 //!
-//! The driver is thin: receive a batch, hand each datagram to [`Core::handle`], send what
-//! [`Core::poll_transmit`] gives, act on [`Core::poll_event`]. Clients that hold state are watched through a
-//! pidfd opened from their credentials, so a dead client's ids are unregistered (with notifications) at once; a
-//! send refused with `ECONNREFUSED` (a closed socket) does the same.
+//! The driver is thin: receive a batch, hand each datagram to [`Core::handle`], act on [`Core::poll_action`]
+//! (opening a pidfd for each new client before anything is sent, so that the process is pinned before the client
+//! hears back), then send what [`Core::poll_transmit`] gives. A client's pidfd is watched once `/proc` shows that
+//! process holding the client's socket, so a dead client's ids are unregistered (with notifications) at once; the
+//! socket of a client that cannot be watched that way (another pid namespace, a socket passed on) is checked in
+//! `/proc/net/netlink` every second; and a send refused with `ECONNREFUSED` (a closed socket) ends any client.
 //!
 //! Each local callback added with [`Bus::add_callback`] has its own thread and bounded queue (the original
 //! connector used a workqueue): a slow callback never delays the others, and what its full queue drops is counted
 //! in [`Stats::dropped_local`]. A callback that never blocks (an echo, a counter) may instead run on the receive
 //! thread itself ([`Bus::add_callback_inline`]), which saves a thread hand-off per message; every other id waits
-//! while it runs.
+//! while it runs. Log lines go through a bounded queue to a thread of their own (see [`BusOptions::log_queue`]).
+
+mod log;
+mod poller;
+mod procfs;
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
@@ -24,9 +30,10 @@ use std::time::Instant;
 
 use cnlink::socket::{NlAddr, Protocol, RecvBatch, Socket};
 use cnlink::wire::{CbId, CnMsgHdr};
-use rustix::event::epoll;
 
-use crate::core::{Config, Core, Delivery, Entry, Event, RegisterError, SendError, Sender, Stats};
+use crate::core::{Action, Config, Core, Delivery, Entry, RegisterError, SendError, Sender, Stats};
+use log::{Line, Log};
+use poller::{Poller, Ready};
 
 /// How the bus is set up.
 #[derive(Debug, Clone)]
@@ -41,6 +48,9 @@ pub struct BusOptions {
     pub recv_buffer: usize,
     /// Log registrations and departures to stderr, not only denials.
     pub verbose: bool,
+    /// Log lines that may wait for stderr (default 1024); beyond them lines are dropped and counted in
+    /// [`Stats::log_dropped`], so that a blocked stderr never stops the bus.
+    pub log_queue: usize,
 }
 
 impl Default for BusOptions {
@@ -51,6 +61,7 @@ impl Default for BusOptions {
             queue_len: 1024,
             recv_buffer: 4 << 20,
             verbose: false,
+            log_queue: 1024,
         }
     }
 }
@@ -66,12 +77,16 @@ pub struct Context {
 }
 
 impl Context {
-    /// Replies to `to` with the documents' rule: same id and `seq`, `ack + 1`, unicast to the sender.
+    /// Replies to `to` with the documents' rule: same id and `seq`, `ack + 1`, unicast to the sender. Never
+    /// blocks: a receiver whose queue is full gives [`SendError::Full`] (the reply is lost, and counted in
+    /// [`Stats::dropped_full`]), a closed one [`SendError::Closed`].
     pub fn reply(&self, to: &Delivery, data: &[u8]) -> Result<(), SendError> {
         self.send(to.hdr.reply(), data, to.from.port, 0).map(|_| ())
     }
 
-    /// `cn_netlink_send_mult` through the bus (see [`Core::send`]).
+    /// `cn_netlink_send_mult` through the bus (see [`Core::send`]). A unicast (`portid` set, `group` 0) returns
+    /// the send's error; a group send counts what full receivers refuse in [`Stats::dropped_full`], as the
+    /// kernel's broadcast does not report them either.
     pub fn send(&self, hdr: CnMsgHdr, data: &[u8], portid: u32, group: u32) -> Result<usize, SendError> {
         let shared = self.shared.upgrade().ok_or(SendError::NoListeners)?;
         if portid != 0 && group == 0 {
@@ -81,6 +96,18 @@ impl Context {
         let n = core.send(hdr, data, portid, group)?;
         shared.flush_transmits(&mut core);
         Ok(n)
+    }
+
+    /// A callback panicked on a message: log it and count it.
+    fn panicked(&self, id: CbId, inline: bool) {
+        if let Some(shared) = self.shared.upgrade() {
+            let logged = shared.log.line(Line::Panicked { id, inline });
+            let mut core = shared.lock();
+            core.note_callback_panic();
+            if !logged {
+                core.note_log_dropped(1);
+            }
+        }
     }
 }
 
@@ -105,7 +132,7 @@ struct Shared {
     wake: OwnedFd,
     queue_len: usize,
     verbose: bool,
-    denials_logged: AtomicU64,
+    log: Log,
 }
 
 impl std::fmt::Debug for Shared {
@@ -120,14 +147,18 @@ impl Shared {
     }
 
     /// Sends everything the core queued; failed sends go back to the core (which may queue notifications).
-    fn flush_transmits(&self, core: &mut Core) {
+    /// Returns how many datagrams it took.
+    fn flush_transmits(&self, core: &mut Core) -> usize {
+        let mut n = 0;
         while let Some(t) = core.poll_transmit() {
+            n += 1;
             for port in t.ports {
                 if let Err(e) = self.sock.send_to(&t.datagram, NlAddr::port(port)) {
                     core.send_failed(port, e.raw_os_error().unwrap_or(0));
                 }
             }
         }
+        n
     }
 
     /// A unicast ([`Core::send`] with a port and group 0), sent without taking the core's lock: the core keeps
@@ -135,26 +166,19 @@ impl Shared {
     /// callback's reply would otherwise wait for it. The core hears of a failed send, as in `flush_transmits`.
     fn unicast(&self, hdr: CnMsgHdr, data: &[u8], port: u32) -> Result<(), SendError> {
         let d = cnlink::wire::datagram(hdr, data, 0).map_err(|_| SendError::TooLong)?;
-        if let Err(e) = self.sock.send_to(&d, NlAddr::port(port)) {
+        self.sock.send_to(&d, NlAddr::port(port)).map(drop).map_err(|e| {
+            let errno = e.raw_os_error().unwrap_or(0);
             let mut core = self.lock();
-            core.send_failed(port, e.raw_os_error().unwrap_or(0));
+            core.send_failed(port, errno);
             self.flush_transmits(&mut core);
-        }
-        Ok(())
+            SendError::from_errno(errno)
+        })
     }
 
-    fn log_denial(&self, d: &crate::core::Denial) {
-        let n = self.denials_logged.fetch_add(1, Ordering::Relaxed);
-        if n < 100 || n % 1000 == 0 {
-            let who = d.from.creds.map_or("?".to_string(), |c| format!("uid {} pid {}", c.uid, c.pid));
-            let id = d.id.map_or(String::new(), |id| format!(" id {id}"));
-            eprintln!(
-                "cnlink bus: denied op {:#x}{id} from port {} ({who}): {} [{} denials so far]",
-                d.op,
-                d.from.port,
-                io::Error::from_raw_os_error(d.errno as i32),
-                n + 1
-            );
+    /// Queues a log line; a line the full queue refuses is counted.
+    fn log(&self, core: &mut Core, line: Line) {
+        if !self.log.line(line) {
+            core.note_log_dropped(1);
         }
     }
 }
@@ -166,17 +190,14 @@ pub struct Bus {
     shared: Arc<Shared>,
 }
 
-const SOCKET_TOKEN: u64 = u64::MAX;
-const WAKE_TOKEN: u64 = u64::MAX - 1;
-
 impl Bus {
-    /// Binds the bus's socket (with `SO_PASSCRED`, non-blocking) at `opts.port`.
+    /// Binds the bus's socket (with `SO_PASSCRED`, non-blocking) at `opts.port`, and starts the log's thread.
     pub fn bind(opts: BusOptions) -> io::Result<Bus> {
         let sock = Socket::open_at(Protocol::Usersock, opts.port)?;
         sock.set_passcred(true)?;
         sock.set_nonblocking(true)?;
         let _ = sock.set_recv_buffer(opts.recv_buffer);
-        let port = sock.port_id()?;
+        let port = sock.port();
         let wake =
             rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK)?;
         Ok(Bus {
@@ -189,7 +210,7 @@ impl Bus {
                 wake,
                 queue_len: opts.queue_len.max(1),
                 verbose: opts.verbose,
-                denials_logged: AtomicU64::new(0),
+                log: Log::start(opts.log_queue)?,
             }),
         })
     }
@@ -199,9 +220,16 @@ impl Bus {
         self.shared.port
     }
 
+    /// The bus's socket, to read its options (the receive buffer granted). Never receive from it: the run loop
+    /// does.
+    pub fn socket(&self) -> &Socket {
+        &self.shared.sock
+    }
+
     /// Registers a callback in this process (`cn_add_callback`); it runs on its own worker thread, fed through a
     /// queue of [`BusOptions::queue_len`] messages (what a full queue refuses is counted in
-    /// [`Stats::dropped_local`]). A slow or blocking callback delays only its own id.
+    /// [`Stats::dropped_local`]). A slow or blocking callback delays only its own id. A panic is caught, logged
+    /// and counted in [`Stats::callback_panics`]; the callback goes on with the next message.
     pub fn add_callback<F>(&self, id: CbId, name: &str, callback: F) -> Result<(), RegisterError>
     where
         F: FnMut(&Context, &Delivery) + Send + 'static,
@@ -211,14 +239,18 @@ impl Bus {
         let mut core = self.shared.lock();
         core.add_callback(id, name)?;
         let ctx = Context { shared: Arc::downgrade(&self.shared) };
-        std::thread::Builder::new()
-            .name(format!("cn-{}", id))
-            .spawn(move || {
-                while let Ok(d) = rx.recv() {
-                    cb(&ctx, &d);
+        let spawned = std::thread::Builder::new().name(format!("cn-{}", id)).spawn(move || {
+            while let Ok(d) = rx.recv() {
+                if catch_unwind(AssertUnwindSafe(|| cb(&ctx, &d))).is_err() {
+                    ctx.panicked(d.hdr.id, false);
                 }
-            })
-            .map_err(|_| RegisterError::Limit)?;
+            }
+        });
+        if spawned.is_err() {
+            core.del_callback(id);
+            self.shared.flush_transmits(&mut core);
+            return Err(RegisterError::Limit);
+        }
         self.shared.workers.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Handler::Worker(tx));
         self.shared.flush_transmits(&mut core);
         Ok(())
@@ -230,11 +262,11 @@ impl Bus {
     /// For fast callbacks that never wait (an echo, a counter): a message reaches it without the hand-off to a
     /// worker thread, which saves a thread wake-up per message. It runs after the core has handled the batch of
     /// datagrams it came in, without the core's lock held, so it may reply, send and (un)register like a worker
-    /// callback; [`Context::reply`] never blocks (the bus's socket is non-blocking: a full receiver counts as a
-    /// failed send). Messages for it are never queued, so none is dropped for a full queue. A panic is caught: the
-    /// callback is not called again, and later messages for its id are counted in [`Stats::dropped_local`].
-    /// Anything that may block (a file, a lock held elsewhere, a request to another agent) belongs in
-    /// [`Bus::add_callback`].
+    /// callback; [`Context::reply`] never blocks (the bus's socket is non-blocking: a full receiver is an error).
+    /// Messages for it are never queued, so none is dropped for a full queue. A panic is caught, logged and
+    /// counted in [`Stats::callback_panics`]: the callback is not called again, and later messages for its id are
+    /// counted in [`Stats::dropped_local`]. Anything that may block (a file, a lock held elsewhere, a request to
+    /// another agent) belongs in [`Bus::add_callback`].
     pub fn add_callback_inline<F>(&self, id: CbId, name: &str, callback: F) -> Result<(), RegisterError>
     where
         F: FnMut(&Context, &Delivery) + Send + 'static,
@@ -261,7 +293,7 @@ impl Bus {
         done
     }
 
-    /// `cn_netlink_send_mult` (see [`Core::send`]).
+    /// `cn_netlink_send_mult` (see [`Context::send`]).
     pub fn send(&self, hdr: CnMsgHdr, data: &[u8], portid: u32, group: u32) -> Result<usize, SendError> {
         Context { shared: Arc::downgrade(&self.shared) }.send(hdr, data, portid, group)
     }
@@ -284,40 +316,36 @@ impl Bus {
     /// Runs the bus until [`BusHandle::stop`] (or an IO error on its socket).
     pub fn run(&self) -> io::Result<()> {
         let sh = &*self.shared;
-        let ep = epoll::create(epoll::CreateFlags::CLOEXEC)?;
-        epoll::add(&ep, sh.sock.as_fd(), epoll::EventData::new_u64(SOCKET_TOKEN), epoll::EventFlags::IN)?;
-        epoll::add(&ep, &sh.wake, epoll::EventData::new_u64(WAKE_TOKEN), epoll::EventFlags::IN)?;
-        let mut watched: HashMap<u32, OwnedFd> = HashMap::new();
+        let mut poller = Poller::new(&sh.sock, &sh.wake)?;
         let mut batch = RecvBatch::new(32, 1 << 16);
-        let mut ready = Vec::with_capacity(64);
-        let mut pending = Vec::new();
         let mut inline = Vec::new();
         while !sh.stop.load(Ordering::Acquire) {
-            let timeout = sh.lock().poll_timeout().map(|t| t.saturating_duration_since(Instant::now()));
-            let ts = timeout.map(|t| rustix::time::Timespec {
-                tv_sec: t.as_secs().min(i64::MAX as u64) as i64,
-                tv_nsec: t.subsec_nanos() as _,
-            });
-            ready.clear();
-            match epoll::wait(&ep, rustix::buffer::spare_capacity(&mut ready), ts.as_ref()) {
-                Ok(_) => {}
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-            let mut gone = Vec::new();
-            for ev in ready.iter() {
-                match ev.data.u64() {
-                    SOCKET_TOKEN => self.drain(&mut batch, &mut pending, &mut inline)?,
-                    WAKE_TOKEN => {}
-                    port => gone.push(port as u32),
+            let due = [sh.lock().poll_timeout(), poller.pass_at()].into_iter().flatten().min();
+            let timeout = due.map(|t| t.saturating_duration_since(Instant::now()));
+            let mut exited = Vec::new();
+            for ready in poller.wait(timeout)? {
+                match ready {
+                    Ready::Socket => self.drain(&mut batch, &mut poller, &mut inline)?,
+                    Ready::Wake => {}
+                    Ready::Exited(port) => exited.push(port),
                 }
             }
             let mut core = sh.lock();
-            for port in gone {
+            for port in exited {
+                if poller.exited(port) {
+                    core.client_gone(port);
+                } else {
+                    core.note_unwatched();
+                }
+            }
+            let pass = poller.pass(Instant::now());
+            for port in pass.gone {
                 core.client_gone(port);
             }
+            (0..pass.unwatched).for_each(|_| core.note_unwatched());
+            (0..pass.watched).for_each(|_| core.note_watched());
             core.handle_timeout(Instant::now());
-            self.flush(&mut core, &ep, &mut watched, &mut pending, &mut inline);
+            self.dispatch(&mut core, &mut poller, &mut inline);
             drop(core);
             self.run_inline(&mut inline);
         }
@@ -341,15 +369,13 @@ impl Bus {
             match ran {
                 Ok(true) => {}
                 Ok(false) => self.shared.lock().note_local_drop(),
-                Err(_) => {
-                    eprintln!("cnlink bus: the inline callback for {} panicked; it is not called again", d.hdr.id)
-                }
+                Err(_) => ctx.panicked(d.hdr.id, true),
             }
         }
     }
 
     /// Receives everything queued on the socket and feeds it to the core.
-    fn drain(&self, batch: &mut RecvBatch, pending: &mut Vec<Event>, inline: &mut InlineQueue) -> io::Result<()> {
+    fn drain(&self, batch: &mut RecvBatch, poller: &mut Poller, inline: &mut InlineQueue) -> io::Result<()> {
         let sh = &*self.shared;
         loop {
             match sh.sock.recv_batch(batch, false) {
@@ -361,7 +387,7 @@ impl Bus {
                         let d = if meta.truncated { &[][..] } else { d };
                         core.handle(now, Sender { port: meta.from.port, creds: meta.creds }, d);
                     }
-                    self.dispatch(&mut core, pending, inline);
+                    self.dispatch(&mut core, poller, inline);
                     drop(core);
                     self.run_inline(inline);
                     // A short batch emptied the queue; epoll is level-triggered, so whatever arrives now wakes
@@ -371,78 +397,53 @@ impl Bus {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                // An overrun of the bus's own socket: datagrams were lost; keep serving.
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => continue,
+                // An overrun of the bus's own socket: datagrams were lost before we read them; count it, serve on.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => sh.lock().note_overrun(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
         }
     }
 
-    /// Sends the core's transmits and hands deliveries to the workers (everything but watching, which needs
-    /// the run loop's epoll and goes to `pending`, and inline callbacks' deliveries, which go to `inline` to run
-    /// once the core's lock is released).
-    fn dispatch(&self, core: &mut Core, pending: &mut Vec<Event>, inline: &mut InlineQueue) {
+    /// Acts on the core's actions, then sends its transmits, until neither is left: process watches open before
+    /// the replies that follow the requests that made them; deliveries go to the workers, or to `inline` to run
+    /// once the core's lock is released; log lines go to the log's queue.
+    fn dispatch(&self, core: &mut Core, poller: &mut Poller, inline: &mut InlineQueue) {
         let sh = &*self.shared;
-        sh.flush_transmits(core);
-        while let Some(ev) = core.poll_event() {
-            match ev {
-                Event::Deliver(d) => {
-                    let workers = sh.workers.lock().unwrap_or_else(|p| p.into_inner());
-                    match workers.get(&d.hdr.id) {
-                        Some(Handler::Worker(tx)) => match tx.try_send(d) {
-                            Ok(()) => {}
-                            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => core.note_local_drop(),
-                        },
-                        Some(Handler::Inline(cb)) => inline.push((cb.clone(), d)),
-                        None => core.note_local_drop(),
+        loop {
+            let mut acted = false;
+            while let Some(action) = core.poll_action() {
+                acted = true;
+                match action {
+                    Action::Deliver(d) => self.deliver(core, d, inline),
+                    Action::Watch { port, pid } => poller.watch(port, pid),
+                    Action::Unwatch { port } => poller.unwatch(port),
+                    Action::Denied(d) => {
+                        let logged = sh.log.denial(d);
+                        if !logged {
+                            core.note_log_dropped(1);
+                        }
                     }
+                    Action::Registered { id, owner } if sh.verbose => sh.log(core, Line::Registered(id, owner)),
+                    Action::Unregistered { id, owner } if sh.verbose => sh.log(core, Line::Unregistered(id, owner)),
+                    _ => {}
                 }
-                Event::Denied(d) => sh.log_denial(&d),
-                Event::Registered { id, owner } if sh.verbose => eprintln!("cnlink bus: registered {id} ({owner:?})"),
-                Event::Unregistered { id, owner } if sh.verbose => {
-                    eprintln!("cnlink bus: unregistered {id} ({owner:?})")
-                }
-                other @ (Event::Watch { .. } | Event::Unwatch { .. }) => pending.push(other),
-                _ => {}
+            }
+            if sh.flush_transmits(core) == 0 && !acted {
+                return;
             }
         }
     }
 
-    /// Dispatches, then opens and closes process watches; a client already dead when watched is cleaned up.
-    fn flush(
-        &self,
-        core: &mut Core,
-        ep: &OwnedFd,
-        watched: &mut HashMap<u32, OwnedFd>,
-        pending: &mut Vec<Event>,
-        inline: &mut InlineQueue,
-    ) {
-        loop {
-            self.dispatch(core, pending, inline);
-            let mut dead = Vec::new();
-            for ev in pending.drain(..) {
-                match ev {
-                    Event::Watch { port, pid } => match watch(ep, port, pid) {
-                        Ok(fd) => {
-                            watched.insert(port, fd);
-                        }
-                        Err(_) => dead.push(port),
-                    },
-                    Event::Unwatch { port } => {
-                        if let Some(fd) = watched.remove(&port) {
-                            let _ = epoll::delete(ep, &fd);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            if dead.is_empty() {
-                return;
-            }
-            for port in dead {
-                core.client_gone(port);
-            }
+    fn deliver(&self, core: &mut Core, d: Delivery, inline: &mut InlineQueue) {
+        let workers = self.shared.workers.lock().unwrap_or_else(|p| p.into_inner());
+        match workers.get(&d.hdr.id) {
+            Some(Handler::Worker(tx)) => match tx.try_send(d) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => core.note_local_drop(),
+            },
+            Some(Handler::Inline(cb)) => inline.push((cb.clone(), d)),
+            None => core.note_local_drop(),
         }
     }
 
@@ -457,14 +458,6 @@ impl Bus {
         self.shared.stop.store(true, Ordering::Release);
         let _ = rustix::io::write(&self.shared.wake, &1u64.to_ne_bytes());
     }
-}
-
-/// Opens a pidfd for `pid` and adds it to the epoll set under `port`.
-fn watch(ep: &OwnedFd, port: u32, pid: i32) -> io::Result<OwnedFd> {
-    let pid = rustix::process::Pid::from_raw(pid).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
-    let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
-    epoll::add(ep, &fd, epoll::EventData::new_u64(port as u64), epoll::EventFlags::IN)?;
-    Ok(fd)
 }
 
 /// A bus running on its own thread; stops it when dropped.
