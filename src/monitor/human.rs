@@ -55,7 +55,7 @@ const USER_CACHE: usize = 4096;
 /// `CLOCK_REALTIME - CLOCK_MONOTONIC` plus the local time zone's offset now, in ns: what turns a kernel timestamp
 /// into local wall-clock time. It changes when the machine resumes from suspend (the monotonic clock stops), when
 /// the clock is stepped, and at daylight-saving changes.
-fn local_offset_ns() -> i128 {
+pub(crate) fn local_offset_ns() -> i128 {
     use rustix::time::{clock_gettime, ClockId};
     let ns = |t: rustix::time::Timespec| t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128;
     let real_minus_mono = ns(clock_gettime(ClockId::Realtime)) - ns(clock_gettime(ClockId::Monotonic));
@@ -274,7 +274,7 @@ impl Human {
 }
 
 /// The signal's name from this platform's numbering (`libc::SIG*`), else `SIG<n>` (real-time signals included).
-fn signal_name(sig: u8) -> String {
+pub(crate) fn signal_name(sig: u8) -> String {
     const NAMES: &[(libc::c_int, &str)] = &[
         (libc::SIGHUP, "SIGHUP"),
         (libc::SIGINT, "SIGINT"),

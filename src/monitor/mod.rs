@@ -10,6 +10,7 @@ pub(crate) mod json;
 pub(crate) mod pipeline;
 pub(crate) mod procfs;
 pub(crate) mod stats;
+pub(crate) mod tree;
 
 use std::io::Write;
 use std::process::ExitCode;

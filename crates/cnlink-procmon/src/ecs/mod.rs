@@ -507,10 +507,11 @@ impl EcsWriter {
             EventData::Coredump { parent_tgid, .. } => {
                 self.j.i64("parent_tgid", i64::from(parent_tgid));
             }
-            EventData::Unknown { what, data } => {
+            EventData::Unknown { what, len, data } => {
                 self.j.open("unknown");
                 self.j.u64("what", u64::from(what));
-                self.j.hex("data", &data);
+                self.j.u64("len", u64::from(len));
+                self.j.hex("data", &data[..usize::from(len).min(data.len())]);
                 self.j.close();
             }
             EventData::Ack { err } => self.j.u64("ack_err", u64::from(err)),

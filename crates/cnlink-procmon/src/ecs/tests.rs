@@ -117,7 +117,10 @@ fn every_event(t: &mut ProcessTable, fake: &mut FakeProc, w: &mut EcsWriter) {
         exit(7 * TICK + 1, 80, 80, 1),
         // A process never seen and already gone.
         exit(7 * TICK + 2, 999, 999, 50),
-        ev(7 * TICK + 3, EventData::Unknown { what: 0x4000_0000, data: [7; 24] }),
+        ev(
+            7 * TICK + 3,
+            EventData::Unknown { what: 0x4000_0000, len: 24, data: [7; cnlink::wire::proc_event::UNKNOWN_DATA_MAX] },
+        ),
         ev(7 * TICK + 4, EventData::Ack { err: 0 }),
     ]);
     for (i, e) in events.iter().enumerate() {
