@@ -44,7 +44,7 @@ enum BusCmd {
     /// List the registered ids, like /proc/net/connector.
     List(ListArgs),
     /// Print the daemon's counters.
-    Stats(BusAddr),
+    BusCounters(BusAddr),
     /// Register ids and answer every message with the same seq, ack + 1 and payload (like cn_test).
     Echo(EchoArgs),
     /// Run a cn_test/ucon-style scenario against a running bus and report what it saw.
@@ -82,6 +82,13 @@ struct ServeArgs {
     /// Log registrations and departures, not only denials.
     #[arg(short, long)]
     verbose: bool,
+    /// Log lines that may wait for stderr; beyond them lines are dropped and counted (log_dropped), so that a
+    /// blocked stderr never stops the bus.
+    #[arg(long, value_name = "LINES", default_value_t = 1024)]
+    log_queue: usize,
+    /// The daemon socket's receive buffer (forced past rmem_max when privileged), e.g. 8M.
+    #[arg(long, value_name = "BYTES", default_value = "4M", value_parser = super::parse_size)]
+    rcvbuf: usize,
     #[command(flatten)]
     service: ServiceArgs,
 }
@@ -130,7 +137,7 @@ pub(crate) fn run(args: BusArgs) -> anyhow::Result<ExitCode> {
     match args.cmd {
         None => serve(args.serve),
         Some(BusCmd::List(a)) => list(a),
-        Some(BusCmd::Stats(b)) => stats(&b),
+        Some(BusCmd::BusCounters(b)) => stats(&b),
         Some(BusCmd::Echo(a)) => echo(a),
         Some(BusCmd::Test(a)) => test(a),
     }
@@ -200,7 +207,8 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         config: Config { policy, ..Config::default() },
         queue_len: a.queue,
         verbose: a.verbose,
-        ..BusOptions::default()
+        log_queue: a.log_queue,
+        recv_buffer: a.rcvbuf,
     };
     let (mut daemon, metrics) = Daemon::start(a.service.metrics, Metrics::bus)?;
     let bus = Bus::bind(opts).with_context(|| format!("binding NETLINK_USERSOCK port {:#x}", a.port))?;

@@ -92,14 +92,14 @@ fn listen(c: &mut Connector, a: &ListenArgs, stop: &AtomicBool) -> anyhow::Resul
     let mut out = std::io::stdout().lock();
     let mut printer = Printer::new(a.format);
     let mut shown = 0u64;
-    while !stop.load(Ordering::Acquire) && a.count.map_or(true, |n| shown < n) {
+    while !stop.load(Ordering::Acquire) && a.count.is_none_or(|n| shown < n) {
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         if left.is_some_and(|l| l.is_zero()) {
             break;
         }
         let wait = left.unwrap_or(Duration::from_millis(200)).min(Duration::from_millis(200));
         match c.recv(Some(wait)).context("receiving")? {
-            Some(ClientItem::Message(msg)) if a.id.map_or(true, |id| id == msg.hdr.id) => {
+            Some(ClientItem::Message(msg)) if a.id.is_none_or(|id| id == msg.hdr.id) => {
                 shown += 1;
                 printer.message(&mut out, &msg)?;
             }

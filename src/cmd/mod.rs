@@ -65,7 +65,7 @@ pub(crate) fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
         let tok = tok.strip_prefix("0x").or_else(|| tok.strip_prefix("0X")).unwrap_or(tok);
         digits.push_str(tok);
     }
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!("odd number of hex digits ({})", digits.len()));
     }
     (0..digits.len())

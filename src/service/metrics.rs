@@ -172,7 +172,7 @@ impl ProcMetrics {
 /// The bus core's counters that are levels, not running totals.
 const BUS_GAUGES: &[&str] = &["ids", "subscriptions", "notify_requests", "routes", "clients", "users"];
 
-/// Help texts for the bus core's counters (`cnlink_bus::Stats::NAMES`); a counter added there later is exported
+/// Help texts for the bus core's counters (`cnlink_bus::BusCounters::NAMES`); a counter added there later is exported
 /// with a generic help text.
 fn bus_help(name: &str) -> &'static str {
     match name {
@@ -205,7 +205,7 @@ fn bus_help(name: &str) -> &'static str {
     }
 }
 
-/// A bus daemon's metrics: one per counter of the core's `Stats`, named after it.
+/// A bus daemon's metrics: one per counter of the core's `BusCounters`, named after it.
 #[derive(Debug, Clone)]
 pub(crate) struct BusMetrics {
     counters: Vec<(&'static str, Counter)>,
@@ -215,7 +215,7 @@ pub(crate) struct BusMetrics {
 impl BusMetrics {
     fn register(r: &mut Registry) -> BusMetrics {
         let mut m = BusMetrics { counters: Vec::new(), gauges: Vec::new() };
-        for &name in cnlink_bus::Stats::NAMES {
+        for &name in cnlink_bus::BusCounters::NAMES {
             if BUS_GAUGES.contains(&name) {
                 let g = Gauge::default();
                 r.register(name, bus_help(name), g.clone());
@@ -230,8 +230,8 @@ impl BusMetrics {
     }
 
     /// Copies the core's counters.
-    pub(crate) fn update(&self, stats: &cnlink_bus::Stats) {
-        for (&name, value) in cnlink_bus::Stats::NAMES.iter().zip(stats.values()) {
+    pub(crate) fn update(&self, stats: &cnlink_bus::BusCounters) {
+        for (&name, value) in cnlink_bus::BusCounters::NAMES.iter().zip(stats.values()) {
             if let Some((_, c)) = self.counters.iter().find(|(n, _)| *n == name) {
                 mirror(c, value);
             } else if let Some((_, g)) = self.gauges.iter().find(|(n, _)| *n == name) {
@@ -340,12 +340,12 @@ mod tests {
     fn every_bus_counter_is_exported() {
         let mut m = Metrics::new();
         let b = m.bus();
-        let stats = cnlink_bus::Stats { received: 9, clients: 2, ..Default::default() };
+        let stats = cnlink_bus::BusCounters { received: 9, clients: 2, ..Default::default() };
         b.update(&stats);
         let t = text(&m);
         assert!(t.contains("cnlink_bus_received_total 9"), "{t}");
         assert!(t.contains("# TYPE cnlink_bus_clients gauge\ncnlink_bus_clients 2"), "{t}");
-        for name in cnlink_bus::Stats::NAMES {
+        for name in cnlink_bus::BusCounters::NAMES {
             assert!(t.contains(&format!("cnlink_bus_{name}")), "{name} missing in\n{t}");
         }
     }

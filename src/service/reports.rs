@@ -39,7 +39,7 @@ fn proc_status(c: &ProcCounters<'_>) -> String {
 }
 
 /// `cnlink bus`: the core's counters to the metrics and the status line.
-pub(crate) fn bus(daemon: &mut Daemon, metrics: Option<&BusMetrics>, stats: &cnlink_bus::Stats) {
+pub(crate) fn bus(daemon: &mut Daemon, metrics: Option<&BusMetrics>, stats: &cnlink_bus::BusCounters) {
     if let Some(m) = metrics {
         m.update(stats);
     }

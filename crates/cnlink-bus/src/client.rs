@@ -129,7 +129,7 @@ impl BusClient {
         self.control(ops::list())
     }
 
-    /// The daemon's counters, named as in [`crate::Stats::NAMES`].
+    /// The daemon's counters, named as in [`crate::BusCounters::NAMES`].
     pub fn stats(&mut self) -> Result<Vec<(String, u64)>, ClientError> {
         self.control(ops::stats())
     }

@@ -42,7 +42,7 @@ pub mod tokio;
 pub mod wire;
 
 pub use client::{BusClient, ClientError, EchoProgress, CLIENT_RECV_BUFFER};
-pub use core::{Action, Config, Core, Sender, Stats, Transmit};
+pub use core::{Action, BusCounters, Config, Core, Sender, Transmit};
 pub use daemon::{Bus, BusHandle, BusOptions, Callback, Context};
 pub use policy::Policy;
 

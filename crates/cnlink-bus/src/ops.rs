@@ -29,7 +29,7 @@ use cnlink::socket::{NlAddr, Protocol};
 use cnlink::wire::{CbId, CnMsgHdr, WireError};
 use cnlink::{MatchRule, OwnedMsg, Trust};
 
-use crate::core::Stats;
+use crate::core::BusCounters;
 use crate::wire::{self as bw, BusOp, CtlError, CtlMsg, ListEntry, ListPage, Reply};
 
 /// The receive buffer a client asks for: 4 MiB, as the daemon does for its own socket (`SO_RCVBUFFORCE` when
@@ -197,7 +197,7 @@ impl ControlOp for ListOp {
     }
 }
 
-/// STATS: the daemon's counters, each named as in [`Stats::NAMES`] (`counterN` for one this client does not
+/// STATS: the daemon's counters, each named as in [`BusCounters::NAMES`] (`counterN` for one this client does not
 /// know).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StatsOp;
@@ -218,7 +218,7 @@ impl ControlOp for StatsOp {
         let named = bw::parse_stats(decode_reply(reply)?)?
             .into_iter()
             .enumerate()
-            .map(|(i, v)| (Stats::NAMES.get(i).map_or_else(|| format!("counter{i}"), |s| s.to_string()), v))
+            .map(|(i, v)| (BusCounters::NAMES.get(i).map_or_else(|| format!("counter{i}"), |s| s.to_string()), v))
             .collect();
         Ok(Some(named))
     }
@@ -276,10 +276,14 @@ mod tests {
         bad.data[0] ^= 0xff;
         assert!(matches!(op.on_reply(&bad), Err(ClientError::BadReply(CtlError::BadMagic(_)))));
         let named = stats().on_reply(&answer(BUS_OP_STATS, 0, &bw::stats_bytes(&[5, 6]))).unwrap().unwrap();
-        assert_eq!(named, vec![(Stats::NAMES[0].to_string(), 5), (Stats::NAMES[1].to_string(), 6)]);
-        let many = vec![1; Stats::NAMES.len() + 1];
+        assert_eq!(named, vec![(BusCounters::NAMES[0].to_string(), 5), (BusCounters::NAMES[1].to_string(), 6)]);
+        let many = vec![1; BusCounters::NAMES.len() + 1];
         let named = stats().on_reply(&answer(BUS_OP_STATS, 0, &bw::stats_bytes(&many))).unwrap().unwrap();
-        assert_eq!(named.last().unwrap().0, format!("counter{}", Stats::NAMES.len()), "an unknown counter is kept");
+        assert_eq!(
+            named.last().unwrap().0,
+            format!("counter{}", BusCounters::NAMES.len()),
+            "an unknown counter is kept"
+        );
     }
 
     #[test]

@@ -61,8 +61,8 @@ pub struct Rule {
 
 impl Rule {
     fn grants(&self, uid: u32, id: CbId) -> bool {
-        let within = |r: &Option<[u32; 2]>, x: u32| r.map_or(true, |[lo, hi]| lo <= x && x <= hi);
-        self.uids.as_ref().map_or(true, |u| u.contains(&uid)) && within(&self.idx, id.idx) && within(&self.val, id.val)
+        let within = |r: &Option<[u32; 2]>, x: u32| r.is_none_or(|[lo, hi]| lo <= x && x <= hi);
+        self.uids.as_ref().is_none_or(|u| u.contains(&uid)) && within(&self.idx, id.idx) && within(&self.val, id.val)
     }
 }
 

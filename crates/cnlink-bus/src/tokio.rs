@@ -106,7 +106,7 @@ impl AsyncBusClient {
         self.control(ops::list()).await
     }
 
-    /// The daemon's counters, named as in [`crate::Stats::NAMES`].
+    /// The daemon's counters, named as in [`crate::BusCounters::NAMES`].
     pub async fn stats(&mut self) -> Result<Vec<(String, u64)>, ClientError> {
         self.control(ops::stats()).await
     }

@@ -13,6 +13,8 @@
 //! reference. The summary gives each listener's median ratio and its ratio to the reference's.
 #![deny(unsafe_code)]
 
+#[path = "../common.rs"]
+mod common;
 #[path = "../storm/mod.rs"]
 #[allow(dead_code)]
 mod storm;
@@ -150,15 +152,6 @@ struct Run {
     rate: f64,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 fn run() -> Result<ExitCode> {
     let args = Args::parse();
     let command = std::env::args().collect::<Vec<_>>().join(" ");
@@ -203,7 +196,9 @@ fn run() -> Result<ExitCode> {
         }
     }
     let ratio_of = |name: &str| {
-        median(runs.iter().filter(|r| r.listener == name).map(|r| r.named as f64 / f64::from(args.runs)).collect())
+        let ratios: Vec<f64> =
+            runs.iter().filter(|r| r.listener == name).map(|r| r.named as f64 / f64::from(args.runs)).collect();
+        common::median(&ratios)
     };
     let reference = ratio_of(REFERENCE);
     println!("\nmedians across rounds:");

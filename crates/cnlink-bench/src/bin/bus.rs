@@ -45,6 +45,8 @@
 
 #[path = "../bus/mod.rs"]
 mod bus;
+#[path = "../common.rs"]
+mod common;
 #[path = "../summary.rs"]
 mod summary;
 

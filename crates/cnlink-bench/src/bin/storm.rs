@@ -23,6 +23,8 @@
 
 #![deny(unsafe_code)]
 
+#[path = "../common.rs"]
+mod common;
 #[path = "../storm/mod.rs"]
 mod storm;
 #[path = "../summary.rs"]

@@ -39,11 +39,8 @@ pub(crate) fn cpu_ns(pid: u32) -> u64 {
 /// The kernel's drop counter (`Drops` in `/proc/net/netlink`) of the `NETLINK_USERSOCK` socket bound to
 /// `port`, if there is one.
 pub(crate) fn netlink_drops(port: u32) -> Option<u64> {
-    let table = std::fs::read_to_string("/proc/net/netlink").ok()?;
-    table.lines().skip(1).find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        (f.len() >= 9 && f[1] == "2" && f[2].parse::<u32>().ok()? == port).then(|| f[8].parse().ok())?
-    })
+    let sockets = crate::common::netlink_sockets().ok()?;
+    sockets.iter().find(|s| s.protocol == 2 && s.port == port).map(|s| s.drops)
 }
 
 /// CPU time of the calling thread so far, in nanoseconds (`/proc/thread-self/schedstat`); 0 if unreadable.

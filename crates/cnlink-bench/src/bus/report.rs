@@ -4,21 +4,7 @@ use serde_json::{json, Value};
 
 use super::fanout::{self, Spec};
 use super::latency::{self, Scenario};
-
-/// The median of `v` (the mean of the middle two for an even count); NaN when empty.
-pub(crate) fn median(v: &[f64]) -> f64 {
-    let mut s: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
-    if s.is_empty() {
-        return f64::NAN;
-    }
-    s.sort_by(f64::total_cmp);
-    let m = s.len() / 2;
-    if s.len() % 2 == 1 {
-        s[m]
-    } else {
-        (s[m - 1] + s[m]) / 2.0
-    }
-}
+pub(crate) use crate::common::median;
 
 /// One latency scenario across rounds.
 #[derive(Debug, Clone)]

@@ -52,7 +52,7 @@ impl Tally {
         if line.is_event() {
             self.events += 1;
         }
-        let ours = |t: Option<i32>| t.map_or(true, |t| t == storm || t == 0);
+        let ours = |t: Option<i32>| t.is_none_or(|t| t == storm || t == 0);
         match line {
             Line::Fork { child, tgid, parent_tgid } if tgid == Some(storm) || ours(parent_tgid) => {
                 *self.forks.entry(child).or_default() += 1;

@@ -77,8 +77,13 @@ pub(crate) fn start(spec: &Spec, nice: i32, out: &Path) -> Result<Running> {
         .with_context(|| format!("starting {:?}", spec.argv))?;
     // The process is reaped with wait4 in `stop` (for its rusage), not through `Child`.
     let pid = i32::try_from(child.id()).context("pid out of range")?;
-    let mut running =
-        Running { pid, socket: NlSock { rmem: 0, drops: 0, inode: 0 }, out: out.into(), err, markers: vec![] };
+    let mut running = Running {
+        pid,
+        socket: NlSock { protocol: 0, port: 0, groups: 0, rmem: 0, drops: 0, inode: 0 },
+        out: out.into(),
+        err,
+        markers: vec![],
+    };
     match running.wait_subscribed() {
         Ok(()) => Ok(running),
         Err(e) => {

@@ -75,20 +75,6 @@ fn loss(created: u64, matched: u64) -> f64 {
     100.0 * created.saturating_sub(matched) as f64 / created as f64
 }
 
-/// The median of `v` (the mean of the two middle values for an even count); 0 when empty.
-pub(crate) fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// The header of the per-run table.
 pub(crate) const HEADER: &str = "listener  round  children   rate/s  fork-loss%  exit-loss%    lost  events  µs/event  maxRSS-MiB  kdrops  reported";
 
@@ -135,7 +121,7 @@ pub(crate) struct Medians {
 impl Medians {
     /// Medians over `runs` (all of one listener).
     pub(crate) fn of(listener: &'static str, runs: &[&RunResult]) -> Medians {
-        let m = |f: fn(&RunResult) -> f64| median(runs.iter().map(|r| f(r)).collect());
+        let m = |f: fn(&RunResult) -> f64| crate::common::median(&runs.iter().map(|r| f(r)).collect::<Vec<_>>());
         Medians {
             listener,
             runs: runs.len(),
@@ -186,9 +172,6 @@ mod tests {
 
     #[test]
     fn medians_and_losses() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert_eq!(median(vec![]), 0.0);
         assert_eq!(loss(200, 150), 25.0);
         assert_eq!(loss(0, 0), 0.0);
     }

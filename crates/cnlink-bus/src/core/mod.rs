@@ -36,7 +36,7 @@ pub use errors::{
 };
 pub use limits::{Limits, Usage};
 pub use registry::{proc_text, Entry, Owner};
-pub use stats::Stats;
+pub use stats::BusCounters;
 
 use crate::policy::Policy;
 use clients::Client;
@@ -172,7 +172,7 @@ pub struct Core {
     clients: HashMap<u32, Client>,
     transmits: VecDeque<Transmit>,
     actions: VecDeque<Action>,
-    stats: Stats,
+    stats: BusCounters,
 }
 
 impl Core {
@@ -191,7 +191,7 @@ impl Core {
             clients: HashMap::new(),
             transmits: VecDeque::new(),
             actions: VecDeque::new(),
-            stats: Stats::default(),
+            stats: BusCounters::default(),
         }
     }
 
@@ -311,7 +311,7 @@ impl Core {
     }
 
     /// Counters and gauges.
-    pub fn stats(&self) -> Stats {
+    pub fn stats(&self) -> BusCounters {
         let mut s = self.stats;
         s.ids = self.registry.len() as u64;
         s.subscriptions = self.subs.len() as u64;

@@ -37,7 +37,7 @@ impl NotifyTable {
     /// Removes the requests with the same ranges as `req` (the original's equality), made by `uid`, or by
     /// anyone when `uid` is `None` (root).
     pub(crate) fn remove_equal(&mut self, uid: Option<u32>, req: &CtlMsg) -> Vec<Stored> {
-        self.take_where(|s| s.req.same_ranges(req) && uid.map_or(true, |u| u == s.uid))
+        self.take_where(|s| s.req.same_ranges(req) && uid.is_none_or(|u| u == s.uid))
     }
 
     /// Removes the requests `port` made.

@@ -4,15 +4,15 @@ macro_rules! stats {
     ($($(#[doc = $doc:literal])* $name:ident),* $(,)?) => {
         /// Counters of everything the core did, dropped or refused, and gauges of what it holds.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-        pub struct Stats {
+        pub struct BusCounters {
             $($(#[doc = $doc])* pub $name: u64,)*
         }
 
-        impl Stats {
-            /// Counter names, in the order of [`Stats::values`] and of the STATS reply.
+        impl BusCounters {
+            /// Counter names, in the order of [`BusCounters::values`] and of the STATS reply.
             pub const NAMES: &'static [&'static str] = &[$(stringify!($name)),*];
 
-            /// Counter values, in the order of [`Stats::NAMES`].
+            /// Counter values, in the order of [`BusCounters::NAMES`].
             pub fn values(&self) -> Vec<u64> {
                 vec![$(self.$name),*]
             }

@@ -79,7 +79,7 @@ impl Log {
     #[must_use]
     pub(crate) fn denial(&self, d: Denial) -> bool {
         let n = self.denials.fetch_add(1, Ordering::Relaxed) + 1;
-        if n <= DENIALS_IN_FULL || n % 1000 == 0 {
+        if n <= DENIALS_IN_FULL || n.is_multiple_of(1000) {
             return self.line(Line::Denied(d, n));
         }
         true

@@ -10,7 +10,7 @@
 //!
 //! Each local callback added with [`Bus::add_callback`] has its own thread and bounded queue (the original
 //! connector used a workqueue): a slow callback never delays the others, and what its full queue drops is counted
-//! in [`Stats::dropped_local`]. A callback that never blocks (an echo, a counter) may instead run on the receive
+//! in [`BusCounters::dropped_local`]. A callback that never blocks (an echo, a counter) may instead run on the receive
 //! thread itself ([`Bus::add_callback_inline`]), which saves a thread hand-off per message; every other id waits
 //! while it runs. Log lines go through a bounded queue to a thread of their own (see [`BusOptions::log_queue`]).
 
@@ -31,7 +31,7 @@ use std::time::Instant;
 use cnlink::socket::{NlAddr, Protocol, RecvBatch, Socket};
 use cnlink::wire::{CbId, CnMsgHdr};
 
-use crate::core::{Action, Config, Core, Delivery, Entry, RegisterError, SendError, Sender, Stats};
+use crate::core::{Action, BusCounters, Config, Core, Delivery, Entry, RegisterError, SendError, Sender};
 use log::{Line, Log};
 use poller::{Poller, Ready};
 
@@ -49,7 +49,7 @@ pub struct BusOptions {
     /// Log registrations and departures to stderr, not only denials.
     pub verbose: bool,
     /// Log lines that may wait for stderr (default 1024); beyond them lines are dropped and counted in
-    /// [`Stats::log_dropped`], so that a blocked stderr never stops the bus.
+    /// [`BusCounters::log_dropped`], so that a blocked stderr never stops the bus.
     pub log_queue: usize,
 }
 
@@ -79,13 +79,13 @@ pub struct Context {
 impl Context {
     /// Replies to `to` with the documents' rule: same id and `seq`, `ack + 1`, unicast to the sender. Never
     /// blocks: a receiver whose queue is full gives [`SendError::Full`] (the reply is lost, and counted in
-    /// [`Stats::dropped_full`]), a closed one [`SendError::Closed`].
+    /// [`BusCounters::dropped_full`]), a closed one [`SendError::Closed`].
     pub fn reply(&self, to: &Delivery, data: &[u8]) -> Result<(), SendError> {
         self.send(to.hdr.reply(), data, to.from.port, 0).map(|_| ())
     }
 
     /// `cn_netlink_send_mult` through the bus (see [`Core::send`]). A unicast (`portid` set, `group` 0) returns
-    /// the send's error; a group send counts what full receivers refuse in [`Stats::dropped_full`], as the
+    /// the send's error; a group send counts what full receivers refuse in [`BusCounters::dropped_full`], as the
     /// kernel's broadcast does not report them either.
     pub fn send(&self, hdr: CnMsgHdr, data: &[u8], portid: u32, group: u32) -> Result<usize, SendError> {
         let shared = self.shared.upgrade().ok_or(SendError::NoListeners)?;
@@ -228,8 +228,8 @@ impl Bus {
 
     /// Registers a callback in this process (`cn_add_callback`); it runs on its own worker thread, fed through a
     /// queue of [`BusOptions::queue_len`] messages (what a full queue refuses is counted in
-    /// [`Stats::dropped_local`]). A slow or blocking callback delays only its own id. A panic is caught, logged
-    /// and counted in [`Stats::callback_panics`]; the callback goes on with the next message.
+    /// [`BusCounters::dropped_local`]). A slow or blocking callback delays only its own id. A panic is caught, logged
+    /// and counted in [`BusCounters::callback_panics`]; the callback goes on with the next message.
     pub fn add_callback<F>(&self, id: CbId, name: &str, callback: F) -> Result<(), RegisterError>
     where
         F: FnMut(&Context, &Delivery) + Send + 'static,
@@ -264,8 +264,8 @@ impl Bus {
     /// datagrams it came in, without the core's lock held, so it may reply, send and (un)register like a worker
     /// callback; [`Context::reply`] never blocks (the bus's socket is non-blocking: a full receiver is an error).
     /// Messages for it are never queued, so none is dropped for a full queue. A panic is caught, logged and
-    /// counted in [`Stats::callback_panics`]: the callback is not called again, and later messages for its id are
-    /// counted in [`Stats::dropped_local`]. Anything that may block (a file, a lock held elsewhere, a request to
+    /// counted in [`BusCounters::callback_panics`]: the callback is not called again, and later messages for its id are
+    /// counted in [`BusCounters::dropped_local`]. Anything that may block (a file, a lock held elsewhere, a request to
     /// another agent) belongs in [`Bus::add_callback`].
     pub fn add_callback_inline<F>(&self, id: CbId, name: &str, callback: F) -> Result<(), RegisterError>
     where
@@ -299,7 +299,7 @@ impl Bus {
     }
 
     /// Counters and gauges.
-    pub fn stats(&self) -> Stats {
+    pub fn stats(&self) -> BusCounters {
         self.shared.lock().stats()
     }
 
@@ -475,7 +475,7 @@ impl BusHandle {
 
     /// Whether the run loop has ended (after a stop, or on an IO error that [`BusHandle::stop`] returns).
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().map_or(true, |t| t.is_finished())
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 
     /// Stops the run loop and waits for it; returns its result.

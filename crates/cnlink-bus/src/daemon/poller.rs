@@ -149,7 +149,7 @@ impl Poller {
     /// checked by socket from now on) and the sockets of the checked ones.
     pub(crate) fn pass(&mut self, now: Instant) -> Pass {
         let mut pass = Pass::default();
-        if !self.pass_at().is_some_and(|at| now >= at) {
+        if self.pass_at().is_none_or(|at| now < at) {
             return pass;
         }
         let bound = procfs::usersock_inodes();

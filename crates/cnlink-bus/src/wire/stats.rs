@@ -1,5 +1,5 @@
 //! A STATS reply body: `u32 count`, then `count` native-endian `u64` counters, in the order of
-//! [`crate::Stats::NAMES`]. New counters are appended, so a client maps values by position and accepts more than
+//! [`crate::BusCounters::NAMES`]. New counters are appended, so a client maps values by position and accepts more than
 //! it knows.
 
 use cnlink::wire::bytes::{need, put_u32, put_u64, u32_at, u64_at};
