@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use cnlink_procmon::{ProcessRef, TreeFilter};
+
 use super::{parse_duration, parse_size, Format};
 use crate::monitor::filter::{ProcFilter, Selection};
 use crate::monitor::human::{Columns, NameStyle};
+use crate::monitor::views::ViewConfig;
 use crate::monitor::{self, Config};
 use crate::service::ServiceArgs;
 
@@ -76,9 +79,25 @@ pub(crate) struct ProcArgs {
     /// A column with the process's cgroup (container) path.
     #[arg(long)]
     cgroup: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
+    /// Output format: text, json (docs/json.md) or ecs (Elastic Common Schema, docs/ecs.md).
+    #[arg(long, value_enum, default_value_t = ProcFormat::Text)]
+    format: ProcFormat,
+    /// Text: indent each process under its parent.
+    #[arg(long)]
+    tree: bool,
+    /// Only this process and its descendants, present and future, also when reparented (a pid, an entity id,
+    /// or a name: comm, executable path or file name; repeatable).
+    #[arg(long = "descendants-of", value_name = "PID|NAME")]
+    descendants_of: Vec<ProcessRef>,
+    /// Not this process nor its descendants (as --descendants-of; repeatable).
+    #[arg(long = "exclude-descendants-of", value_name = "PID|NAME")]
+    exclude_descendants_of: Vec<ProcessRef>,
+    /// Only processes in this container (full id or prefix; repeatable).
+    #[arg(long = "container", value_name = "ID")]
+    containers: Vec<String>,
+    /// Only processes in this systemd unit or slice (`nginx` means `nginx.service`; repeatable).
+    #[arg(long = "unit", value_name = "NAME")]
+    units: Vec<String>,
     /// Read nothing from /proc: no names, command lines, uids or cgroups beyond what events carry.
     #[arg(long)]
     no_enrich: bool,
@@ -105,6 +124,17 @@ pub(crate) struct ProcArgs {
     service: ServiceArgs,
 }
 
+/// Output formats of `cnlink proc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ProcFormat {
+    /// Human-readable text.
+    Text,
+    /// JSON Lines: one object per line (see docs/json.md).
+    Json,
+    /// Elastic Common Schema documents, one per line (see docs/ecs.md).
+    Ecs,
+}
+
 /// A uid given as a number or a user name (looked up through NSS: /etc/passwd, LDAP, sssd, ...).
 fn resolve_uid(u: &str) -> anyhow::Result<u32> {
     if let Ok(n) = u.parse() {
@@ -127,9 +157,27 @@ pub(crate) fn run(a: ProcArgs) -> anyhow::Result<ExitCode> {
             eprintln!("cnlink: warning: no real-time scheduling ({e}; -r needs CAP_SYS_NICE); going on without it");
         }
     }
+    if a.tree && a.format != ProcFormat::Text {
+        bail!("--tree is a text view: it cannot be combined with --format json or ecs");
+    }
+    if let Some(c) = a.containers.iter().find(|c| c.is_empty() || !c.bytes().all(|b| b.is_ascii_hexdigit())) {
+        bail!("--container {c:?}: a container id is hex digits (a full id or a prefix)");
+    }
+    let mut tree_filter = TreeFilter::default()
+        .descendants_of(a.descendants_of.iter().cloned())
+        .exclude_descendants_of(a.exclude_descendants_of.iter().cloned());
+    for c in &a.containers {
+        tree_filter = tree_filter.container(c);
+    }
+    for u in &a.units {
+        tree_filter = tree_filter.unit(u);
+    }
     let cfg = Config {
         selection,
-        format: a.format,
+        format: match a.format {
+            ProcFormat::Text => Format::Text,
+            ProcFormat::Json | ProcFormat::Ecs => Format::Json,
+        },
         enrich: !a.no_enrich,
         style: NameStyle { comm: a.comm, strip_dir: a.strip_dir, short: a.short },
         columns: Columns { extra: a.extra || a.everything, glyphs: a.glyphs || a.everything, cgroup: a.cgroup },
@@ -145,6 +193,7 @@ pub(crate) fn run(a: ProcArgs) -> anyhow::Result<ExitCode> {
         kernel_filter: !a.no_kernel_filter,
         ack_timeout: a.ack_timeout,
         metrics: a.service.metrics,
+        views: ViewConfig { ecs: a.format == ProcFormat::Ecs, tree: a.tree, filter: tree_filter },
     };
     monitor::run(cfg)
 }

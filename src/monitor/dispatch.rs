@@ -11,6 +11,7 @@ use super::human::Human;
 use super::json::{self, Extra, JsonWriter, LostCause};
 use super::pipeline::{Msg, Pipeline};
 use super::stats::{self, Stats};
+use super::views::Views;
 use super::{monotonic_ns, CacheMode};
 
 /// The main thread's state.
@@ -27,6 +28,8 @@ pub(crate) struct Monitor {
     pub(crate) kernel_filtered: bool,
     /// This process's pid: the monitor's own threads and their renaming are not reported.
     pub(crate) own_pid: i32,
+    /// The views over the process table, when asked for.
+    pub(crate) views: Option<Views>,
 }
 
 impl Monitor {
@@ -60,6 +63,9 @@ impl Monitor {
         if let Some(h) = &mut self.human {
             h.resync_clock();
         }
+        if let Some(v) = &mut self.views {
+            v.resync_clock();
+        }
         for item in batch {
             self.item(item);
             if line_buffered && !self.w.bytes().is_empty() {
@@ -85,10 +91,21 @@ impl Monitor {
             LostCause::Queue => self.stats.lost_queue += count,
         }
         self.stats.lost_inexact += u64::from(!loss.is_exact());
-        if self.quiet || loss == Loss::Exact(0) {
+        if loss == Loss::Exact(0) {
+            return;
+        }
+        if let Some(v) = &mut self.views {
+            v.note_loss();
+        }
+        if self.quiet {
             return;
         }
         let now = monotonic_ns();
+        if let Some(v) = &mut self.views {
+            if v.lost(self.w.buf_mut(), loss, cause, now) {
+                return;
+            }
+        }
         match &self.human {
             Some(h) => {
                 h.lost(self.w.buf_mut(), loss, cause, now);
@@ -126,6 +143,9 @@ impl Monitor {
         }
         let kind = stats::kind_index(&ev.data);
         self.stats.received[kind] += 1;
+        if let Some(v) = &mut self.views {
+            v.follow(ev);
+        }
         let show = self.selection.admits(&ev.data);
         let subject = ev.data.subject().map_or(0, |(_, tgid)| tgid);
         let transient = self.mode == CacheMode::Transient;
@@ -162,6 +182,9 @@ impl Monitor {
         if transient && show {
             self.cache.on_exit(subject, subject);
         }
+        if let Some(v) = &mut self.views {
+            v.done();
+        }
     }
 
     /// Filters and writes one event.
@@ -176,13 +199,16 @@ impl Monitor {
                 }
             }
         }
-        let Monitor { cache, filter, stats, human, w, quiet, .. } = self;
+        let Monitor { cache, filter, stats, human, w, quiet, views, .. } = self;
         let info = cache.get(subject);
-        if !filter.matches(&ev.data, info) {
+        if !filter.matches(&ev.data, info) || views.as_ref().is_some_and(|v| !v.admits()) {
             return;
         }
         stats.shown(&ev.data, info.map(|i| &i.comm));
         if *quiet {
+            return;
+        }
+        if views.as_mut().is_some_and(|v| v.write(w.buf_mut())) {
             return;
         }
         let mut x = Extra { info, ..Default::default() };
@@ -224,6 +250,7 @@ mod tests {
             quiet: false,
             kernel_filtered: false,
             own_pid: 4242,
+            views: None,
         }
     }
 

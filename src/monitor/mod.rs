@@ -11,6 +11,7 @@ pub(crate) mod pipeline;
 pub(crate) mod procfs;
 pub(crate) mod stats;
 pub(crate) mod tree;
+pub(crate) mod views;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -34,6 +35,7 @@ use human::{Columns, Human, NameStyle};
 use json::JsonWriter;
 use pipeline::Pipeline;
 use stats::{Stats, Summary};
+use views::{ViewConfig, Views};
 
 /// Everything `cnlink proc` was asked to do.
 #[derive(Debug)]
@@ -56,6 +58,8 @@ pub(crate) struct Config {
     pub(crate) ack_timeout: Duration,
     /// Serve Prometheus metrics here.
     pub(crate) metrics: Option<std::net::SocketAddr>,
+    /// ECS output, the tree view and the tree filters (on the process table).
+    pub(crate) views: ViewConfig,
 }
 
 /// The events the cache needs to stay right: creation (inheritance, start times), exec (names), exit (forget),
@@ -76,7 +80,7 @@ pub(crate) enum CacheMode {
 impl Config {
     fn cache_mode(&self) -> CacheMode {
         let lifelong = EventMask::FORK.0 | EventMask::EXIT.0 | EventMask::NONZERO_EXIT.0 | EventMask::COREDUMP.0;
-        if !self.enrich || self.selection.mask.0 & lifelong != 0 || self.filter.active() {
+        if !self.enrich || self.selection.mask.0 & lifelong != 0 || self.filter.active() || self.views.active() {
             CacheMode::Tracked
         } else {
             CacheMode::Transient
@@ -91,6 +95,10 @@ impl Config {
         }
         if self.filter.tracks_descendants() {
             m |= EventMask::FORK | EventMask::EXIT;
+        }
+        if self.views.active() {
+            // The process table follows processes through all of these.
+            m |= TRACKING | EventMask::GID;
         }
         m
     }
@@ -122,23 +130,31 @@ pub(crate) fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     }
     let mut filter = cfg.filter;
     filter.start(&cache);
+    let tree = cfg.views.tree;
+    let views =
+        if cfg.views.active() { Some(Views::start(cfg.views, cfg.enrich, cfg.style, cfg.columns)?) } else { None };
     let mut mon = Monitor {
         selection: cfg.selection,
         mode,
         cache,
         filter,
         stats: Stats { per_name: cfg.stats && cfg.format == Format::Text, ..Default::default() },
-        human: (cfg.format == Format::Text).then(|| Human::new(cfg.style, cfg.columns)),
+        human: (cfg.format == Format::Text && !tree).then(|| Human::new(cfg.style, cfg.columns)),
         w: JsonWriter::new(),
         quiet: cfg.quiet,
         kernel_filtered,
         own_pid: std::process::id() as i32,
+        views,
     };
 
     let mut out = std::io::stdout().lock();
-    if let (Some(h), false) = (&mon.human, cfg.quiet) {
+    if !cfg.quiet {
         let mut header = Vec::new();
-        h.header(&mut header);
+        if let Some(h) = &mon.human {
+            h.header(&mut header);
+        } else if let Some(v) = &mon.views {
+            v.header(&mut header);
+        }
         out.write_all(&header)?;
         out.flush()?;
     }
@@ -238,6 +254,7 @@ mod tests {
             kernel_filter: true,
             ack_timeout: Duration::from_secs(1),
             metrics: None,
+            views: ViewConfig::default(),
         }
     }
 

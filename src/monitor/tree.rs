@@ -20,6 +20,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 
+use cnlink::proc::Loss;
 use cnlink::wire::{escape_into, EventData, ExitStatus};
 use cnlink_procmon::{EntityId, ProcRecord, ProcessInfo, ProcessTable};
 
@@ -229,13 +230,19 @@ impl TreeView {
         }
     }
 
-    /// A loss, never silent.
-    pub(crate) fn lost(&self, out: &mut Vec<u8>, count: u64, cause: LostCause, now_ns: u64) {
+    /// A loss, never silent (as the flat view writes it).
+    pub(crate) fn lost(&self, out: &mut Vec<u8>, loss: Loss, cause: LostCause, now_ns: u64) {
         self.time(out, now_ns);
         if self.cols.glyphs {
             out.extend_from_slice("! ".as_bytes());
         }
-        let _ = writeln!(out, "{:<5} {:>w$} {count} events lost ({})", "lost", "-", cause.name(), w = self.pid_width);
+        let _ = write!(out, "{:<5} {:>w$} ", "lost", "-", w = self.pid_width);
+        let _ = match loss {
+            Loss::Exact(n) => write!(out, "{n}"),
+            Loss::AtLeast(n) => write!(out, "at least {n}"),
+            Loss::Unknown => write!(out, "?"),
+        };
+        let _ = writeln!(out, " events lost ({})", cause.name());
     }
 
     /// The depth of `p`, placing it if this is its first line, and what its line must say about its parent.

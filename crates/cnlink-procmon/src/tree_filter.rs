@@ -294,7 +294,7 @@ impl TreeFilter {
             Some(p) => t.contains(table, p, rec),
             None => named_parent(&rec.event.data).is_some_and(|ppid| t.contains_pid(table, ppid)),
         };
-        self.decided = (self.include.as_mut().map_or(true, inside), self.exclude.as_mut().is_some_and(inside));
+        self.decided = (self.include.as_mut().is_none_or(inside), self.exclude.as_mut().is_some_and(inside));
     }
 
     /// Whether the record last [followed](Self::follow) passes.

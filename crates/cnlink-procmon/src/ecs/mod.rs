@@ -7,6 +7,7 @@
 //! against that version's field list.
 //!
 //! ```
+//! use cnlink::proc::Loss;
 //! use cnlink_procmon::ecs::EcsWriter;
 //! use cnlink_procmon::HostIdentity;
 //!
@@ -14,15 +15,16 @@
 //! let mut w = EcsWriter::new(&host).host_name("web-1");
 //! // CLOCK_REALTIME - CLOCK_MONOTONIC, as read by the caller (the writer reads no clock).
 //! w.set_realtime_offset(1_795_867_000_000_000_000);
-//! w.loss(200_000_000_000, 12, "seq_gap");
+//! w.loss(200_000_000_000, Loss::Exact(12), "seq_gap");
 //! let line = std::str::from_utf8(w.bytes()).unwrap();
 //! assert!(line.starts_with(r#"{"@timestamp":"2026-11-28T12:00:00.000000000Z","#), "{line}");
-//! assert!(line.contains(r#""loss":{"count":12,"cause":"seq_gap"}"#));
+//! assert!(line.contains(r#""loss":{"count":12,"exact":true,"cause":"seq_gap"}"#));
 //! ```
 
 mod json;
 mod time;
 
+use cnlink::proc::Loss;
 use cnlink::wire::{EventData, ExitStatus};
 use sha2::{Digest, Sha256};
 
@@ -142,17 +144,21 @@ impl EcsWriter {
         self.j.close();
     }
 
-    /// Writes a document that reports `count` events lost (`cause`: why), noticed at `timestamp_ns`
-    /// (`CLOCK_MONOTONIC`): `event.kind` `metric`, `event.action` `lost`, `cnlink.loss.*`.
-    pub fn loss(&mut self, timestamp_ns: u64, count: u64, cause: &str) {
+    /// Writes a document that reports events lost (`cause`: why), noticed at `timestamp_ns` (`CLOCK_MONOTONIC`):
+    /// `event.kind` `metric`, `event.action` `lost`, `cnlink.loss.*`.
+    pub fn loss(&mut self, timestamp_ns: u64, loss: Loss, cause: &str) {
         let mut h = self.loss_id.clone();
-        h.update(format!("{timestamp_ns}:{count}:{cause}").as_bytes());
+        let count = loss.count();
+        h.update(format!("{timestamp_ns}:{}:{cause}", count.map_or("?".into(), |n| n.to_string())).as_bytes());
         self.head(timestamp_ns, "metric", &["info"], "lost", h.finalize().into());
         self.j.raw("host", &self.host);
         self.j.open("cnlink");
         self.j.u64("timestamp_ns", timestamp_ns);
         self.j.open("loss");
-        self.j.u64("count", count);
+        if let Some(n) = count {
+            self.j.u64("count", n);
+        }
+        self.j.bool("exact", loss.is_exact());
         self.j.bytes("cause", cause.as_bytes());
         self.j.close();
         self.j.close();

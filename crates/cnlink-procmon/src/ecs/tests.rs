@@ -133,7 +133,7 @@ fn every_event(t: &mut ProcessTable, fake: &mut FakeProc, w: &mut EcsWriter) {
         let rec = t.handle(e, fake);
         w.record(&rec);
     }
-    w.loss(8 * TICK, 12, "seq_gap");
+    w.loss(8 * TICK, cnlink::proc::Loss::AtLeast(12), "seq_gap");
 }
 
 fn writer() -> EcsWriter {
@@ -349,6 +349,6 @@ fn documents_hold_what_the_table_knows() {
 
     let lost = docs.last().unwrap();
     assert_eq!((lost["event"]["kind"].as_str(), lost["event"]["action"].as_str()), (Some("metric"), Some("lost")));
-    assert_eq!(lost["cnlink"]["loss"], serde_json::json!({"count": 12, "cause": "seq_gap"}));
+    assert_eq!(lost["cnlink"]["loss"], serde_json::json!({"count": 12, "exact": false, "cause": "seq_gap"}));
     assert_eq!(lost["event"]["sequence"], 19);
 }

@@ -234,3 +234,25 @@ fn exited_members_are_forgotten_after_a_while() {
     assert!(inc.members.len() <= EXITED_KEPT + 1, "{}", inc.members.len());
     assert_eq!(inc.exited.len(), EXITED_KEPT);
 }
+
+#[test]
+fn the_roots_parent_is_not_below_it() {
+    let (mut t, mut fake) = machine();
+    fake.procs.insert(200, P::new(200, 100, 2 * TICK, "bash", &["bash"]).obs());
+    t.handle(&fork(2 * TICK, 100, 200), &mut fake);
+    let mut f = pid_root(200);
+    f.start(&t).unwrap();
+    fake.procs.insert(300, P::new(300, 200, 3 * TICK, "sleep", &["sleep"]).obs());
+    let shown = run(
+        &mut t,
+        &mut fake,
+        &mut f,
+        &[
+            fork(3 * TICK, 200, 300),
+            exit(4 * TICK, 300, 300, 200),
+            exit(5 * TICK, 200, 200, 100),
+            exit(6 * TICK, 100, 100, 1),
+        ],
+    );
+    assert_eq!(shown, [("fork", 300), ("exit", 300), ("exit", 200)]);
+}
