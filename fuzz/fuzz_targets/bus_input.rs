@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use cnlink::wire::{CbId, CnMsgHdr, NlMsg, CN_MSG_HDRLEN, NLMSG_DONE, NLMSG_HDRLEN};
 use cnlink::Credentials;
-use cnlink_bus::core::{first_cn_msg, Action, Config, Core, Limits, Owner, Sender, BusCounters, Usage, UNKNOWN_UID};
+use cnlink_bus::core::{first_cn_msg, Action, BusCounters, Config, Core, Limits, Owner, Sender, Usage, UNKNOWN_UID};
 use cnlink_bus::policy::{user_idx, Policy, Rule};
 use cnlink_bus::wire::{self as bw, BusOp, CtlMsg, ListPage, NotifyRange, Reply, Request};
 use libfuzzer_sys::fuzz_target;

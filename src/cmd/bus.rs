@@ -44,7 +44,7 @@ enum BusCmd {
     /// List the registered ids, like /proc/net/connector.
     List(ListArgs),
     /// Print the daemon's counters.
-    BusCounters(BusAddr),
+    Stats(BusAddr),
     /// Register ids and answer every message with the same seq, ack + 1 and payload (like cn_test).
     Echo(EchoArgs),
     /// Run a cn_test/ucon-style scenario against a running bus and report what it saw.
@@ -137,7 +137,7 @@ pub(crate) fn run(args: BusArgs) -> anyhow::Result<ExitCode> {
     match args.cmd {
         None => serve(args.serve),
         Some(BusCmd::List(a)) => list(a),
-        Some(BusCmd::BusCounters(b)) => stats(&b),
+        Some(BusCmd::Stats(b)) => stats(&b),
         Some(BusCmd::Echo(a)) => echo(a),
         Some(BusCmd::Test(a)) => test(a),
     }

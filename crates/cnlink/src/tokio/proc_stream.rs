@@ -274,7 +274,7 @@ impl Pinner {
                 let mut next = Some(first);
                 while let Some(t) = next {
                     // A CPU this thread may not run on is skipped: the engine gives up on that ack.
-                    if t.cpu.map_or(true, |cpu| pinning.pin(cpu)) {
+                    if t.cpu.is_none_or(|cpu| pinning.pin(cpu)) {
                         let _ = sock.send(t.datagram());
                     }
                     next = queue.try_recv().ok();
