@@ -26,10 +26,32 @@ impl Drop for Scratch {
     }
 }
 
+/// A child of the test, killed and reaped on drop if the test fails before it ends.
+struct Reaped(Child);
+
+impl Reaped {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn code(&mut self) -> Option<i32> {
+        self.0.wait().unwrap().code()
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// A shell that polls (forking `sleep`s) until `go` exists, then runs `then`.
-fn waiting_shell(go: &Path, then: &str) -> Child {
+fn waiting_shell(go: &Path, then: &str) -> Reaped {
     let script = format!("while [ ! -e {} ]; do sleep 0.05; done; {then}", go.display());
-    Command::new("sh").args(["-c", &script]).spawn().unwrap()
+    Reaped(Command::new("sh").args(["-c", &script]).spawn().unwrap())
 }
 
 /// Runs `true` until the monitor shows one (as `seen` recognises its pid): proof that events arrive.
@@ -60,7 +82,8 @@ fn descendants_of_a_tree_are_shown_and_excluded_exactly() {
     // The tree: the root runs a child that exits 5, and a daemon that double-forks away (reparented to init)
     // and exits 6 after its parent is gone.
     let mut root = waiting_shell(&go, "sh -c 'sleep 0.2; exit 5'; sh -c '(sleep 0.3; exit 6) &'; sleep 0.6; exit 0");
-    let rootpid = root.id().to_string();
+    let root_id = i64::from(root.id());
+    let rootpid = root_id.to_string();
     let inside = Running::start(&["proc", "--format", "ecs", "-l", "--descendants-of", &rootpid, "-D", "60"]);
     let outside = Running::start(&[
         "proc",
@@ -87,7 +110,7 @@ fn descendants_of_a_tree_are_shown_and_excluded_exactly() {
         markers.push(i64::from(m.id()));
         m.wait().unwrap();
     }
-    assert_eq!(root.wait().unwrap().code(), Some(0));
+    assert_eq!(root.code(), Some(0));
     let exit = |code: i64| {
         move |l: &str| {
             json(l).is_some_and(|v| v["event"]["action"] == "exit" && v["process"]["exit_code"].as_i64() == Some(code))
@@ -96,9 +119,9 @@ fn descendants_of_a_tree_are_shown_and_excluded_exactly() {
     let five = inside.wait_for(Duration::from_secs(10), exit(5)).expect("the child's exit");
     let six = inside.wait_for(Duration::from_secs(10), exit(6)).expect("the reparented daemon's exit");
     let six = json(&six).unwrap();
-    assert_ne!(six["process"]["parent"]["pid"].to_string(), rootpid, "the daemon was reparented: {six}");
+    assert_ne!(six["process"]["parent"]["pid"].as_i64(), Some(root_id), "the daemon was reparented: {six}");
     let root_exit = inside.wait_for(Duration::from_secs(10), |l| {
-        json(l).is_some_and(|v| v["event"]["action"] == "exit" && v["process"]["pid"].to_string() == rootpid)
+        json(l).is_some_and(|v| v["event"]["action"] == "exit" && v["process"]["pid"].as_i64() == Some(root_id))
     });
     assert!(root_exit.is_some(), "the root's own exit");
     // The excluding monitor has seen past the tree's end once it shows a marker started now.
@@ -119,7 +142,7 @@ fn descendants_of_a_tree_are_shown_and_excluded_exactly() {
         assert!(!tree_pids.contains(m), "a marker outside the tree passed --descendants-of: {m}");
     }
     let five = json(&five).unwrap();
-    assert_eq!(five["process"]["parent"]["pid"].to_string(), rootpid, "{five}");
+    assert_eq!(five["process"]["parent"]["pid"].as_i64(), Some(root_id), "{five}");
     for l in &hidden {
         let v = json(l).unwrap();
         if let Some(pid) = v["pid"].as_i64() {
@@ -128,12 +151,12 @@ fn descendants_of_a_tree_are_shown_and_excluded_exactly() {
     }
     // The tree view draws the exit-5 child's `sleep` below the child.
     let child = five["process"]["pid"].as_i64().unwrap();
-    let sleep = shown.iter().filter_map(|l| json(l)).find(|v| {
-        v["event"]["action"] == "exec"
-            && v["process"]["parent"]["pid"].as_i64() == Some(child)
-            && v["process"]["name"] == "sleep"
-    });
-    let sleep = sleep.expect("the child's sleep")["process"]["pid"].as_i64().unwrap();
+    // Its only child is its `sleep` (found by the fork, which needs no /proc read however late the monitor is).
+    let sleep = shown
+        .iter()
+        .filter_map(|l| json(l))
+        .find(|v| v["event"]["action"] == "fork" && v["process"]["parent"]["pid"].as_i64() == Some(child));
+    let sleep = sleep.expect("the child's fork of its sleep")["process"]["pid"].as_i64().unwrap();
     let line_of = |kind: &str, pid: i64| {
         let pid = pid.to_string();
         let l = lines
@@ -141,7 +164,7 @@ fn descendants_of_a_tree_are_shown_and_excluded_exactly() {
             .find(|l| l.split_whitespace().nth(1) == Some(kind) && l.split_whitespace().nth(2) == Some(&pid));
         l.unwrap_or_else(|| panic!("no {kind} line of {pid}: {lines:#?}")).clone()
     };
-    let (child_line, sleep_line) = (line_of("fork", child), line_of("exec", sleep));
+    let (child_line, sleep_line) = (line_of("fork", child), line_of("fork", sleep));
     let below = match (child_line.find('└'), sleep_line.find('└')) {
         (None, Some(_)) => true,
         (Some(a), Some(b)) => b > a,
@@ -150,13 +173,27 @@ fn descendants_of_a_tree_are_shown_and_excluded_exactly() {
     assert!(below, "the sleep is not drawn below its parent:\n{child_line}\n{sleep_line}");
 }
 
-/// Creates `<root>/<slice>/<scope>` (a cgroup); `None` when this hierarchy cannot be written.
-fn make_cgroup(root: &str, slice: &str, scope: &str) -> Option<PathBuf> {
-    if !Path::new(root).join("cgroup.procs").exists() {
-        return None;
+/// A cgroup `<root>/<slice>/<scope>` made by the test, removed on drop (once its processes are gone).
+struct Cgroup(PathBuf);
+
+impl Cgroup {
+    /// `None` when this hierarchy cannot be written.
+    fn make(root: &str, slice: &str, scope: &str) -> Option<Cgroup> {
+        if !Path::new(root).join("cgroup.procs").exists() {
+            return None;
+        }
+        let dir = Path::new(root).join(slice).join(scope);
+        std::fs::create_dir_all(&dir).ok().map(|_| Cgroup(dir))
     }
-    let dir = Path::new(root).join(slice).join(scope);
-    std::fs::create_dir_all(&dir).ok().map(|_| dir)
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+        if let Some(slice) = self.0.parent() {
+            let _ = std::fs::remove_dir(slice);
+        }
+    }
 }
 
 #[test]
@@ -170,27 +207,39 @@ fn unit_and_container_filters_match_a_process_in_a_test_cgroup() {
     // The v2 hierarchy where there is one, else the v1 pids hierarchy (the path reported then).
     let Some(cg) = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup", "/sys/fs/cgroup/pids"]
         .into_iter()
-        .find_map(|root| make_cgroup(root, &slice, &scope))
+        .find_map(|root| Cgroup::make(root, &slice, &scope))
     else {
         panic!("no cgroup hierarchy is writable here");
     };
     let dir = Scratch::new("unit");
-    let go = dir.0.join("go");
+    let (go0, go) = (dir.0.join("go0"), dir.0.join("go"));
     let by_unit = Running::start(&["proc", "--format", "ecs", "-l", "--unit", &scope, "-D", "60"]);
     let by_container =
         Running::start(&["proc", "--format", "ecs", "-l", "--container", &id[..12], "--unit", &slice, "-D", "60"]);
-    // A shell that moves itself into the cgroup, polls, then runs a child that exits 4.
+    // A shell that moves itself into the cgroup and polls (its `sleep`s, read at their exec, are in it: the
+    // monitors are ready when they show one); then it execs a poller that exits 4. The poller's exec is read
+    // from /proc while it waits, so its cgroup is known however far behind a loaded machine puts the monitors.
     let script = format!(
-        "echo $$ > {}; while [ ! -e {} ]; do sleep 0.05; done; sh -c 'exit 4'",
-        cg.join("cgroup.procs").display(),
+        "echo $$ > {}; while [ ! -e {} ]; do sleep 0.05; done; exec sh -c 'while [ ! -e {} ]; do sleep 0.05; done; exit 4'",
+        cg.0.join("cgroup.procs").display(),
+        go0.display(),
         go.display()
     );
-    let mut shell = Command::new("sh").args(["-c", &script]).stdout(Stdio::null()).spawn().unwrap();
+    let mut shell = Reaped(Command::new("sh").args(["-c", &script]).stdout(Stdio::null()).spawn().unwrap());
     for mon in [&by_unit, &by_container] {
         assert!(mon.wait_for(Duration::from_secs(20), |l| json(l).is_some()).is_some(), "nothing from the cgroup");
     }
+    std::fs::write(&go0, b"").unwrap();
+    let poller = |l: &str| {
+        json(l).is_some_and(|v| {
+            v["event"]["action"] == "exec" && v["process"]["command_line"].as_str().is_some_and(|c| c.contains("while"))
+        })
+    };
+    for mon in [&by_unit, &by_container] {
+        assert!(mon.wait_for(Duration::from_secs(20), poller).is_some(), "the poller's exec in the cgroup");
+    }
     std::fs::write(&go, b"").unwrap();
-    assert_eq!(shell.wait().unwrap().code(), Some(4));
+    assert_eq!(shell.code(), Some(4));
     let exit4 = |l: &str| {
         json(l).is_some_and(|v| v["event"]["action"] == "exit" && v["process"]["exit_code"].as_i64() == Some(4))
     };
@@ -204,8 +253,6 @@ fn unit_and_container_filters_match_a_process_in_a_test_cgroup() {
         assert_eq!(code, Some(0), "stderr: {err}");
         all.extend(lines);
     }
-    let _ = std::fs::remove_dir(&cg);
-    let _ = std::fs::remove_dir(cg.parent().unwrap());
     for l in &all {
         let v = json(l).unwrap();
         assert_eq!(v["container"]["id"], id, "a process outside the cgroup passed: {l}");
