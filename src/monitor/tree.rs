@@ -103,8 +103,9 @@ impl TreeView {
         let _ = writeln!(out, "Process tree");
     }
 
-    /// The line of one record.
-    pub(crate) fn event(&mut self, out: &mut Vec<u8>, rec: &ProcRecord, table: &ProcessTable) {
+    /// The line of one record. `table` (after the record's event) gives the ancestry of processes whose record
+    /// carries none (forks, changes); without it, those are placed by their parent alone.
+    pub(crate) fn event(&mut self, out: &mut Vec<u8>, rec: &ProcRecord, table: Option<&ProcessTable>) {
         let ev = &rec.event;
         let p = rec.process.as_deref();
         let (tid, _) = ev.data.subject().unwrap_or((0, 0));
@@ -246,7 +247,7 @@ impl TreeView {
     }
 
     /// The depth of `p`, placing it if this is its first line, and what its line must say about its parent.
-    fn place(&mut self, p: &ProcessInfo, rec: &ProcRecord, table: &ProcessTable) -> (u16, Note) {
+    fn place(&mut self, p: &ProcessInfo, rec: &ProcRecord, table: Option<&ProcessTable>) -> (u16, Note) {
         let parent = rec.parent.as_deref();
         if let Some(place) = self.places.get_mut(&p.entity_id) {
             let depth = place.depth;
@@ -258,8 +259,8 @@ impl TreeView {
             return (depth, Note::None);
         }
         // The nearest placed ancestor: the parent, then the table's ancestry (or the record's).
-        let in_table = table.lookup(p.pid).is_some_and(|t| t.entity_id == p.entity_id);
-        let found = if in_table {
+        let table = table.filter(|t| t.lookup(p.pid).is_some_and(|t| t.entity_id == p.entity_id));
+        let found = if let Some(table) = table {
             table.ancestry(p.pid).find_map(|a| self.places.get(&a.entity_id).map(|pl| (a.entity_id, pl.depth)))
         } else {
             parent
@@ -275,7 +276,7 @@ impl TreeView {
             (None, _) => Note::None,
         };
         if self.places.len() >= MAX_PLACED {
-            self.places.retain(|id, pl| table.get(pl.pid).is_some_and(|t| t.entity_id == *id));
+            self.places.retain(|id, pl| table.and_then(|t| t.get(pl.pid)).is_some_and(|t| t.entity_id == *id));
             if self.places.len() >= MAX_PLACED {
                 self.places.clear();
             }

@@ -109,7 +109,7 @@ impl Views {
             return true;
         }
         if let Some(t) = &mut self.tree {
-            t.event(out, rec, &self.table);
+            t.event(out, rec, Some(&self.table));
             return true;
         }
         false

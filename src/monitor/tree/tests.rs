@@ -96,12 +96,22 @@ fn machine() -> (ProcessTable, Fake) {
     (t, fake)
 }
 
-/// The view's lines for `steps`: each changes `/proc` first (`None`: leave it), then sends its event.
+/// The view's lines for `events`, drawn with the table's ancestry.
 fn lines(t: &mut ProcessTable, fake: &mut Fake, view: &mut TreeView, events: &[KernelEvent]) -> Vec<String> {
+    drawn(t, fake, view, events, true)
+}
+
+fn drawn(
+    t: &mut ProcessTable,
+    fake: &mut Fake,
+    view: &mut TreeView,
+    events: &[KernelEvent],
+    with_table: bool,
+) -> Vec<String> {
     let mut out = Vec::new();
     for e in events {
         let rec = t.handle(e, fake);
-        view.event(&mut out, &rec, t);
+        view.event(&mut out, &rec, with_table.then_some(&*t));
         view.forget(&rec);
     }
     String::from_utf8(out).unwrap().lines().map(|l| l.trim_end().to_string()).collect()
@@ -225,6 +235,29 @@ fn processes_seen_first_mid_tree_threads_and_hostile_names() {
             "00:00:01 exec     66                  └ printf \\x1b]0;pwned\\x07\\x0afake line",
             "00:00:01 clone    67 thread             └ printf \\x1b]0;pwned\\x07\\x0afake line",
             "00:00:01 exit     67 0         0.010s   └ printf \\x1b]0;pwned\\x07\\x0afake line",
+        ]
+    );
+}
+
+#[test]
+fn without_the_table_records_alone_place_processes() {
+    let (mut t, mut fake) = machine();
+    fake.set(65, 60, 3, &["vim", "notes"]);
+    t.seed(&fake.snapshot(Wants::ALL));
+    let mut v = view();
+    fake.set(50, 1, 1, &["/usr/sbin/sshd", "-D", "-R"]);
+    fake.set(66, 60, 100, &["-bash"]);
+    fake.set(67, 66, 101, &["-bash"]);
+    let events = [exec(99 * TICK, 50), exec(99 * TICK + 1, 65), fork(100 * TICK, 60, 66), fork(101 * TICK, 66, 67)];
+    assert_eq!(
+        drawn(&mut t, &mut fake, &mut v, &events, false),
+        [
+            "00:00:00 exec     50                  /usr/sbin/sshd -D -R (parent 1 init)",
+            // An exec record carries its ancestry: vim goes under sshd as with the table.
+            "00:00:00 exec     65                  └ vim notes (parent 60 -bash)",
+            // A fork record has only the parent, which was never drawn: the child starts at the margin.
+            "00:00:01 fork     66                  -bash (parent 60 -bash)",
+            "00:00:01 fork     67                  └ -bash",
         ]
     );
 }
