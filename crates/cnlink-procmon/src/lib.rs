@@ -17,6 +17,9 @@
 //! - [`container`]: recognising containers, Kubernetes pods and systemd units in cgroup paths.
 //! - [`table`]: the [`ProcessTable`], a sans-IO engine: events and observations in, [`ProcRecord`]s out,
 //!   with parent, children, threads, exec history, ancestors and the entry leader.
+//! - [`tree_filter`]: [`TreeFilter`], exact filters over the table: descendants of a process (or not), a
+//!   container, a systemd unit.
+//! - [`ecs`]: [`ecs::EcsWriter`], Elastic Common Schema documents from records, as JSON Lines.
 //!
 //! ```no_run
 //! use cnlink_procmon::{Monitor, MonitorItem, ProcFilter, Selection};
@@ -77,6 +80,7 @@ pub mod capture;
 pub mod container;
 #[cfg(test)]
 mod fake;
+pub mod ecs;
 pub mod filter;
 pub mod identity;
 mod intern;
@@ -88,10 +92,11 @@ pub mod record;
 pub mod replay;
 pub mod select;
 pub mod table;
+pub mod tree_filter;
 
 pub use bstr::BStr;
 pub use container::{CgroupInfo, Container, Pod, QosClass, Runtime, SystemdUnit};
-pub use filter::{FilterContext, FilterList, Glob, ProcFilter, RecordFilter};
+pub use filter::{FilterContext, FilterList, Glob, ProcFilter, RecordFilter, StartError};
 pub use identity::{EntityId, EntityIdSource, HostIdentity};
 pub use loss::{LossCause, LossCounts, LostEvents};
 pub use monitor::{Monitor, MonitorBuilder, MonitorCounters, MonitorError, MonitorItem, TRACKING};
@@ -102,4 +107,5 @@ pub use replay::{RecordedProc, ReplayEvents, ReplayInput};
 pub use select::{EventKind, Selection, SelectionError};
 pub use table::process::{EntryLeader, EntryLeaderKind, ProcessInfo, Program};
 pub use table::record::{KernelEvent, ProcRecord};
-pub use table::{MemoryUsage, ProcessTable, TableConfig, TableStats};
+pub use table::{Ancestry, MemoryUsage, ProcessTable, TableConfig, TableStats};
+pub use tree_filter::{ProcessRef, TreeFilter};
