@@ -280,3 +280,67 @@ fn tree_with_json_bad_containers_and_unknown_roots_are_refused() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("no process with pid 99999999"), "{err}");
 }
+
+#[test]
+fn a_short_lived_program_in_a_test_cgroup_is_placed_by_its_own_cgroup() {
+    if !root_or_skip("a_short_lived_program_in_a_test_cgroup_is_placed_by_its_own_cgroup") {
+        return;
+    }
+    let id = format!("{:064x}", 0x5407_11fe_u64 ^ u64::from(std::process::id()));
+    let slice = format!("cnlink-short-{}.slice", std::process::id());
+    let scope = format!("docker-{id}.scope");
+    let Some(cg) = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup", "/sys/fs/cgroup/pids"]
+        .into_iter()
+        .find_map(|root| Cgroup::make(root, &slice, &scope))
+    else {
+        panic!("no cgroup hierarchy is writable here");
+    };
+    let dir = Scratch::new("short");
+    let go = dir.0.join("go");
+    // About 2 ms, and an argument no other process has.
+    let nap = format!("0.002{:04}", std::process::id() % 10_000);
+    let by_unit = Running::start(&["proc", "--format", "ecs", "-l", "-e", "exec,exit", "--unit", &scope, "-D", "60"]);
+    let by_container =
+        Running::start(&["proc", "--format", "ecs", "-l", "-e", "exec,exit", "--container", &id[..12], "-D", "60"]);
+    // The shell moves itself into the cgroup after its exec (no event says so: the monitors still see it where it
+    // was), polls with `sleep`s until told, then runs a `sleep` of 2 ms five times. Each is forked with the
+    // shell's old cgroup and is gone before the monitor handles its batch (5 ms): only the receive thread's read
+    // at its exec places it (that read is bounded and may come too late on a loaded machine, hence five).
+    let script = format!(
+        "echo $$ > {}; while [ ! -e {} ]; do sleep 0.05; done; for i in 1 2 3 4 5; do /bin/sleep {nap}; sleep 0.05; \
+         done; exit 4",
+        cg.0.join("cgroup.procs").display(),
+        go.display()
+    );
+    let mut shell = Reaped(Command::new("sh").args(["-c", &script]).stdout(Stdio::null()).spawn().unwrap());
+    for mon in [&by_unit, &by_container] {
+        assert!(mon.wait_for(Duration::from_secs(20), |l| json(l).is_some()).is_some(), "nothing from the cgroup");
+    }
+    std::fs::write(&go, b"").unwrap();
+    assert_eq!(shell.code(), Some(4));
+    let short = |l: &str| {
+        json(l).is_some_and(|v| {
+            v["event"]["action"] == "exec" && v["process"]["args"].as_array().is_some_and(|a| a.iter().any(|x| *x == *nap))
+        })
+    };
+    for mon in [&by_unit, &by_container] {
+        let exec = mon.wait_for(Duration::from_secs(10), short);
+        let exec = json(&exec.expect("a short-lived program's exec, placed in the cgroup")).unwrap();
+        assert_eq!(exec["process"]["executable"], "/usr/bin/sleep", "{exec}");
+        let pid = exec["process"]["pid"].as_i64().unwrap();
+        let exit = mon.wait_for(Duration::from_secs(10), |l| {
+            json(l).is_some_and(|v| v["event"]["action"] == "exit" && v["process"]["pid"].as_i64() == Some(pid))
+        });
+        assert!(exit.is_some(), "the short-lived program's exit");
+        mon.interrupt();
+    }
+    for mon in [by_unit, by_container] {
+        let (code, err, lines) = mon.finish(Duration::from_secs(10));
+        assert_eq!(code, Some(0), "stderr: {err}");
+        for l in &lines {
+            let v = json(l).unwrap();
+            assert_eq!(v["container"]["id"], id, "a process outside the cgroup passed: {l}");
+            assert_eq!(v["cnlink"]["cgroup"]["unit"], scope, "{l}");
+        }
+    }
+}

@@ -8,7 +8,7 @@
 //! - [`pipeline`]: the receive thread, its bounded queue, and the `/proc` reads it makes the moment an exec
 //!   arrives ([`PrefetchPolicy`]); [`EventSource`] (the kernel, or a recording).
 //! - [`select`] and [`filter`]: which events ([`Selection`]) and which processes ([`RecordFilter`],
-//!   [`ProcFilter`]) are shown.
+//!   [`ProcFilter`], [`TreeFilter`]) are shown.
 //! - [`loss`]: [`LostEvents`] and the cumulative [`LossCounts`], by cause and by CPU.
 //! - [`record`] and [`replay`]: what a recording needs ([`recorder`]), and a monitor fed from one.
 //! - [`procfs`]: reading `/proc/PID` into plain, serializable [`Observation`]s, bounded and verified against
@@ -17,9 +17,9 @@
 //! - [`container`]: recognising containers, Kubernetes pods and systemd units in cgroup paths.
 //! - [`table`]: the [`ProcessTable`], a sans-IO engine: events and observations in, [`ProcRecord`]s out,
 //!   with parent, children, threads, exec history, ancestors and the entry leader.
-//! - [`tree_filter`]: [`TreeFilter`], exact filters over the table: descendants of a process (or not), a
-//!   container, a systemd unit.
-//! - [`ecs`]: [`ecs::EcsWriter`], Elastic Common Schema documents from records, as JSON Lines.
+//! - [`tree_filter`]: [`TreeFilter`], exact filters over the table (a [`RecordFilter`]): descendants of a
+//!   process (or not), a container, a systemd unit.
+//! - [`ecs`]: [`ecs::EcsWriter`], Elastic Common Schema documents from records and losses, as JSON Lines.
 //!
 //! ```no_run
 //! use cnlink_procmon::{Monitor, MonitorItem, ProcFilter, Selection};
