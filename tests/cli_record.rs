@@ -95,6 +95,44 @@ fn replay_prints_what_proc_printed_live_in_text() {
     same(&out.lines().map(str::to_string).collect::<Vec<_>>(), &live);
 }
 
+#[test]
+fn replay_prints_what_proc_printed_live_in_ecs_and_as_a_tree() {
+    if !root_or_skip("replay_prints_what_proc_printed_live_in_ecs_and_as_a_tree") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let views: [(&str, &[&str]); 2] = [("ecs", &["--format", "ecs"]), ("tree", &["--tree", "-x"])];
+    for (name, view) in views {
+        let file = dir.path().join(format!("{name}.pcapng"));
+        let mut args = vec!["proc", "--record", file.to_str().unwrap(), "-D", "60"];
+        args.extend_from_slice(view);
+        let run = Running::start(&args);
+        // Readiness: the workload's exit shows (ECS has no header line).
+        let shown = |pid: i64| {
+            move |l: &str| match json(l) {
+                Some(v) => v["event"]["action"] == "exit" && v["process"]["pid"].as_i64() == Some(pid),
+                None => l.contains(&format!(" {pid} ")) && l.contains("exit"),
+            }
+        };
+        let mut pid = 0;
+        for _ in 0..100 {
+            pid = workload();
+            if run.wait_for(Duration::from_millis(200), shown(pid)).is_some() {
+                break;
+            }
+        }
+        run.interrupt();
+        let (code, err, live) = run.finish(Duration::from_secs(20));
+        assert_eq!(code, Some(0), "{name}: {err}");
+        assert!(live.iter().any(|l| shown(pid)(l)), "{name}: the live run showed the workload's exit");
+        let mut args = vec![file.to_str().unwrap()];
+        args.extend_from_slice(view);
+        let (code, out, err) = replay(&args);
+        assert_eq!(code, Some(0), "{name}: {err}");
+        same(&out.lines().map(str::to_string).collect::<Vec<_>>(), &live);
+    }
+}
+
 /// Asserts that two outputs are the same, showing the first difference only.
 fn same(replayed: &[String], live: &[String]) {
     if let Some(i) = (0..replayed.len().max(live.len())).find(|&i| replayed.get(i) != live.get(i)) {
