@@ -130,6 +130,26 @@ fn replay_prints_what_proc_printed_live_in_ecs_and_as_a_tree() {
         let (code, out, err) = replay(&args);
         assert_eq!(code, Some(0), "{name}: {err}");
         same(&out.lines().map(str::to_string).collect::<Vec<_>>(), &live);
+        if name != "ecs" {
+            continue;
+        }
+        // The tree filters at replay time, rooted at this test (in the recording's start-up snapshot): the
+        // workload is below it, the rest of the machine is not.
+        let me = std::process::id().to_string();
+        // Some(below) for a document with the process's ancestors (not a loss, nor a process never identified).
+        let below = |l: &str| {
+            let v = json(l).unwrap();
+            let me = Some(i64::from(std::process::id()));
+            v["cnlink"]["ancestors"].as_array().map(|a| a.iter().any(|a| a["pid"].as_i64() == me))
+        };
+        let file = file.to_str().unwrap();
+        let (code, out, err) = replay(&[file, "--format", "ecs", "-e", "exec,exit", "--descendants-of", &me]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.lines().any(|l| shown(pid)(l) && below(l) == Some(true)), "the workload is below the test: {out}");
+        assert!(out.lines().all(|l| below(l) != Some(false)), "only the test's descendants: {out}");
+        let (code, out, err) = replay(&[file, "--format", "ecs", "-e", "exec,exit", "--exclude-descendants-of", &me]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.lines().all(|l| below(l) != Some(true)), "none of the test's descendants: {out}");
     }
 }
 

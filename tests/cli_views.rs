@@ -279,6 +279,21 @@ fn tree_with_json_bad_containers_and_unknown_roots_are_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("no process with pid 99999999"), "{err}");
+    // `cnlink record` takes the same options, and starts the same filters.
+    let dir = Scratch::new("refused");
+    let file = dir.0.join("r.pcapng");
+    let out = cli_common::cnlink()
+        .args(["record", file.to_str().unwrap(), "--descendants-of", "99999999", "-D", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no process with pid 99999999"), "{err}");
+    // Without /proc there is no table to find a process's place in.
+    let out = cli_common::cnlink().args(["proc", "--no-enrich", "--unit", "cron", "-D", "1"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not with --no-enrich"), "{err}");
 }
 
 #[test]
@@ -320,7 +335,8 @@ fn a_short_lived_program_in_a_test_cgroup_is_placed_by_its_own_cgroup() {
     assert_eq!(shell.code(), Some(4));
     let short = |l: &str| {
         json(l).is_some_and(|v| {
-            v["event"]["action"] == "exec" && v["process"]["args"].as_array().is_some_and(|a| a.iter().any(|x| *x == *nap))
+            v["event"]["action"] == "exec"
+                && v["process"]["args"].as_array().is_some_and(|a| a.iter().any(|x| *x == *nap))
         })
     };
     for mon in [&by_unit, &by_container] {

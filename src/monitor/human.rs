@@ -186,7 +186,15 @@ impl Human {
     }
 
     /// One line up to the Info column.
-    pub(crate) fn lead(&self, out: &mut Vec<u8>, ts: u64, glyph: &str, name: &str, pid: i32, info: Option<&ProcessInfo>) {
+    pub(crate) fn lead(
+        &self,
+        out: &mut Vec<u8>,
+        ts: u64,
+        glyph: &str,
+        name: &str,
+        pid: i32,
+        info: Option<&ProcessInfo>,
+    ) {
         self.time(out, ts);
         if self.cols.glyphs {
             let _ = write!(out, "{glyph} ");

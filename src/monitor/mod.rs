@@ -167,9 +167,8 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
             (ProcFormat::Text, true) => View::Tree,
             (ProcFormat::Json, _) => View::Json,
             (ProcFormat::Ecs, _) => {
-                let name = host_name.unwrap_or_else(|| {
-                    rustix::system::uname().nodename().to_string_lossy().into_owned()
-                });
+                let name =
+                    host_name.unwrap_or_else(|| rustix::system::uname().nodename().to_string_lossy().into_owned());
                 View::Ecs(EcsHost { identity: mon.table().host().clone(), name })
             }
         };

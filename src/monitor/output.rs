@@ -412,7 +412,8 @@ mod tests {
         let (mut t, mut fake) = machine();
         let (mut o, out) = outputs(View::Text, false);
         o.batch_start();
-        o.record(&handle(&mut t, &mut fake, TICK, EventData::Exec { process_pid: 100, process_tgid: 100 }), None).unwrap();
+        o.record(&handle(&mut t, &mut fake, TICK, EventData::Exec { process_pid: 100, process_tgid: 100 }), None)
+            .unwrap();
         o.batch_end().unwrap();
         let text = String::from_utf8(out.0.borrow().0.clone()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
@@ -442,9 +443,15 @@ mod tests {
         let docs: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(docs.len(), 2, "{text}");
         assert_eq!(docs[0]["@timestamp"], "2026-11-28T12:00:00.000000000Z", "UTC, without the time zone");
-        assert_eq!((docs[0]["event"]["action"].as_str(), docs[0]["host"]["name"].as_str()), (Some("exec"), Some("web-1")));
+        assert_eq!(
+            (docs[0]["event"]["action"].as_str(), docs[0]["host"]["name"].as_str()),
+            (Some("exec"), Some("web-1"))
+        );
         assert_eq!(docs[1]["@timestamp"], "2026-11-28T12:00:00.010000000Z");
-        assert_eq!(docs[1]["cnlink"]["loss"], serde_json::json!({"count": 3, "exact": true, "cause": "queue_overflow"}));
+        assert_eq!(
+            docs[1]["cnlink"]["loss"],
+            serde_json::json!({"count": 3, "exact": true, "cause": "queue_overflow"})
+        );
     }
 
     #[test]

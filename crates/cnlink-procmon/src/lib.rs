@@ -78,9 +78,9 @@
 mod bstr;
 pub mod capture;
 pub mod container;
+pub mod ecs;
 #[cfg(test)]
 mod fake;
-pub mod ecs;
 pub mod filter;
 pub mod identity;
 mod intern;

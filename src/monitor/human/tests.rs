@@ -103,7 +103,11 @@ fn the_time_column_follows_clock_jumps_between_batches() {
     let times: Vec<&str> = text.lines().map(|l| &l[..8]).collect();
     assert_eq!(times, ["10:00:00", "11:30:00"], "{text}");
     // A fixed clock (a replay's) does not move.
-    let mut fixed = Human::new(NameStyle::default(), Columns::default(), env(Clock::Fixed(Offsets { utc_ns: 3_000_000_000_000, tz_ns: 600_000_000_000 })));
+    let mut fixed = Human::new(
+        NameStyle::default(),
+        Columns::default(),
+        env(Clock::Fixed(Offsets { utc_ns: 3_000_000_000_000, tz_ns: 600_000_000_000 })),
+    );
     fixed.resync_clock();
     let mut out = Vec::new();
     fixed.record(&mut out, &rec);

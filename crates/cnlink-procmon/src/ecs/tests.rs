@@ -6,10 +6,10 @@ use cnlink::wire::EventData;
 use serde_json::Value;
 
 use super::*;
+use crate::fake::{ev, exec, exit, fork, host, thread, FakeProc, P, TICK};
 use crate::loss::{LossCause, LostEvents};
 use crate::procfs::{Exe, ProcSource, Wants};
 use crate::table::record::KernelEvent;
-use crate::fake::{ev, exec, exit, fork, host, thread, FakeProc, P, TICK};
 use crate::table::{ProcessTable, TableConfig};
 
 /// The field names of ECS [`ECS_VERSION`] (see the file's header).

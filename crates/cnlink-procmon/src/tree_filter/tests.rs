@@ -3,8 +3,8 @@
 use cnlink::wire::EventData;
 
 use super::*;
-use crate::procfs::{ProcSource, Wants};
 use crate::fake::{ev, exec, exit, fork, host, machine, thread, FakeProc, P, TICK};
+use crate::procfs::{ProcSource, Wants};
 use crate::table::TableConfig;
 
 /// Feeds events in order, returning the pids (of the record's process, or the event's subject) admitted.
