@@ -114,13 +114,11 @@ fn replay_prints_what_proc_printed_live_in_ecs_and_as_a_tree() {
                 None => l.contains(&format!(" {pid} ")) && l.contains("exit"),
             }
         };
-        let mut pid = 0;
-        for _ in 0..100 {
-            pid = workload();
-            if run.wait_for(Duration::from_millis(200), shown(pid)).is_some() {
-                break;
-            }
-        }
+        let ready = (0..100).any(|_| run.wait_for(Duration::from_millis(200), shown(workload())).is_some());
+        assert!(ready, "{name}: the workload never showed");
+        // Once more, the monitor well started: every process of it is known from its fork.
+        let pid = workload();
+        assert!(run.wait_for(Duration::from_secs(20), shown(pid)).is_some(), "{name}: the workload's exit");
         run.interrupt();
         let (code, err, live) = run.finish(Duration::from_secs(20));
         assert_eq!(code, Some(0), "{name}: {err}");
