@@ -25,8 +25,9 @@ use crate::monitor;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Takes the output options of `cnlink proc` (formats, ECS, --tree, -e, filters, the tree \
 filters, -S, ...): with the options the recording was made with, the output is the one `cnlink proc` printed \
-live, the time column and ECS's @timestamp and host.name included (they come from the recording). Other filters and event lists apply at replay time; what the recording lacks (an \
-event kind not subscribed to, /proc reads the live monitor did not make) is absent or marked unavailable. A \
+live, the time column and ECS's @timestamp and host.name included (they come from the recording). Other filters \
+and event lists apply at replay time; what the recording lacks (an event kind not subscribed to, /proc reads the \
+live monitor did not make) is absent or marked unavailable. A \
 recording of `cnlink listen` is printed as `cnlink listen` printed it (--format).\n\nA file that is damaged \
 (truncated, corrupted) is read up to the damage, which is reported on stderr with its byte offset; the next files \
 are read too. Exit status: 0 when every file was read whole, 1 when some file was damaged, unreadable, or had \
