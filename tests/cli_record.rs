@@ -95,6 +95,62 @@ fn replay_prints_what_proc_printed_live_in_text() {
     same(&out.lines().map(str::to_string).collect::<Vec<_>>(), &live);
 }
 
+#[test]
+fn replay_prints_what_proc_printed_live_in_ecs_and_as_a_tree() {
+    if !root_or_skip("replay_prints_what_proc_printed_live_in_ecs_and_as_a_tree") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let views: [(&str, &[&str]); 2] = [("ecs", &["--format", "ecs"]), ("tree", &["--tree", "-x"])];
+    for (name, view) in views {
+        let file = dir.path().join(format!("{name}.pcapng"));
+        let mut args = vec!["proc", "--record", file.to_str().unwrap(), "-D", "60"];
+        args.extend_from_slice(view);
+        let run = Running::start(&args);
+        // Readiness: the workload's exit shows (ECS has no header line).
+        let shown = |pid: i64| {
+            move |l: &str| match json(l) {
+                Some(v) => v["event"]["action"] == "exit" && v["process"]["pid"].as_i64() == Some(pid),
+                None => l.contains(&format!(" {pid} ")) && l.contains("exit"),
+            }
+        };
+        let ready = (0..100).any(|_| run.wait_for(Duration::from_millis(200), shown(workload())).is_some());
+        assert!(ready, "{name}: the workload never showed");
+        // Once more, the monitor well started: every process of it is known from its fork.
+        let pid = workload();
+        assert!(run.wait_for(Duration::from_secs(20), shown(pid)).is_some(), "{name}: the workload's exit");
+        run.interrupt();
+        let (code, err, live) = run.finish(Duration::from_secs(20));
+        assert_eq!(code, Some(0), "{name}: {err}");
+        assert!(live.iter().any(|l| shown(pid)(l)), "{name}: the live run showed the workload's exit");
+        let mut args = vec![file.to_str().unwrap()];
+        args.extend_from_slice(view);
+        let (code, out, err) = replay(&args);
+        assert_eq!(code, Some(0), "{name}: {err}");
+        same(&out.lines().map(str::to_string).collect::<Vec<_>>(), &live);
+        if name != "ecs" {
+            continue;
+        }
+        // The tree filters at replay time, rooted at this test (in the recording's start-up snapshot): the
+        // workload is below it, the rest of the machine is not.
+        let me = std::process::id().to_string();
+        // Some(below) for a document with the process's ancestors (not a loss, nor a process never identified).
+        let below = |l: &str| {
+            let v = json(l).unwrap();
+            let me = Some(i64::from(std::process::id()));
+            v["cnlink"]["ancestors"].as_array().map(|a| a.iter().any(|a| a["pid"].as_i64() == me))
+        };
+        let file = file.to_str().unwrap();
+        let (code, out, err) = replay(&[file, "--format", "ecs", "-e", "exec,exit", "--descendants-of", &me]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.lines().any(|l| shown(pid)(l) && below(l) == Some(true)), "the workload is below the test: {out}");
+        assert!(out.lines().all(|l| below(l) != Some(false)), "only the test's descendants: {out}");
+        let (code, out, err) = replay(&[file, "--format", "ecs", "-e", "exec,exit", "--exclude-descendants-of", &me]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.lines().all(|l| below(l) != Some(true)), "none of the test's descendants: {out}");
+    }
+}
+
 /// Asserts that two outputs are the same, showing the first difference only.
 fn same(replayed: &[String], live: &[String]) {
     if let Some(i) = (0..replayed.len().max(live.len())).find(|&i| replayed.get(i) != live.get(i)) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::{parse_duration, parse_size, Format};
-use cnlink_procmon::{ProcFilter, Selection};
+use cnlink_procmon::{ProcFilter, ProcessRef, RecordFilter, Selection, TreeFilter};
 
 use crate::monitor::human::{Columns, NameStyle};
 use crate::monitor::{self, Config, RecordTo};
@@ -79,11 +79,27 @@ pub(crate) struct ProcArgs {
     /// A column with the process's cgroup (container) path.
     #[arg(long)]
     cgroup: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
+    /// Output format: text, json (docs/json.md) or ecs (Elastic Common Schema, docs/ecs.md).
+    #[arg(long, value_enum, default_value_t = ProcFormat::Text)]
+    format: ProcFormat,
+    /// Text: indent each process under its parent.
+    #[arg(long)]
+    tree: bool,
+    /// Only this process and its descendants, present and future, also when reparented (a pid, an entity id,
+    /// or a name: comm, executable path or file name; repeatable).
+    #[arg(long = "descendants-of", value_name = "PID|NAME")]
+    descendants_of: Vec<ProcessRef>,
+    /// Not this process nor its descendants (as --descendants-of; repeatable).
+    #[arg(long = "exclude-descendants-of", value_name = "PID|NAME")]
+    exclude_descendants_of: Vec<ProcessRef>,
+    /// Only processes in this container (full id or prefix; repeatable).
+    #[arg(long = "container", value_name = "ID")]
+    containers: Vec<String>,
+    /// Only processes in this systemd unit or slice (`nginx` means `nginx.service`; repeatable).
+    #[arg(long = "unit", value_name = "NAME")]
+    units: Vec<String>,
     /// Read nothing from /proc: no names, command lines, uids or cgroups beyond what events carry (entity ids then
-    /// come from the events).
+    /// come from the events; not with the tree filters).
     #[arg(long)]
     no_enrich: bool,
     /// Filter in userspace even when the kernel (6.6+) could (keeps exact per-CPU loss counts).
@@ -108,13 +124,25 @@ pub(crate) struct ProcArgs {
     /// How long to wait for the kernel to acknowledge the subscription.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     ack_timeout: Duration,
-    /// Also record what the monitor receives and reads to this pcapng file (see `cnlink record`).
+    /// Also record what the monitor receives and reads to this pcapng file (see `cnlink record`); times are
+    /// then printed with the clocks as recorded, so that `cnlink replay` prints the same.
     #[arg(long, value_name = "FILE")]
     pub(crate) record: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) rotation: RecordArgs,
     #[command(flatten)]
     service: ServiceArgs,
+}
+
+/// Output formats of `cnlink proc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ProcFormat {
+    /// Human-readable text.
+    Text,
+    /// JSON Lines: one object per line (see docs/json.md).
+    Json,
+    /// Elastic Common Schema documents, one per line (see docs/ecs.md).
+    Ecs,
 }
 
 /// A uid given as a number or a user name (looked up through NSS: /etc/passwd, LDAP, sssd, ...).
@@ -126,9 +154,35 @@ fn resolve_uid(u: &str) -> anyhow::Result<u32> {
 }
 
 impl ProcArgs {
-    /// The output format.
-    pub(crate) fn format(&self) -> Format {
-        self.format
+    /// The output format of a recording of `cnlink listen` (text or JSON: ECS and the tree are views of process
+    /// events).
+    pub(crate) fn listen_format(&self) -> anyhow::Result<Format> {
+        if self.tree {
+            bail!("--tree shows process events: this is a recording of `cnlink listen`");
+        }
+        Ok(match self.format {
+            ProcFormat::Text => Format::Text,
+            ProcFormat::Json => Format::Json,
+            ProcFormat::Ecs => bail!("--format ecs shows process events: this is a recording of `cnlink listen`"),
+        })
+    }
+
+    /// The tree filters (`--descendants-of`, `--exclude-descendants-of`, `--container`, `--unit`).
+    fn tree_filter(&self) -> anyhow::Result<TreeFilter> {
+        let bad = self.containers.iter().find(|c| c.is_empty() || !c.bytes().all(|b| b.is_ascii_hexdigit()));
+        if let Some(c) = bad {
+            bail!("--container {c:?}: a container id is hex digits (a full id or a prefix)");
+        }
+        let mut f = TreeFilter::default()
+            .descendants_of(self.descendants_of.iter().cloned())
+            .exclude_descendants_of(self.exclude_descendants_of.iter().cloned());
+        for c in &self.containers {
+            f = f.container(c);
+        }
+        for u in &self.units {
+            f = f.unit(u);
+        }
+        Ok(f)
     }
 }
 
@@ -151,9 +205,26 @@ pub(crate) fn config(a: ProcArgs, command: &'static str) -> anyhow::Result<Confi
             eprintln!("cnlink: warning: no real-time scheduling ({e}; -r needs CAP_SYS_NICE); going on without it");
         }
     }
+    if a.tree && a.format != ProcFormat::Text {
+        bail!("--tree is a text view: it cannot be combined with --format json or ecs");
+    }
+    let tree_filter = a.tree_filter()?;
+    let mut filters = Config::process_filter({
+        let f = ProcFilter::new().pids(&a.pids, a.descendants).names(&a.names).uids(&uids);
+        match a.pgrp {
+            Some(g) => f.pgrp(g),
+            None => f,
+        }
+    });
+    let tree_filtered = tree_filter.is_active();
+    if tree_filtered {
+        filters.push(Box::new(tree_filter) as Box<dyn RecordFilter>);
+    }
     let cfg = Config {
         selection,
         format: a.format,
+        tree: a.tree,
+        tree_filtered,
         enrich: !a.no_enrich,
         style: NameStyle { comm: a.comm, strip_dir: a.strip_dir, short: a.short },
         columns: Columns { extra: a.extra || a.everything, glyphs: a.glyphs || a.everything, cgroup: a.cgroup },
@@ -161,13 +232,7 @@ pub(crate) fn config(a: ProcArgs, command: &'static str) -> anyhow::Result<Confi
         quiet: a.quiet,
         stats: a.stats || a.everything || a.quiet,
         duration: a.duration,
-        filters: Config::process_filter({
-            let f = ProcFilter::new().pids(&a.pids, a.descendants).names(&a.names).uids(&uids);
-            match a.pgrp {
-                Some(g) => f.pgrp(g),
-                None => f,
-            }
-        }),
+        filters,
         rcvbuf: a.rcvbuf,
         batch_latency: a.batch_latency,
         queue: a.queue,

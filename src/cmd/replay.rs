@@ -23,10 +23,11 @@ use crate::monitor;
 
 /// Show a recording again.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Takes the output options of `cnlink proc` (formats, -e, filters, -S, ...): with the \
-options the recording was made with, the output is the one `cnlink proc` printed live, the time column included \
-(it comes from the recording). Other filters and event lists apply at replay time; what the recording lacks (an \
-event kind not subscribed to, /proc reads the live monitor did not make) is absent or marked unavailable. A \
+#[command(after_help = "Takes the output options of `cnlink proc` (formats, ECS, --tree, -e, filters, the tree \
+filters, -S, ...): with the options the recording was made with, the output is the one `cnlink proc` printed \
+live, the time column and ECS's @timestamp and host.name included (they come from the recording). Other filters \
+and event lists apply at replay time; what the recording lacks (an event kind not subscribed to, /proc reads the \
+live monitor did not make) is absent or marked unavailable. A \
 recording of `cnlink listen` is printed as `cnlink listen` printed it (--format).\n\nA file that is damaged \
 (truncated, corrupted) is read up to the damage, which is reported on stderr with its byte offset; the next files \
 are read too. Exit status: 0 when every file was read whole, 1 when some file was damaged, unreadable, or had \
@@ -70,6 +71,8 @@ impl FromStr for Speed {
 pub(crate) struct Replay {
     /// `realtime - monotonic` when the recording started: the time column's clock.
     pub(crate) offset: i64,
+    /// The recorded host's name (ECS `host.name`).
+    pub(crate) host_name: Option<String>,
     events: ReplayEvents,
     proc: RecordedProc,
     host: Option<HostIdentity>,
@@ -176,6 +179,7 @@ pub(crate) fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     });
     let replay = Replay {
         offset: head.offset(),
+        host_name: head.host.as_ref().map(|h| h.hostname.clone()),
         events,
         proc: RecordedProc::new(answers),
         host: session_host(&session),
@@ -203,7 +207,7 @@ fn first_idx(datagram: &[u8]) -> Option<u32> {
 /// kept (the kernel or not); the kernel's credentials and group are restored, a userspace sender's are not.
 fn listen(a: &ReplayArgs, problems: &Problems) -> anyhow::Result<()> {
     let mut core = ClientCore::new(NlAddr::KERNEL, MatchRule::Documented, Trust::Anyone, 0);
-    let mut printer = Printer::new(a.proc.format());
+    let mut printer = Printer::new(a.proc.listen_format()?);
     let mut out = std::io::stdout().lock();
     let mut overruns = 0;
     for input in inputs(&a.files, a.speed, problems) {

@@ -147,7 +147,7 @@ fn wrong_types_and_values_are_reported_by_the_flags_own_parser() {
         assert!(e.starts_with(&format!("{path}:{want}")), "{text:?}: got {e:?}, want {want:?}");
     }
     let (e, _) = config_error(&["proc", "--config", "FILE"], "[proc]\nformat = \"xml\"\n");
-    assert!(e.contains("[possible values: text, json]"), "{e}");
+    assert!(e.contains("[possible values: text, json, ecs]"), "{e}");
 }
 
 #[test]

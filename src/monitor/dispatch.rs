@@ -2,7 +2,7 @@
 
 use std::io;
 
-use cnlink_procmon::{EventKind, MonitorItem};
+use cnlink_procmon::{EventKind, MonitorItem, ProcessTable};
 
 use super::output::Outputs;
 use super::stats::Names;
@@ -15,8 +15,9 @@ pub(crate) struct Dispatch {
 }
 
 impl Dispatch {
-    /// Handles the items of one batch, then flushes the outputs.
-    pub(crate) fn items(&mut self, items: &[MonitorItem]) -> io::Result<()> {
+    /// Handles the items of one batch, then flushes the outputs; `table` is the monitor's process table after
+    /// the batch.
+    pub(crate) fn items(&mut self, items: &[MonitorItem], table: Option<&ProcessTable>) -> io::Result<()> {
         self.outputs.batch_start();
         for item in items {
             match item {
@@ -24,7 +25,7 @@ impl Dispatch {
                     if let Some(n) = &mut self.names {
                         n.count(EventKind::of(&rec.event.data), rec.process.as_ref().map(|p| &p.program.name));
                     }
-                    self.outputs.record(rec)?;
+                    self.outputs.record(rec, table)?;
                 }
                 // A loss of exactly nothing says nothing.
                 MonitorItem::Lost(l) if l.exact && l.count == Some(0) => {}

@@ -35,20 +35,54 @@ pub(crate) struct Columns {
     pub(crate) cgroup: bool,
 }
 
-/// Where the time column's offset from the kernel's clock to local time comes from.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Clock {
-    /// Computed by this function once per batch (it moves across a suspend, a clock step, a time zone change).
-    Live(fn() -> i128),
-    /// Fixed (a replay: from the recording's clocks).
-    Fixed(i128),
+/// What turns a kernel timestamp (`CLOCK_MONOTONIC`, ns) into wall-clock time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Offsets {
+    /// `CLOCK_REALTIME - CLOCK_MONOTONIC`: to UTC (ECS `@timestamp`).
+    pub(crate) utc_ns: i128,
+    /// The local time zone's offset from UTC (the time column of the text views).
+    pub(crate) tz_ns: i128,
 }
 
-/// What the text writer takes from the machine.
+impl Offsets {
+    /// This machine's now: they move across a suspend, a clock step, a time zone change.
+    pub(crate) fn now() -> Offsets {
+        use rustix::time::{clock_gettime, ClockId};
+        let ns = |t: rustix::time::Timespec| t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128;
+        let utc_ns = ns(clock_gettime(ClockId::Realtime)) - ns(clock_gettime(ClockId::Monotonic));
+        Offsets { utc_ns, tz_ns: tz_offset_ns() }
+    }
+
+    /// From the kernel's clock to local time.
+    pub(crate) fn local_ns(self) -> i128 {
+        self.utc_ns + self.tz_ns
+    }
+}
+
+/// Where the writers' offsets from the kernel's clock to wall-clock time come from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Clock {
+    /// Read by this function once per batch ([`Offsets::now`] live).
+    Live(fn() -> Offsets),
+    /// Fixed: a recording's clocks (a replay, and the live run that records, so that both print the same).
+    Fixed(Offsets),
+}
+
+impl Clock {
+    /// The offsets now.
+    pub(crate) fn offsets(&self) -> Offsets {
+        match *self {
+            Clock::Live(f) => f(),
+            Clock::Fixed(o) => o,
+        }
+    }
+}
+
+/// What the writers take from the machine (text, the tree view, and the ECS output's clock).
 pub(crate) struct TextEnv {
     /// The pid column's width.
     pub(crate) pid_width: usize,
-    /// The time column's clock.
+    /// The clock of the time column and of ECS's `@timestamp`.
     pub(crate) clock: Clock,
     /// A user's name by uid.
     pub(crate) user_name: Box<dyn Fn(u32) -> Option<Vec<u8>>>,
@@ -67,7 +101,7 @@ impl TextEnv {
             std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|s| s.trim().parse::<u64>().ok());
         TextEnv {
             pid_width: pid_max.map_or(7, |m| m.to_string().len()).max(5),
-            clock: Clock::Live(local_offset_ns),
+            clock: Clock::Live(Offsets::now),
             user_name: Box::new(crate::sys::user_name),
         }
     }
@@ -88,16 +122,6 @@ pub(crate) struct Human {
 /// The most user names remembered.
 const USER_CACHE: usize = 4096;
 
-/// `CLOCK_REALTIME - CLOCK_MONOTONIC` plus the local time zone's offset now, in ns: what turns a kernel timestamp
-/// into local wall-clock time. It changes when the machine resumes from suspend (the monotonic clock stops), when
-/// the clock is stepped, and at daylight-saving changes.
-fn local_offset_ns() -> i128 {
-    use rustix::time::{clock_gettime, ClockId};
-    let ns = |t: rustix::time::Timespec| t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128;
-    let real_minus_mono = ns(clock_gettime(ClockId::Realtime)) - ns(clock_gettime(ClockId::Monotonic));
-    real_minus_mono + tz_offset_ns()
-}
-
 /// The local time zone's offset from UTC now, in ns.
 pub(crate) fn tz_offset_ns() -> i128 {
     chrono::Local::now().offset().local_minus_utc() as i128 * 1_000_000_000
@@ -105,21 +129,23 @@ pub(crate) fn tz_offset_ns() -> i128 {
 
 impl Human {
     pub(crate) fn new(style: NameStyle, cols: Columns, env: TextEnv) -> Self {
-        let mono_to_local_ns = match env.clock {
-            Clock::Live(f) => f(),
-            Clock::Fixed(o) => o,
-        };
+        let mono_to_local_ns = env.clock.offsets().local_ns();
         Human { style, cols, env, mono_to_local_ns, users: RefCell::new(HashMap::new()) }
     }
 
     /// Recomputes the offset from kernel timestamps to local time; called once per batch of events.
     pub(crate) fn resync_clock(&mut self) {
         if let Clock::Live(f) = self.env.clock {
-            self.mono_to_local_ns = f();
+            self.mono_to_local_ns = f().local_ns();
         }
     }
 
     pub(crate) fn header(&self, out: &mut Vec<u8>) {
+        self.header_named(out, "Process");
+    }
+
+    /// The header line, with `last` over the name column.
+    pub(crate) fn header_named(&self, out: &mut Vec<u8>, last: &str) {
         let _ = write!(
             out,
             "Time     {}Event {:>w$} ",
@@ -134,10 +160,11 @@ impl Human {
         if self.cols.cgroup {
             let _ = write!(out, "{:<24} ", "Cgroup");
         }
-        let _ = writeln!(out, "Process");
+        let _ = writeln!(out, "{last}");
     }
 
-    fn time(&self, out: &mut Vec<u8>, ts: u64) {
+    /// The time column.
+    pub(crate) fn time(&self, out: &mut Vec<u8>, ts: u64) {
         let local = (ts as i128 + self.mono_to_local_ns).max(0) / 1_000_000_000;
         let day = (local % 86_400) as u32;
         let _ = write!(out, "{:02}:{:02}:{:02} ", day / 3600, day / 60 % 60, day % 60);
@@ -159,7 +186,15 @@ impl Human {
     }
 
     /// One line up to the Info column.
-    fn lead(&self, out: &mut Vec<u8>, ts: u64, glyph: &str, name: &str, pid: i32, info: Option<&ProcessInfo>) {
+    pub(crate) fn lead(
+        &self,
+        out: &mut Vec<u8>,
+        ts: u64,
+        glyph: &str,
+        name: &str,
+        pid: i32,
+        info: Option<&ProcessInfo>,
+    ) {
         self.time(out, ts);
         if self.cols.glyphs {
             let _ = write!(out, "{glyph} ");
@@ -178,14 +213,19 @@ impl Human {
 
     /// Info, duration, cgroup and process name, then the suffix and the newline.
     fn tail(&self, out: &mut Vec<u8>, info_col: &str, lifetime: Option<u64>, info: Option<&ProcessInfo>, suffix: &str) {
+        self.middle(out, info_col, lifetime, info);
+        self.name(out, info);
+        let _ = writeln!(out, "{suffix}");
+    }
+
+    /// The Info, Duration and Cgroup columns.
+    pub(crate) fn middle(&self, out: &mut Vec<u8>, info_col: &str, lifetime: Option<u64>, info: Option<&ProcessInfo>) {
         let dur = lifetime.map(|l| format!("{:.3}s", l as f64 / 1e9)).unwrap_or_default();
         let _ = write!(out, "{info_col:<7} {dur:>8} ");
         if self.cols.cgroup {
             let cg = info.and_then(|i| i.cgroup.as_ref()).map_or(&[][..], |c| c.path.as_bytes());
             let _ = write!(out, "{:<24} ", cnlink::wire::Escaped(cg));
         }
-        self.name(out, info);
-        let _ = writeln!(out, "{suffix}");
     }
 
     /// The process name as the options ask: the command line (argv, escaped), or the comm.
@@ -323,7 +363,7 @@ impl Human {
 }
 
 /// The signal's name from this platform's numbering (`libc::SIG*`), else `SIG<n>` (real-time signals included).
-fn signal_name(sig: u8) -> String {
+pub(crate) fn signal_name(sig: u8) -> String {
     const NAMES: &[(libc::c_int, &str)] = &[
         (libc::SIGHUP, "SIGHUP"),
         (libc::SIGINT, "SIGINT"),

@@ -1,7 +1,8 @@
-//! `cnlink proc` on the process model (`cnlink_procmon::Monitor`): the library receives, enriches and filters;
-//! this module runs it until told to stop, hands each item to the outputs ([`output`]: text in forkstat's
-//! columns ([`human`]), the native JSON ([`json`]), and room for others), keeps the `-S` statistics
-//! ([`stats`]), and reports to the service manager and the metrics endpoint.
+//! `cnlink proc` on the process model (`cnlink_procmon::Monitor`): the library receives, enriches and filters
+//! (the tree filters too: `cnlink_procmon::TreeFilter`); this module runs it until told to stop, hands each
+//! item to the outputs ([`output`]: text in forkstat's columns ([`human`]), the tree view ([`tree`]), the
+//! native JSON ([`json`]), ECS documents (`cnlink_procmon::ecs`), and room for others), keeps the `-S`
+//! statistics ([`stats`]), and reports to the service manager and the metrics endpoint.
 
 pub(crate) mod dispatch;
 pub(crate) mod human;
@@ -10,6 +11,7 @@ pub(crate) mod output;
 pub(crate) mod stats;
 #[cfg(test)]
 mod testkit;
+pub(crate) mod tree;
 pub(crate) mod tty;
 
 use std::io::Write;
@@ -18,24 +20,28 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use cnlink_procmon::{Monitor, MonitorBuilder, ProcFilter, RecordFilter, Selection, TableConfig};
 
-use crate::cmd::Format;
+use crate::cmd::proc::ProcFormat;
 use crate::service::daemon::Daemon;
 use crate::service::metrics::Metrics;
 use crate::service::reports;
 use dispatch::Dispatch;
-use human::{Columns, NameStyle, TextEnv};
+use human::{Clock, Columns, NameStyle, Offsets, TextEnv};
 use json::JsonWriter;
-use output::{Outputs, TerminalStyle};
+use output::{EcsHost, Outputs, TerminalStyle, View};
 use stats::{Names, Summary};
 
 /// Everything `cnlink proc` was asked to do.
 #[derive(Debug)]
 pub(crate) struct Config {
     pub(crate) selection: Selection,
-    pub(crate) format: Format,
+    pub(crate) format: ProcFormat,
+    /// `--tree` (with the text format).
+    pub(crate) tree: bool,
+    /// Whether `filters` holds the tree filters, which need the process table from `/proc`.
+    pub(crate) tree_filtered: bool,
     pub(crate) enrich: bool,
     pub(crate) style: NameStyle,
     pub(crate) columns: Columns,
@@ -43,7 +49,8 @@ pub(crate) struct Config {
     pub(crate) quiet: bool,
     pub(crate) stats: bool,
     pub(crate) duration: Option<Duration>,
-    /// The filters run on every record, in order (`--pid`, `--name`, `--uid`, `-p` first).
+    /// The filters run on every record, in order (`--pid`, `--name`, `--uid`, `-p` first, then the tree
+    /// filters).
     pub(crate) filters: Vec<Box<dyn RecordFilter>>,
     pub(crate) rcvbuf: usize,
     pub(crate) batch_latency: Duration,
@@ -112,13 +119,21 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing the signal handler")?;
     }
+    if cfg.tree_filtered && !cfg.enrich {
+        bail!(
+            "--descendants-of, --exclude-descendants-of, --container and --unit need the process table from /proc: \
+             not with --no-enrich, nor on a recording made with it"
+        );
+    }
     let (mut daemon, metrics) = Daemon::start(cfg.metrics, Metrics::proc)?;
     let mut builder = cfg.builder();
     let mut env = TextEnv::live();
     let replay = cfg.replay.take();
     let mut host_info = None;
+    let mut host_name = None;
     if let Some(r) = replay {
-        env.clock = human::Clock::Fixed(i128::from(r.offset) + human::tz_offset_ns());
+        env.clock = Clock::Fixed(Offsets { utc_ns: i128::from(r.offset), tz_ns: human::tz_offset_ns() });
+        host_name = r.host_name.clone();
         builder = r.setup(builder);
     } else if cfg.record.is_some() {
         let host = cnlink_procmon::HostIdentity::read().context("reading the host identity")?;
@@ -139,13 +154,27 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
         (Some(to), Some(rec)) => Some(crate::record::monitor(to, &mon, cfg.enrich, host_info, rec)?),
         _ => None,
     };
+    if let Some(r) = &recording {
+        // The clocks as recorded, so that a replay prints the times this run prints.
+        env.clock = Clock::Fixed(Offsets { utc_ns: i128::from(r.clock_offset()), tz_ns: human::tz_offset_ns() });
+    }
 
     let mut outputs = Outputs::default();
     if !cfg.quiet {
         let look = TerminalStyle { style: cfg.style, columns: cfg.columns, line_buffered: cfg.line_buffered };
-        outputs.push(output::terminal(cfg.format, look, env, std::io::stdout())?);
+        let view = match (cfg.format, cfg.tree) {
+            (ProcFormat::Text, false) => View::Text,
+            (ProcFormat::Text, true) => View::Tree,
+            (ProcFormat::Json, _) => View::Json,
+            (ProcFormat::Ecs, _) => {
+                let name =
+                    host_name.unwrap_or_else(|| rustix::system::uname().nodename().to_string_lossy().into_owned());
+                View::Ecs(EcsHost { identity: mon.table().host().clone(), name })
+            }
+        };
+        outputs.push(output::terminal(view, look, env, std::io::stdout())?);
     }
-    let names = (cfg.stats && cfg.format == Format::Text).then(Names::default);
+    let names = (cfg.stats && cfg.format == ProcFormat::Text).then(Names::default);
     let mut glue = Dispatch { outputs, names };
     let started = Instant::now();
     let deadline = cfg.duration.map(|d| started + d);
@@ -164,10 +193,10 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
         items.clear();
         if let Err(e) = mon.recv(&mut items, Some(wait.min(Duration::from_millis(200)))) {
             // What came before the failure is still shown.
-            glue.items(&items)?;
+            glue.items(&items, Some(mon.table()))?;
             break Err(e.into());
         }
-        glue.items(&items)?;
+        glue.items(&items, Some(mon.table()))?;
     };
     daemon.stopping();
     mon.stop();
@@ -176,7 +205,7 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
         while !mon.is_finished() {
             items.clear();
             mon.recv(&mut items, Some(Duration::ZERO))?;
-            glue.items(&items)?;
+            glue.items(&items, Some(mon.table()))?;
         }
     }
     result?;
@@ -191,8 +220,9 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
         };
         let mut out = std::io::stdout().lock();
         match cfg.format {
-            Format::Text => summary.text(&mut out)?,
-            Format::Json => {
+            ProcFormat::Text => summary.text(&mut out)?,
+            // ECS too: the native JSON's stats object (docs/ecs.md).
+            ProcFormat::Json | ProcFormat::Ecs => {
                 let mut w = JsonWriter::new();
                 summary.json(&mut w);
                 out.write_all(w.bytes())?;

@@ -1,14 +1,15 @@
-//! Where records and losses go: the [`Output`] trait, the terminal outputs (text, native JSON), and
-//! [`Outputs`], which hands each record to every output, with its native JSON made once for all that want it
-//! (a sink publishes exactly those bytes).
+//! Where records and losses go: the [`Output`] trait, the terminal outputs (text, the tree view, native JSON,
+//! ECS), and [`Outputs`], which hands each record to every output, with its native JSON made once for all that
+//! want it (a sink publishes exactly those bytes).
 
 use std::io::{self, Write};
 
-use cnlink_procmon::{LostEvents, ProcRecord};
+use cnlink_procmon::ecs::EcsWriter;
+use cnlink_procmon::{HostIdentity, LostEvents, ProcRecord, ProcessTable};
 
-use super::human::{Columns, Human, NameStyle, TextEnv};
+use super::human::{Clock, Columns, Human, NameStyle, TextEnv};
 use super::json::{self, Fragments, JsonWriter};
-use crate::cmd::Format;
+use super::tree::TreeView;
 
 /// A consumer of the monitor's records and losses.
 pub(crate) trait Output {
@@ -22,6 +23,13 @@ pub(crate) trait Output {
 
     /// One record; `json` is its native JSON line when some output wants it, else empty.
     fn record(&mut self, rec: &ProcRecord, json: &[u8]) -> io::Result<()>;
+
+    /// One record, with the monitor's process table as it stands after the batch (`None` where there is
+    /// none), for outputs that look beyond the record; by default [`Output::record`].
+    fn record_with_table(&mut self, rec: &ProcRecord, json: &[u8], table: Option<&ProcessTable>) -> io::Result<()> {
+        let _ = table;
+        self.record(rec, json)
+    }
 
     /// One loss; `json` as for records.
     fn lost(&mut self, lost: &LostEvents, json: &[u8]) -> io::Result<()>;
@@ -118,6 +126,72 @@ impl<W: Write> JsonOutput<W> {
     }
 }
 
+/// `--tree`: the text columns, each process indented under its parent.
+struct TreeOutput<W: Write> {
+    term: Terminal<W>,
+    tree: TreeView,
+}
+
+impl<W: Write> Output for TreeOutput<W> {
+    fn batch_start(&mut self) {
+        self.tree.resync_clock();
+    }
+
+    fn record(&mut self, rec: &ProcRecord, json: &[u8]) -> io::Result<()> {
+        self.record_with_table(rec, json, None)
+    }
+
+    fn record_with_table(&mut self, rec: &ProcRecord, _: &[u8], table: Option<&ProcessTable>) -> io::Result<()> {
+        self.tree.event(&mut self.term.buf, rec, table);
+        self.tree.forget(rec);
+        self.term.line_done()
+    }
+
+    fn lost(&mut self, lost: &LostEvents, _: &[u8]) -> io::Result<()> {
+        self.tree.lost(&mut self.term.buf, lost);
+        self.term.line_done()
+    }
+
+    fn batch_end(&mut self, _: &[u8]) -> io::Result<()> {
+        self.term.flush()
+    }
+}
+
+/// `--format ecs`: Elastic Common Schema documents.
+struct EcsOutput<W: Write> {
+    term: Terminal<W>,
+    ecs: EcsWriter,
+    clock: Clock,
+}
+
+impl<W: Write> EcsOutput<W> {
+    fn line_done(&mut self) -> io::Result<()> {
+        self.term.buf.extend_from_slice(self.ecs.bytes());
+        self.ecs.clear();
+        self.term.line_done()
+    }
+}
+
+impl<W: Write> Output for EcsOutput<W> {
+    fn batch_start(&mut self) {
+        self.ecs.set_realtime_offset(self.clock.offsets().utc_ns);
+    }
+
+    fn record(&mut self, rec: &ProcRecord, _: &[u8]) -> io::Result<()> {
+        self.ecs.record(rec);
+        self.line_done()
+    }
+
+    fn lost(&mut self, lost: &LostEvents, _: &[u8]) -> io::Result<()> {
+        self.ecs.loss(lost);
+        self.line_done()
+    }
+
+    fn batch_end(&mut self, _: &[u8]) -> io::Result<()> {
+        self.term.flush()
+    }
+}
+
 /// How the terminal output looks.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TerminalStyle {
@@ -126,24 +200,56 @@ pub(crate) struct TerminalStyle {
     pub(crate) line_buffered: bool,
 }
 
-/// The terminal output of `format` on `out`, with its header (text) already written.
+/// The host ECS documents name.
+#[derive(Debug, Clone)]
+pub(crate) struct EcsHost {
+    /// Its machine id and boot id (those the entity ids derive from).
+    pub(crate) identity: HostIdentity,
+    /// Its name (`uname -n`; a replay: the recorded one).
+    pub(crate) name: String,
+}
+
+/// What the terminal shows.
+#[derive(Debug, Clone)]
+pub(crate) enum View {
+    /// Text in forkstat's columns.
+    Text,
+    /// The text columns as a tree (`--tree`).
+    Tree,
+    /// The native JSON (docs/json.md).
+    Json,
+    /// ECS documents (docs/ecs.md) about this host.
+    Ecs(EcsHost),
+}
+
+/// The terminal output of `view` on `out`, with its header (text, tree) already written.
 pub(crate) fn terminal<W: Write + 'static>(
-    format: Format,
+    view: View,
     look: TerminalStyle,
     env: TextEnv,
     mut out: W,
 ) -> io::Result<Box<dyn Output>> {
     let term = |out| Terminal { out, buf: Vec::with_capacity(1 << 16), line_buffered: look.line_buffered };
-    Ok(match format {
-        Format::Text => {
+    let mut header = Vec::new();
+    let write_header = |out: &mut W, header: &[u8]| out.write_all(header).and_then(|()| out.flush());
+    Ok(match view {
+        View::Text => {
             let human = Human::new(look.style, look.columns, env);
-            let mut header = Vec::new();
             human.header(&mut header);
-            out.write_all(&header)?;
-            out.flush()?;
+            write_header(&mut out, &header)?;
             Box::new(TextOutput { term: term(out), human })
         }
-        Format::Json => Box::new(JsonOutput { term: term(out) }),
+        View::Tree => {
+            let tree = TreeView::new(look.style, look.columns, env);
+            tree.header(&mut header);
+            write_header(&mut out, &header)?;
+            Box::new(TreeOutput { term: term(out), tree })
+        }
+        View::Json => Box::new(JsonOutput { term: term(out) }),
+        View::Ecs(host) => {
+            let ecs = EcsWriter::new(&host.identity).host_name(&host.name);
+            Box::new(EcsOutput { term: term(out), ecs, clock: env.clock })
+        }
     })
 }
 
@@ -173,7 +279,8 @@ impl Outputs {
         }
     }
 
-    pub(crate) fn record(&mut self, rec: &ProcRecord) -> io::Result<()> {
+    /// One record to every output; `table` is the monitor's process table after the batch, if there is one.
+    pub(crate) fn record(&mut self, rec: &ProcRecord, table: Option<&ProcessTable>) -> io::Result<()> {
         self.bound()?;
         let start = self.json.bytes().len();
         if self.want_json {
@@ -181,7 +288,7 @@ impl Outputs {
         }
         let line = &self.json.bytes()[start..];
         for o in &mut self.list {
-            o.record(rec, line)?;
+            o.record_with_table(rec, line, table)?;
         }
         Ok(())
     }
@@ -226,7 +333,7 @@ mod tests {
     use cnlink_procmon::{LossCause, LostEvents};
 
     use super::*;
-    use crate::monitor::human::{Clock, TextEnv};
+    use crate::monitor::human::{Clock, Offsets, TextEnv};
     use crate::monitor::testkit::{handle, machine, TICK};
 
     /// A writer whose bytes the test can see, counting writes.
@@ -247,14 +354,18 @@ mod tests {
     }
 
     fn env() -> TextEnv {
-        TextEnv { pid_width: 5, clock: Clock::Fixed(0), user_name: Box::new(|_| None) }
+        TextEnv { pid_width: 5, clock: Clock::Fixed(Offsets::default()), user_name: Box::new(|_| None) }
     }
 
-    fn outputs(format: Format, line_buffered: bool) -> (Outputs, Shared) {
+    fn outputs(view: View, line_buffered: bool) -> (Outputs, Shared) {
+        outputs_with(view, line_buffered, env())
+    }
+
+    fn outputs_with(view: View, line_buffered: bool, env: TextEnv) -> (Outputs, Shared) {
         let out = Shared::default();
         let look = TerminalStyle { style: NameStyle::default(), columns: Columns::default(), line_buffered };
         let mut o = Outputs::default();
-        o.push(terminal(format, look, env(), out.clone()).unwrap());
+        o.push(terminal(view, look, env, out.clone()).unwrap());
         (o, out)
     }
 
@@ -264,9 +375,9 @@ mod tests {
         let rec = handle(&mut t, &mut fake, TICK, EventData::Exec { process_pid: 100, process_tgid: 100 });
         let lost = LostEvents::exact(LossCause::Queue, 3, 5);
         for line_buffered in [false, true] {
-            let (mut o, out) = outputs(Format::Json, line_buffered);
+            let (mut o, out) = outputs(View::Json, line_buffered);
             o.batch_start();
-            o.record(&rec).unwrap();
+            o.record(&rec, None).unwrap();
             o.lost(&lost).unwrap();
             let written = out.0.borrow().0.len();
             assert_eq!(written > 0, line_buffered, "lines wait for the batch's end unless line-buffered");
@@ -282,12 +393,12 @@ mod tests {
     #[test]
     fn a_long_batch_is_written_in_parts_and_whole() {
         let (mut t, mut fake) = machine();
-        let (mut o, out) = outputs(Format::Json, false);
+        let (mut o, out) = outputs(View::Json, false);
         o.batch_start();
         let n = 2000;
         for i in 0..n {
             let data = EventData::Fork { parent_pid: 100, parent_tgid: 100, child_pid: 101 + i, child_tgid: 100 };
-            o.record(&handle(&mut t, &mut fake, TICK, data)).unwrap();
+            o.record(&handle(&mut t, &mut fake, TICK, data), None).unwrap();
         }
         o.batch_end().unwrap();
         let (bytes, writes) = out.0.borrow().clone();
@@ -299,12 +410,78 @@ mod tests {
     #[test]
     fn text_starts_with_its_header() {
         let (mut t, mut fake) = machine();
-        let (mut o, out) = outputs(Format::Text, false);
+        let (mut o, out) = outputs(View::Text, false);
         o.batch_start();
-        o.record(&handle(&mut t, &mut fake, TICK, EventData::Exec { process_pid: 100, process_tgid: 100 })).unwrap();
+        o.record(&handle(&mut t, &mut fake, TICK, EventData::Exec { process_pid: 100, process_tgid: 100 }), None)
+            .unwrap();
         o.batch_end().unwrap();
         let text = String::from_utf8(out.0.borrow().0.clone()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("Time") && lines[1].contains(" exec ") && lines[1].ends_with("bash"), "{text}");
+    }
+
+    /// 2026-11-28T12:00:00Z minus one tick on the monotonic clock, and a time zone two hours east.
+    const CLOCK: Offsets = Offsets { utc_ns: 1_795_867_200_000_000_000 - TICK as i128, tz_ns: 7_200_000_000_000 };
+
+    fn fork(parent: i32, child: i32) -> EventData {
+        EventData::Fork { parent_pid: parent, parent_tgid: parent, child_pid: child, child_tgid: child }
+    }
+
+    #[test]
+    fn ecs_documents_take_the_text_writers_clock() {
+        let (mut t, mut fake) = machine();
+        let host = HostIdentity::new("0123456789abcdef0123456789abcdef", "ba9c04d6-63df-4a14-bbdd-20583d11a1b5");
+        let view = View::Ecs(EcsHost { identity: host, name: "web-1".into() });
+        let clocked = TextEnv { clock: Clock::Fixed(CLOCK), ..env() };
+        let (mut o, out) = outputs_with(view, false, clocked);
+        o.batch_start();
+        o.record(&handle(&mut t, &mut fake, TICK, EventData::Exec { process_pid: 100, process_tgid: 100 }), None)
+            .unwrap();
+        o.lost(&LostEvents::exact(LossCause::Queue, 3, 2 * TICK)).unwrap();
+        o.batch_end().unwrap();
+        let text = String::from_utf8(out.0.borrow().0.clone()).unwrap();
+        let docs: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(docs.len(), 2, "{text}");
+        assert_eq!(docs[0]["@timestamp"], "2026-11-28T12:00:00.000000000Z", "UTC, without the time zone");
+        assert_eq!(
+            (docs[0]["event"]["action"].as_str(), docs[0]["host"]["name"].as_str()),
+            (Some("exec"), Some("web-1"))
+        );
+        assert_eq!(docs[1]["@timestamp"], "2026-11-28T12:00:00.010000000Z");
+        assert_eq!(
+            docs[1]["cnlink"]["loss"],
+            serde_json::json!({"count": 3, "exact": true, "cause": "queue_overflow"})
+        );
+    }
+
+    #[test]
+    fn the_tree_view_has_its_header_the_local_time_and_the_tables_ancestry() {
+        for with_table in [true, false] {
+            let (mut t, mut fake) = machine();
+            let clocked = TextEnv { clock: Clock::Fixed(CLOCK), ..env() };
+            let (mut o, out) = outputs_with(View::Tree, false, clocked);
+            o.batch_start();
+            let exec = handle(&mut t, &mut fake, TICK, EventData::Exec { process_pid: 100, process_tgid: 100 });
+            o.record(&exec, with_table.then_some(&t)).unwrap();
+            // 101 is never shown; its child's fork names only 101: the table finds the shell above it.
+            let _ = handle(&mut t, &mut fake, 2 * TICK, fork(100, 101));
+            let child = handle(&mut t, &mut fake, 3 * TICK, fork(101, 102));
+            o.record(&child, with_table.then_some(&t)).unwrap();
+            o.lost(&LostEvents::exact(LossCause::Queue, 3, 4 * TICK)).unwrap();
+            o.batch_end().unwrap();
+            let text = String::from_utf8(out.0.borrow().0.clone()).unwrap();
+            let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+            let child = if with_table { "└ bash (parent 101 bash)" } else { "bash (parent 101 bash)" };
+            assert_eq!(
+                lines,
+                [
+                    "Time     Event   PID Info    Duration Process tree",
+                    "14:00:00 exec    100                  bash (parent 1 init)",
+                    &format!("14:00:00 fork    102                  {child}"),
+                    "14:00:00 lost      - 3 events lost (queue_overflow)",
+                ],
+                "{text}"
+            );
+        }
     }
 }

@@ -174,6 +174,8 @@ impl Input for MonitorInput {
 pub(crate) struct MonitorRecording {
     recording: writer::Recording,
     command: &'static str,
+    /// `realtime - monotonic` as recorded.
+    offset: i64,
 }
 
 /// Starts recording `mon` (built with `rec`'s handle as its recorder) as `to` says: the host record, a session
@@ -206,10 +208,15 @@ pub(crate) fn monitor(
         .with_record(session.record(wall_ns()));
     let input = MonitorInput { recorder: rec, offset };
     let recording = spawn(to.rotation.config(&to.path), header, Box::new(|| None), input)?;
-    Ok(MonitorRecording { recording, command: to.command })
+    Ok(MonitorRecording { recording, command: to.command, offset })
 }
 
 impl MonitorRecording {
+    /// `realtime - monotonic` as the recording holds it (the clock a replay prints times with).
+    pub(crate) fn clock_offset(&self) -> i64 {
+        self.offset
+    }
+
     /// Waits for everything to be written (after the monitor is dropped) and says on stderr what was.
     pub(crate) fn finish_and_report(self) -> anyhow::Result<()> {
         let w = self.recording.finish()?;

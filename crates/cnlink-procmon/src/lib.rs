@@ -8,7 +8,7 @@
 //! - [`pipeline`]: the receive thread, its bounded queue, and the `/proc` reads it makes the moment an exec
 //!   arrives ([`PrefetchPolicy`]); [`EventSource`] (the kernel, or a recording).
 //! - [`select`] and [`filter`]: which events ([`Selection`]) and which processes ([`RecordFilter`],
-//!   [`ProcFilter`]) are shown.
+//!   [`ProcFilter`], [`TreeFilter`]) are shown.
 //! - [`loss`]: [`LostEvents`] and the cumulative [`LossCounts`], by cause and by CPU.
 //! - [`record`] and [`replay`]: what a recording needs ([`recorder`]), and a monitor fed from one.
 //! - [`procfs`]: reading `/proc/PID` into plain, serializable [`Observation`]s, bounded and verified against
@@ -17,6 +17,9 @@
 //! - [`container`]: recognising containers, Kubernetes pods and systemd units in cgroup paths.
 //! - [`table`]: the [`ProcessTable`], a sans-IO engine: events and observations in, [`ProcRecord`]s out,
 //!   with parent, children, threads, exec history, ancestors and the entry leader.
+//! - [`tree_filter`]: [`TreeFilter`], exact filters over the table (a [`RecordFilter`]): descendants of a
+//!   process (or not), a container, a systemd unit.
+//! - [`ecs`]: [`ecs::EcsWriter`], Elastic Common Schema documents from records and losses, as JSON Lines.
 //!
 //! ```no_run
 //! use cnlink_procmon::{Monitor, MonitorItem, ProcFilter, Selection};
@@ -75,6 +78,7 @@
 mod bstr;
 pub mod capture;
 pub mod container;
+pub mod ecs;
 #[cfg(test)]
 mod fake;
 pub mod filter;
@@ -88,10 +92,11 @@ pub mod record;
 pub mod replay;
 pub mod select;
 pub mod table;
+pub mod tree_filter;
 
 pub use bstr::BStr;
 pub use container::{CgroupInfo, Container, Pod, QosClass, Runtime, SystemdUnit};
-pub use filter::{FilterContext, FilterList, Glob, ProcFilter, RecordFilter};
+pub use filter::{FilterContext, FilterList, Glob, ProcFilter, RecordFilter, StartError};
 pub use identity::{EntityId, EntityIdSource, HostIdentity};
 pub use loss::{LossCause, LossCounts, LostEvents};
 pub use monitor::{Monitor, MonitorBuilder, MonitorCounters, MonitorError, MonitorItem, TRACKING};
@@ -102,4 +107,5 @@ pub use replay::{RecordedProc, ReplayEvents, ReplayInput};
 pub use select::{EventKind, Selection, SelectionError};
 pub use table::process::{EntryLeader, EntryLeaderKind, ProcessInfo, Program};
 pub use table::record::{KernelEvent, ProcRecord};
-pub use table::{MemoryUsage, ProcessTable, TableConfig, TableStats};
+pub use table::{Ancestry, MemoryUsage, ProcessTable, TableConfig, TableStats};
+pub use tree_filter::{ProcessRef, TreeFilter};

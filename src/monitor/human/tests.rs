@@ -10,7 +10,7 @@ fn env(clock: Clock) -> TextEnv {
 }
 
 fn human(style: NameStyle, cols: Columns) -> Human {
-    Human::new(style, cols, env(Clock::Fixed(0)))
+    Human::new(style, cols, env(Clock::Fixed(Offsets::default())))
 }
 
 fn text(h: &Human, rec: &ProcRecord) -> String {
@@ -87,7 +87,7 @@ static OFFSET_NS: AtomicI64 = AtomicI64::new(0);
 #[test]
 fn the_time_column_follows_clock_jumps_between_batches() {
     OFFSET_NS.store(0, Ordering::Relaxed);
-    let clock = || i128::from(OFFSET_NS.load(Ordering::Relaxed));
+    let clock = || Offsets { utc_ns: i128::from(OFFSET_NS.load(Ordering::Relaxed)), tz_ns: 0 };
     let mut h = Human::new(NameStyle::default(), Columns::default(), env(Clock::Live(clock)));
     let (mut t, mut fake) = machine();
     // 10:00:00 on the monotonic clock.
@@ -103,7 +103,11 @@ fn the_time_column_follows_clock_jumps_between_batches() {
     let times: Vec<&str> = text.lines().map(|l| &l[..8]).collect();
     assert_eq!(times, ["10:00:00", "11:30:00"], "{text}");
     // A fixed clock (a replay's) does not move.
-    let mut fixed = Human::new(NameStyle::default(), Columns::default(), env(Clock::Fixed(3_600_000_000_000)));
+    let mut fixed = Human::new(
+        NameStyle::default(),
+        Columns::default(),
+        env(Clock::Fixed(Offsets { utc_ns: 3_000_000_000_000, tz_ns: 600_000_000_000 })),
+    );
     fixed.resync_clock();
     let mut out = Vec::new();
     fixed.record(&mut out, &rec);

@@ -14,7 +14,7 @@ use std::fmt;
 
 use cnlink::wire::EventMask;
 
-use crate::procfs::ProcSource;
+use crate::procfs::{ProcSource, Wants};
 use crate::table::record::ProcRecord;
 use crate::table::ProcessTable;
 
@@ -35,15 +35,28 @@ impl fmt::Debug for FilterContext<'_> {
     }
 }
 
+/// Why a filter could not start (a process it names does not exist, say).
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A filter over the monitor's records.
 pub trait RecordFilter: Send + fmt::Debug {
-    /// Called once, after the table has been seeded from the start-up snapshot.
-    fn start(&mut self, _table: &ProcessTable) {}
+    /// Called once, after the table has been seeded from the start-up snapshot; an error stops the monitor
+    /// from starting ([`crate::MonitorError::Filter`]).
+    fn start(&mut self, _table: &ProcessTable) -> Result<(), StartError> {
+        Ok(())
+    }
 
     /// The events this filter must receive to keep its state, beyond those shown (fork and exit to follow
     /// descendants, say).
     fn needs(&self) -> EventMask {
         EventMask::NONE
+    }
+
+    /// What this filter looks at in an exec'd process beyond what names its program (its cgroup, say), for
+    /// the receive thread to read the moment the exec arrives: a short-lived program is gone soon after.
+    /// Default: nothing more.
+    fn prefetch(&self) -> Wants {
+        Wants::STAT
     }
 
     /// Every record, in order, before any filter decides on it: follow what the event creates.
@@ -86,11 +99,17 @@ impl FilterList {
         self.0.iter().fold(EventMask::NONE, |m, f| m | f.needs())
     }
 
-    /// Starts every filter.
-    pub fn start(&mut self, table: &ProcessTable) {
+    /// What the filters want read at exec, beyond what names the program.
+    pub fn prefetch(&self) -> Wants {
+        self.0.iter().fold(Wants::STAT, |w, f| w | f.prefetch())
+    }
+
+    /// Starts every filter; the first error stops.
+    pub fn start(&mut self, table: &ProcessTable) -> Result<(), StartError> {
         for f in &mut self.0 {
-            f.start(table);
+            f.start(table)?;
         }
+        Ok(())
     }
 
     /// Runs every filter on one record; `shown` says whether its kind is selected. Returns whether it passes

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use cnlink::wire::{EventData, EventMask};
 
-use super::{FilterContext, Glob, RecordFilter};
+use super::{FilterContext, Glob, RecordFilter, StartError};
 use crate::table::process::ProcessInfo;
 use crate::table::record::ProcRecord;
 use crate::table::ProcessTable;
@@ -85,9 +85,9 @@ fn subject(data: &EventData) -> i32 {
 }
 
 impl RecordFilter for ProcFilter {
-    fn start(&mut self, table: &ProcessTable) {
+    fn start(&mut self, table: &ProcessTable) -> Result<(), StartError> {
         if !self.tracks_descendants() {
-            return;
+            return Ok(());
         }
         let parents: Vec<(i32, i32)> = table.iter().map(|p| (p.pid, p.parent_pid)).collect();
         loop {
@@ -98,7 +98,7 @@ impl RecordFilter for ProcFilter {
                 }
             }
             if self.pids.len() == before {
-                break;
+                return Ok(());
             }
         }
     }

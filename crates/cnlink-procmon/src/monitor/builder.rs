@@ -176,7 +176,8 @@ impl MonitorBuilder {
         self
     }
 
-    /// When the receive thread reads `/proc` itself (default: [`PrefetchPolicy::default`]).
+    /// When the receive thread reads `/proc` itself (default: [`PrefetchPolicy::default`]); at exec it also
+    /// reads what the filters look at ([`RecordFilter::prefetch`]).
     pub fn prefetch(mut self, policy: PrefetchPolicy) -> Self {
         self.prefetch = policy;
         self
@@ -272,14 +273,16 @@ impl MonitorBuilder {
             };
             t.seed(&snapshot);
         }
-        filters.start(&t);
+        filters.start(&t).map_err(MonitorError::Filter)?;
 
         let queue = Arc::new(Queue::new(self.queue));
         let stop = Arc::new(AtomicBool::new(false));
         let source_stats = Arc::new(SourceStats::default());
         let prefetch_stats = Arc::new(PrefetchStats::default());
-        let prefetcher = (enrich && live_proc && (self.prefetch.exec || self.prefetch.fork_stat))
-            .then(|| Prefetcher::new(Box::new(LiveProc::default()), self.prefetch, wants, prefetch_stats.clone()));
+        // What the filters look at in an exec'd process is read with its program.
+        let policy = PrefetchPolicy { exec_wants: self.prefetch.exec_wants | filters.prefetch(), ..self.prefetch };
+        let prefetcher = (enrich && live_proc && (policy.exec || policy.fork_stat))
+            .then(|| Prefetcher::new(Box::new(LiveProc::default()), policy, wants, prefetch_stats.clone()));
         let kernel_filtered = source.kernel_filtered();
         let recv_buffer = source.recv_buffer();
         let recorder_missed = recorder.as_ref().map_or_else(|| Arc::new(AtomicU64::new(0)), |r| r.missed_counter());

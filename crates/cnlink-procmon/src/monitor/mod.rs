@@ -66,6 +66,9 @@ pub enum MonitorError {
     /// The receive thread could not be started.
     #[error("starting the receive thread")]
     Thread(#[source] std::io::Error),
+    /// A filter could not start ([`crate::RecordFilter::start`]).
+    #[error("starting a filter")]
+    Filter(#[source] crate::filter::StartError),
 }
 
 /// Counters of a monitor, at one moment.

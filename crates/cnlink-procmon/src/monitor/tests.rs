@@ -5,7 +5,7 @@ use cnlink::wire::{datagram, CbId, CnMsgHdr, EventData, EventMask, ProcEvent};
 
 use super::*;
 use crate::fake::*;
-use crate::filter::ProcFilter;
+use crate::filter::{FilterList, ProcFilter};
 use crate::loss::{LossCause, LostEvents};
 use crate::replay::{ReplayEvents, ReplayInput};
 use crate::select::Selection;
@@ -170,4 +170,52 @@ fn without_enrichment_nothing_is_read() {
     assert_eq!(rs[1].entity_id, rs[0].entity_id);
     assert!(rs[1].process.as_ref().unwrap().program.argv.is_none());
     assert_eq!(c.table.live, 1, "no snapshot: only the child");
+}
+
+#[test]
+fn tree_filters_run_in_the_monitor_and_a_missing_root_stops_it() {
+    use crate::tree_filter::{NoSuchProcess, ProcessRef, TreeFilter};
+
+    let mut fake = machine_with_child();
+    fake.procs.insert(300, P::new(300, 1, 3 * TICK, "cron", &["cron"]).obs());
+    fake.procs.insert(201, P::new(201, 200, 4 * TICK, "sleep", &["sleep", "2"]).obs());
+    // 200 (below the shell) forks 201 and exits: 201 is moved to init, and stays below the shell.
+    let inputs = vec![
+        forked(1, 2 * TICK, 100, 200),
+        execd(2, 2 * TICK + MS, 200),
+        forked(3, 4 * TICK, 200, 201),
+        exited(4, 5 * TICK, 200, 100),
+        execd(5, 6 * TICK, 300),
+        exited(6, 7 * TICK, 201, 1),
+    ];
+    let below = || TreeFilter::default().descendants_of([ProcessRef::Pid(100)]);
+    let exec_exit = Selection::parse("exec,exit").unwrap();
+    let (items, _) = run(inputs.clone(), fake.clone(), |b| b.events(exec_exit).filter(below()));
+    let shown: Vec<i32> = records(&items).iter().map(|r| r.process.as_ref().unwrap().pid).collect();
+    assert_eq!(shown, [200, 200, 201], "the shell's descendants, the reparented one included; not cron");
+    let (items, _) = run(inputs, fake.clone(), |b| {
+        b.events(exec_exit).filter(TreeFilter::default().exclude_descendants_of([ProcessRef::Pid(100)]))
+    });
+    let shown: Vec<i32> = records(&items).iter().map(|r| r.process.as_ref().unwrap().pid).collect();
+    assert_eq!(shown, [300]);
+
+    // The filter asks for forks and exits, and for the cgroup at exec when it looks at containers or units.
+    let b = Monitor::builder().events(Selection::parse("exec").unwrap()).enrich(false).filter(below());
+    assert_eq!(b.kernel_mask(), EventMask::EXEC | EventMask::FORK | EventMask::EXIT);
+    let mut list = FilterList::new();
+    list.push(below());
+    assert!(!list.prefetch().cgroup);
+    list.push(TreeFilter::default().unit("cron"));
+    assert!(list.prefetch().cgroup);
+
+    let missing = Monitor::builder()
+        .source(ReplayEvents::new(Vec::new(), EventMask::ALL, false))
+        .proc_source(fake)
+        .host(host())
+        .filter(TreeFilter::default().descendants_of([ProcessRef::Pid(999_999)]))
+        .build();
+    match missing {
+        Err(MonitorError::Filter(e)) => assert_eq!(e.downcast_ref::<NoSuchProcess>(), Some(&NoSuchProcess(999_999))),
+        other => panic!("{other:?}"),
+    }
 }

@@ -95,6 +95,21 @@ impl Wants {
     }
 }
 
+/// Every file either wants.
+impl std::ops::BitOr for Wants {
+    type Output = Wants;
+
+    fn bitor(self, o: Wants) -> Wants {
+        Wants {
+            program: self.program || o.program,
+            cwd: self.cwd || o.cwd,
+            status: self.status || o.status,
+            cgroup: self.cgroup || o.cgroup,
+            namespaces: self.namespaces || o.namespaces,
+        }
+    }
+}
+
 impl Default for Wants {
     fn default() -> Self {
         Wants::ALL

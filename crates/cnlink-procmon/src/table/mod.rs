@@ -238,6 +238,13 @@ impl ProcessTable {
         }
     }
 
+    /// The ancestors of the process `pid` (live, else the latest exited one kept), parent first, up to init
+    /// or the first unknown parent, at most [`Ancestry::MAX`]; nothing is copied.
+    pub fn ancestry(&self, pid: i32) -> Ancestry<'_> {
+        let next = self.key_of(pid).and_then(|k| self.tree.parent_of(k));
+        Ancestry { tree: &self.tree, next, left: Ancestry::MAX }
+    }
+
     /// Threads of the process `pid` besides its leader, as seen created and not yet exited.
     pub fn threads(&self, pid: i32) -> u32 {
         self.key_of(pid).and_then(|k| self.tree.entries.get(&k)).map_or(0, |e| e.threads)
@@ -404,6 +411,33 @@ impl ProcessTable {
         }
         info.status = o.status;
         info.truncated = o.truncated();
+    }
+}
+
+/// The ancestors of a process, parent first: see [`ProcessTable::ancestry`].
+#[derive(Debug, Clone)]
+pub struct Ancestry<'a> {
+    tree: &'a Tree,
+    next: Option<Key>,
+    left: usize,
+}
+
+impl Ancestry<'_> {
+    /// The most ancestors walked (a bound, should the links ever form a loop).
+    pub const MAX: usize = 4096;
+}
+
+impl<'a> Iterator for Ancestry<'a> {
+    type Item = &'a Arc<ProcessInfo>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let k = self.next?;
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        self.next = self.tree.parent_of(k);
+        self.tree.info(k)
     }
 }
 
