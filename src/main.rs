@@ -13,6 +13,7 @@ mod cmd;
 mod config;
 mod monitor;
 mod service;
+mod sink;
 mod sys;
 
 /// Linux kernel connector tools.
@@ -30,6 +31,9 @@ enum Command {
     /// Shows every event kind by default (forkstat shows fork, exec and exit: `-e fork,exec,exit`). -q implies -S,
     /// as in forkstat.
     Proc(Box<cmd::proc::ProcArgs>),
+    /// Collect the events `cnlink proc --sink` published to NATS JetStream; --audit proves nothing was lost
+    /// unaccounted for.
+    Collect(Box<cmd::collect::CollectArgs>),
     /// The registered connector ids (/proc/net/connector), with known names.
     List(cmd::list::ListArgs),
     /// Dump any connector traffic of a group or id, decoded where the kind is known.
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Proc(args) => cmd::proc::run(*args),
+        Command::Collect(args) => cmd::collect::run(*args),
         Command::List(args) => cmd::list::run(args),
         Command::Listen(args) => cmd::listen::run(args),
         Command::Send(args) => cmd::send::run(args),

@@ -11,6 +11,8 @@ use crate::monitor::filter::{ProcFilter, Selection};
 use crate::monitor::human::{Columns, NameStyle};
 use crate::monitor::{self, Config};
 use crate::service::ServiceArgs;
+use crate::sink::args::SinkArgs;
+use crate::sink::stage::SinkStage;
 
 /// Watch process events.
 #[derive(Debug, clap::Args)]
@@ -103,6 +105,8 @@ pub(crate) struct ProcArgs {
     ack_timeout: Duration,
     #[command(flatten)]
     service: ServiceArgs,
+    #[command(flatten)]
+    sink: SinkArgs,
 }
 
 /// A uid given as a number or a user name (looked up through NSS: /etc/passwd, LDAP, sssd, ...).
@@ -114,6 +118,8 @@ fn resolve_uid(u: &str) -> anyhow::Result<u32> {
 }
 
 pub(crate) fn run(a: ProcArgs) -> anyhow::Result<ExitCode> {
+    a.sink.check()?;
+    let sinking = a.sink.sink_url.is_some();
     let all = a.all || a.everything;
     let selection = match (&a.events, all) {
         (Some(_), true) => bail!("-e and -E/-X are exclusive"),
@@ -129,12 +135,13 @@ pub(crate) fn run(a: ProcArgs) -> anyhow::Result<ExitCode> {
     }
     let cfg = Config {
         selection,
-        format: a.format,
+        // With a sink, every event is formatted as JSON for it, and nothing goes to stdout.
+        format: if sinking { Format::Json } else { a.format },
         enrich: !a.no_enrich,
         style: NameStyle { comm: a.comm, strip_dir: a.strip_dir, short: a.short },
         columns: Columns { extra: a.extra || a.everything, glyphs: a.glyphs || a.everything, cgroup: a.cgroup },
-        line_buffered: a.line_buffered || std::io::stdout().is_terminal(),
-        quiet: a.quiet,
+        line_buffered: !sinking && (a.line_buffered || std::io::stdout().is_terminal()),
+        quiet: a.quiet && !sinking,
         stats: a.stats || a.everything || a.quiet,
         duration: a.duration,
         filter: ProcFilter::new(&a.pids, a.descendants, &a.names, &uids, a.pgrp),
@@ -146,7 +153,9 @@ pub(crate) fn run(a: ProcArgs) -> anyhow::Result<ExitCode> {
         ack_timeout: a.ack_timeout,
         metrics: a.service.metrics,
     };
-    monitor::run(cfg)
+    // A spool that cannot be opened stops here, before subscribing.
+    let sink = SinkStage::start(&a.sink)?;
+    monitor::run(cfg, sink)
 }
 
 #[cfg(test)]

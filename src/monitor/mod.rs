@@ -24,8 +24,9 @@ use cnlink::wire::EventMask;
 
 use crate::cmd::Format;
 use crate::service::daemon::Daemon;
-use crate::service::metrics::Metrics;
 use crate::service::reports;
+use crate::sink::stage::SinkStage;
+use cnlink_sink::UpstreamCounts;
 use dispatch::Monitor;
 use enrich::Cache;
 use filter::{ProcFilter, Selection};
@@ -95,8 +96,71 @@ impl Config {
     }
 }
 
-/// Runs the monitor until Ctrl-C, SIGTERM, the duration, or a closed stdout.
-pub(crate) fn run(cfg: Config) -> anyhow::Result<ExitCode> {
+/// Where the formatted lines go: stdout, or (with `--sink`) the sink, one JSON line per event.
+enum Out<'a> {
+    Stdout(std::io::StdoutLock<'a>),
+    Sink(Box<SinkStage>, Vec<u8>),
+}
+
+impl Write for Out<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Out::Stdout(out) => out.write(bytes),
+            Out::Sink(_, pending) => {
+                pending.extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Out::Stdout(out) => out.flush(),
+            Out::Sink(sink, pending) => {
+                let mut rest = &pending[..];
+                while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+                    let line = &rest[..end];
+                    rest = &rest[end + 1..];
+                    // Every line is `{"event":"KIND",...}`.
+                    let kind = line
+                        .strip_prefix(b"{\"event\":\"")
+                        .and_then(|r| r.iter().position(|&b| b == b'"').map(|n| &r[..n]))
+                        .and_then(|k| std::str::from_utf8(k).ok())
+                        .unwrap_or("unknown");
+                    sink.submit(kind, line);
+                }
+                let used = pending.len() - rest.len();
+                pending.drain(..used);
+                sink.flush(Instant::now());
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The monitor's counts a ledger record carries.
+fn upstream(mon: &Monitor) -> UpstreamCounts {
+    let s = &mon.stats;
+    let mut per_cpu = Vec::new();
+    for (&cpu, &n) in &s.lost_by_cpu {
+        let cpu = cpu as usize;
+        if cpu < 8192 {
+            per_cpu.resize(per_cpu.len().max(cpu + 1), 0);
+            per_cpu[cpu] += n;
+        }
+    }
+    let attributed: u64 = per_cpu.iter().sum();
+    UpstreamCounts {
+        kernel_lost_per_cpu: per_cpu,
+        kernel_lost_other: (s.lost_seq + s.lost_drops).saturating_sub(attributed),
+        queue_lost: s.lost_queue,
+        filtered: s.received.iter().sum::<u64>().saturating_sub(s.shown.iter().sum()),
+    }
+}
+
+/// Runs the monitor until Ctrl-C, SIGTERM, the duration, or a closed stdout; with a sink, events go there
+/// instead of stdout.
+pub(crate) fn run(cfg: Config, sink: Option<SinkStage>) -> anyhow::Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing the signal handler")?;
@@ -108,7 +172,8 @@ pub(crate) fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         batch: 256,
         kernel_filter: cfg.kernel_filter,
     };
-    let (mut daemon, metrics) = Daemon::start(cfg.metrics, Metrics::proc)?;
+    let (mut daemon, metrics) = Daemon::start(cfg.metrics, |m| (m.proc(), m.sink()))?;
+    let (metrics, sink_metrics) = metrics.map_or((None, None), |(p, s)| (Some(p), Some(s)));
     let events = ProcEvents::subscribe(opts).context("cannot subscribe to process events")?;
     let kernel_filtered = events.kernel_filtered();
     let rcvbuf = events.socket().recv_buffer().ok();
@@ -134,8 +199,11 @@ pub(crate) fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         own_pid: std::process::id() as i32,
     };
 
-    let mut out = std::io::stdout().lock();
-    if let (Some(h), false) = (&mon.human, cfg.quiet) {
+    let mut out = match sink {
+        Some(sink) => Out::Sink(Box::new(sink), Vec::with_capacity(1 << 16)),
+        None => Out::Stdout(std::io::stdout().lock()),
+    };
+    if let (Some(h), false, Out::Stdout(out)) = (&mon.human, cfg.quiet, &mut out) {
         let mut header = Vec::new();
         h.header(&mut header);
         out.write_all(&header)?;
@@ -153,7 +221,15 @@ pub(crate) fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         if stop.load(Ordering::Acquire) || deadline.is_some_and(|d| Instant::now() >= d) {
             break Ok(());
         }
-        if daemon.tick(Instant::now()) {
+        let now = Instant::now();
+        if let Out::Sink(sink, _) = &mut out {
+            sink.tick(now, || upstream(&mon));
+        }
+        if daemon.tick(now) {
+            if let Out::Sink(sink, _) = &mut out {
+                let line = sink.report(now, sink_metrics.as_ref());
+                daemon.set_status_extra(&line);
+            }
             reports::proc(&mut daemon, metrics.as_ref(), &mon, &pipe);
         }
         let wait = deadline.map_or(Duration::from_millis(200), |d| d.saturating_duration_since(Instant::now()));
@@ -179,6 +255,14 @@ pub(crate) fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         }
         mon.flush(&mut out)?;
     }
+    let out = match out {
+        Out::Sink(sink, _) if result.is_ok() => {
+            sink.finish(&upstream(&mon));
+            Out::Stdout(std::io::stdout().lock())
+        }
+        out => out,
+    };
+    let mut out = out;
     result?;
     if let Some(e) = failure {
         return Err(anyhow::Error::new(e).context("receiving process events failed"));

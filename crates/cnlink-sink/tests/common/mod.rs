@@ -26,7 +26,7 @@ pub fn collect_all(servers: &str, stream: &str, limit: Duration) -> Collection {
     let connect = ConnectConfig::parse(servers).unwrap();
     let mut config = CollectConfig::new(connect);
     config.stream = stream.into();
-    config.durable = format!("test-{}", free_port());
+    config.durable = Some(format!("test-{}", free_port()));
     config.idle_exit = Some(Duration::from_secs(1));
     let stop = Arc::new(AtomicBool::new(false));
     let watchdog = {
