@@ -36,16 +36,22 @@ pub(crate) struct SinkStage {
     said: Said,
 }
 
-/// What was already said on stderr, so that each thing is said once (or once every [`REPEAT_EVERY`]).
+/// What was already said on stderr, so that each thing is said once, and trouble at most every
+/// [`REPEAT_EVERY`].
 #[derive(Default)]
 struct Said {
     first_outcome: bool,
     no_answer: bool,
     warnings: usize,
-    /// The publisher's error count when trouble was last said, and when.
-    trouble: Option<(u64, Instant)>,
-    /// Acknowledgements when trouble was said: more since means it publishes again.
-    acked_at_trouble: u64,
+    /// Trouble was said and has not been said over since.
+    in_trouble: bool,
+    /// The publisher's error count when trouble was last said (or said over).
+    errors: u64,
+    /// When trouble was last said.
+    at: Option<Instant>,
+    /// The publisher's acks and errors at the last look.
+    acked_before: u64,
+    errors_before: u64,
     write_errors: u64,
     write_said_at: Option<Instant>,
 }
@@ -149,8 +155,9 @@ impl SinkStage {
                             "cnlink: sink: {e}; events wait in the spool {} and are published once it works",
                             self.dir.display()
                         );
-                        said.trouble = Some((status.errors, now));
-                        said.acked_at_trouble = status.acked;
+                        said.in_trouble = true;
+                        said.errors = status.errors;
+                        said.at = Some(now);
                     }
                 }
             }
@@ -168,23 +175,25 @@ impl SinkStage {
             eprintln!("cnlink: sink: {warning}");
         }
         said.warnings = said.warnings.max(status.warnings.len());
-        let (first_outcome, trouble, acked_at_trouble) = (said.first_outcome, said.trouble, said.acked_at_trouble);
-        if first_outcome {
-            match trouble {
-                // Trouble after it worked, or new trouble at most every REPEAT_EVERY.
-                Some((errors, at)) if status.errors > errors && now.saturating_duration_since(at) >= REPEAT_EVERY => {
-                    self.trouble(now, status, stats)
-                }
-                None if status.errors > 0 => self.trouble(now, status, stats),
-                Some(_) if status.acked > acked_at_trouble && status.connected && status.stream_ready => {
-                    eprintln!(
-                        "cnlink: sink: publishing again to {} ({} records waiting)",
-                        self.servers, stats.lag_records
-                    );
-                    self.said.trouble = None;
-                }
-                _ => {}
-            }
+        // Acks since the last look, and no failure: it works (again).
+        let working = status.acked > said.acked_before && status.errors == said.errors_before;
+        (said.acked_before, said.errors_before) = (status.acked, status.errors);
+        if said.first_outcome && said.in_trouble && working {
+            said.in_trouble = false;
+            said.errors = status.errors;
+            eprintln!("cnlink: sink: publishing again to {} ({} records waiting)", self.servers, stats.lag_records);
+        } else if said.first_outcome
+            && status.errors > said.errors
+            && said.at.is_none_or(|at| now.saturating_duration_since(at) >= REPEAT_EVERY)
+        {
+            said.in_trouble = true;
+            said.errors = status.errors;
+            said.at = Some(now);
+            eprintln!(
+                "cnlink: sink: {}; {} records wait in the spool",
+                status.last_error.as_deref().unwrap_or("publishing failed"),
+                stats.lag_records
+            );
         }
         if stats.write_errors > self.said.write_errors
             && self.said.write_said_at.is_none_or(|at| now.saturating_duration_since(at) >= REPEAT_EVERY)
@@ -197,16 +206,6 @@ impl SinkStage {
                 stats.state.write_dropped
             );
         }
-    }
-
-    fn trouble(&mut self, now: Instant, status: &PublisherStatus, stats: &SpoolStats) {
-        self.said.trouble = Some((status.errors, now));
-        self.said.acked_at_trouble = status.acked;
-        eprintln!(
-            "cnlink: sink: {}; {} records wait in the spool",
-            status.last_error.as_deref().unwrap_or("publishing failed"),
-            stats.lag_records
-        );
     }
 
     /// The counters for the metrics and the status line.
@@ -239,16 +238,22 @@ impl SinkStage {
     }
 
     /// At exit: the final ledger record, then up to `--sink-drain-timeout` for the spool to drain; says what is
-    /// left. Returns the counters at the end.
+    /// left and the counters at the end (`cnlink: sink: at exit: ...`), and returns them.
     pub(crate) fn finish(mut self, upstream: &UpstreamCounts) -> SinkCounters {
-        let now = Instant::now();
         let counts = self.upstream.add(upstream);
-        if let Err(e) = self.sink.write_ledger(now, &counts, true) {
+        let deadline = Instant::now() + self.drain_timeout;
+        let mut ledger = self.sink.write_ledger(Instant::now(), &counts, true);
+        let mut drained = self.publisher.drain(deadline.saturating_duration_since(Instant::now()));
+        if ledger.is_err() {
+            // A full disk: what was published since has freed room; once more.
+            ledger = self.sink.write_ledger(Instant::now(), &counts, true);
+            drained = self.publisher.drain(deadline.saturating_duration_since(Instant::now()));
+        }
+        if let Err(e) = ledger {
             eprintln!("cnlink: sink: the final ledger record: {e}");
         }
         self.upstream.save(&counts);
-        self.lag.written(self.sink.stats().committed_seq, now);
-        let drained = self.publisher.drain(self.drain_timeout);
+        self.lag.written(self.sink.stats().committed_seq, Instant::now());
         let now = Instant::now();
         let status = self.publisher.status();
         let stats = self.sink.stats();
@@ -264,6 +269,17 @@ impl SinkStage {
             );
         }
         self.publisher.stop();
+        eprintln!(
+            "cnlink: sink: at exit: {} published, {} acked, {} waiting; spool high-water {} bytes; lost in the \
+             spool: {} evicted, {} torn, {} not written",
+            counters.published,
+            counters.acked,
+            counters.lag_records,
+            counters.spool_high_water_bytes,
+            counters.evicted,
+            counters.torn,
+            counters.write_dropped
+        );
         counters
     }
 }

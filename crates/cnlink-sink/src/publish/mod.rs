@@ -382,6 +382,8 @@ impl Session {
                 s.published += counts.published;
                 s.acked += counts.acked;
                 s.duplicates += counts.duplicates;
+                // Acks came: connected, whatever the state was after the last failure.
+                s.connected |= counts.acked > 0;
             });
         }
         if let Some(seq) = self.acked_through.take() {
