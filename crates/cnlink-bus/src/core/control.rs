@@ -96,9 +96,9 @@ impl Core {
     }
 
     fn list_page(&self, start: u32) -> ListPage {
-        let all = self.registry.ordered();
-        let entries = all
-            .iter()
+        let entries = self
+            .registry
+            .ordered()
             .skip(start as usize)
             .take(bw::LIST_PAGE)
             .map(|e| ListEntry {
@@ -112,7 +112,7 @@ impl Core {
                 name: e.name.clone(),
             })
             .collect();
-        ListPage { total: all.len() as u32, entries }
+        ListPage { total: self.registry.len() as u32, entries }
     }
 
     fn register_remote(&mut self, from: Sender, id: CbId, name: &str) -> Result<(), RegisterError> {

@@ -329,7 +329,7 @@ impl Core {
 
     /// The registered ids in registration order (the core's own id first).
     pub fn entries(&self) -> Vec<Entry> {
-        self.registry.ordered().into_iter().cloned().collect()
+        self.registry.ordered().cloned().collect()
     }
 
     /// The entry for `id`.

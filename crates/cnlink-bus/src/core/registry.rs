@@ -3,7 +3,7 @@
 //! Ids are unique; each entry's group is its `idx`; registration order is kept for listing, as
 //! `/proc/net/connector` shows it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use cnlink::wire::CbId;
 
@@ -38,6 +38,8 @@ pub struct Entry {
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     entries: HashMap<CbId, Entry>,
+    /// The ids by registration order, so that listing a page needs no sort.
+    by_order: BTreeMap<u64, CbId>,
     next_order: u64,
 }
 
@@ -59,12 +61,15 @@ impl Registry {
         let order = self.next_order;
         self.next_order += 1;
         self.entries.insert(id, Entry { id, name: cut_name(name), group: id.idx, owner, uid, order });
+        self.by_order.insert(order, id);
         true
     }
 
     /// Removes `id`, returning its entry.
     pub(crate) fn remove(&mut self, id: CbId) -> Option<Entry> {
-        self.entries.remove(&id)
+        let e = self.entries.remove(&id)?;
+        self.by_order.remove(&e.order);
+        Some(e)
     }
 
     /// The entry for `id`.
@@ -78,10 +83,8 @@ impl Registry {
     }
 
     /// Entries in registration order.
-    pub(crate) fn ordered(&self) -> Vec<&Entry> {
-        let mut v: Vec<&Entry> = self.entries.values().collect();
-        v.sort_by_key(|e| e.order);
-        v
+    pub(crate) fn ordered(&self) -> impl Iterator<Item = &Entry> + '_ {
+        self.by_order.values().filter_map(|id| self.entries.get(id))
     }
 }
 
@@ -105,7 +108,7 @@ mod tests {
         assert!(r.insert(CbId::new(3, 1), "w1", Owner::Remote(9), 1000));
         assert!(!r.insert(CbId::new(14, 0x456), "again", Owner::Local, 0));
         assert_eq!(r.get(CbId::new(3, 1)).unwrap().group, 3);
-        let ids: Vec<_> = r.ordered().iter().map(|e| e.id).collect();
+        let ids: Vec<_> = r.ordered().map(|e| e.id).collect();
         assert_eq!(ids, vec![CbId::new(14, 0x456), CbId::new(3, 1)]);
         assert_eq!(proc_text(r.ordered()), "Name            ID\ncn_test         14:1110\nw1              3:1\n");
         assert_eq!(cut_name(&"é".repeat(20)).len(), 30, "cut on a character boundary");
