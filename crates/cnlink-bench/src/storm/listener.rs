@@ -55,6 +55,8 @@ pub(crate) struct Usage {
     /// Messages the kernel dropped at the listener's socket (receive buffer full), from
     /// `/proc/net/netlink`, read just before stopping it.
     pub(crate) kernel_drops: u64,
+    /// Seconds from SIGINT to its exit (a sink drains its spool then).
+    pub(crate) stop_secs: f64,
 }
 
 /// Starts `spec` at niceness `nice` with its output in `out` and waits until it receives events.
@@ -173,11 +175,17 @@ impl Running {
 
     /// Stops the listener with SIGINT (SIGKILL after 5 s) and returns its resource usage.
     pub(crate) fn stop(&self) -> Result<Usage> {
+        self.stop_within(Duration::from_secs(5))
+    }
+
+    /// Stops the listener with SIGINT (SIGKILL after `grace`) and returns its resource usage.
+    pub(crate) fn stop_within(&self, grace: Duration) -> Result<Usage> {
         let kernel_drops = procfs::socket_by_inode(self.socket.inode).ok().flatten().map_or(0, |s| s.drops);
         let hwm = procfs::peak_rss_kib(self.pid).ok();
         let _ = kill_process(self.pid(), Signal::CONT);
         let _ = kill_process(self.pid(), Signal::INT);
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let stopping = Instant::now();
+        let deadline = stopping + grace;
         let (_, ru) = loop {
             if let Some(r) = reap(self.pid, false)? {
                 break r;
@@ -193,6 +201,7 @@ impl Running {
             cpu_us: us(ru.ru_utime) + us(ru.ru_stime),
             max_rss_kib: hwm.unwrap_or(ru.ru_maxrss as u64),
             kernel_drops,
+            stop_secs: stopping.elapsed().as_secs_f64(),
         })
     }
 }
