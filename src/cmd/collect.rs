@@ -105,9 +105,11 @@ pub(crate) fn run(a: CollectArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut auditor = a.audit.then(Auditor::new);
     let mut malformed = 0u64;
+    let mut trouble: Option<String> = None;
     let result = collect::collect_all(&config, &stop, |delivery| -> std::io::Result<()> {
         match delivery {
             Delivery::Record(record) => {
+                trouble = None;
                 let kind = match &record.kind {
                     CollectedKind::Event(_) => "event",
                     CollectedKind::Ledger(_) => "ledger",
@@ -142,6 +144,13 @@ pub(crate) fn run(a: CollectArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             Delivery::BatchEnd => out.flush()?,
+            Delivery::Retrying(error) => {
+                let error = error.to_string();
+                if trouble.as_ref() != Some(&error) {
+                    eprintln!("cnlink collect: {error}; retrying (for {:?} without progress)", config.retry_for);
+                    trouble = Some(error);
+                }
+            }
         }
         Ok(())
     });

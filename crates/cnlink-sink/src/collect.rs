@@ -155,6 +155,9 @@ pub enum Delivery<'a> {
     },
     /// A fetched batch was handed over: a moment to flush.
     BatchEnd,
+    /// A failure (no connection, no stream yet, a cluster electing a leader) that is retried; collection
+    /// gives up after [`CollectConfig::retry_for`] without progress.
+    Retrying(&'a CollectError),
 }
 
 /// Consumes the stream through the durable consumer, calling `on_message` for each well-formed message in
@@ -170,7 +173,7 @@ pub fn collect<E: std::fmt::Display>(
 ) -> Result<CollectStats, CollectError> {
     collect_all(config, stop, |delivery| match delivery {
         Delivery::Record(collected) => on_message(collected),
-        Delivery::Malformed { .. } | Delivery::BatchEnd => Ok(()),
+        Delivery::Malformed { .. } | Delivery::BatchEnd | Delivery::Retrying(_) => Ok(()),
     })
 }
 
@@ -198,7 +201,10 @@ pub fn collect_all<E: std::fmt::Display>(
                 Err(error @ CollectError::Callback(_)) => return Err(error),
                 Err(error) if last_progress.elapsed() >= config.retry_for => return Err(error),
                 Err(_) if stop.load(Ordering::SeqCst) => return Ok(stats),
-                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                Err(error) => {
+                    on_message(Delivery::Retrying(&error)).map_err(|e| CollectError::Callback(e.to_string()))?;
+                    tokio::time::sleep(Duration::from_millis(250)).await
+                }
             }
         }
     })
