@@ -379,8 +379,8 @@ fn broker_killed_mid_storm_and_restarted_loses_nothing() {
     let Some((_serial, binary, tmp)) = setup("sink_broker_killed") else { return };
     let mut server = NatsServer::start(&binary, &tmp.path().join("store"), &[]);
     let shipper = Shipper::start(&server.url(), &tmp.path().join("spool"), &[]);
-    let storm = Storm::start(6_000, 1_000);
-    storm.wait_spawned(2_000);
+    let storm = Storm::start(4_000, 1_000);
+    storm.wait_spawned(1_500);
     server.kill();
     std::thread::sleep(Duration::from_millis(1500));
     server.restart();
@@ -426,7 +426,7 @@ fn spool_limit_reached_drops_the_oldest_counted_exactly() {
     let spool = tmp.path().join("spool");
     let shipper =
         Shipper::start(&url, &spool, &["--sink-spool-max", "512K", "--sink-spool-segment", "64K", "--no-enrich"]);
-    let storm = Storm::start(6_000, 1_500);
+    let storm = Storm::start(4_000, 2_000);
     let made = storm.finish();
     let said_early = shipper.said();
     assert!(has_line(&said_early, &format!("cannot connect to {url}")), "a clear word at start: {said_early:?}");
@@ -495,8 +495,8 @@ fn three_node_cluster_losing_a_node_loses_nothing() {
         assert!(Instant::now() < deadline, "the stream never got ready: {:?}", shipper.said());
         std::thread::sleep(Duration::from_millis(50));
     }
-    let storm = Storm::start(6_000, 1_000);
-    storm.wait_spawned(2_000);
+    let storm = Storm::start(4_000, 1_000);
+    storm.wait_spawned(1_500);
     nodes[0].kill();
     let made = storm.finish();
     let (status, said) = shipper.stop();
