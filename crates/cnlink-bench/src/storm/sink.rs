@@ -4,12 +4,15 @@
 //! high-water mark (from `cnlink proc`'s last line on stderr), the audit's verdict, and the server's own CPU
 //! time (reported, not charged to the listener: in a fleet the server runs elsewhere).
 
+use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use cnlink_sink::spool::record::{Record, SegmentHeader};
 use cnlink_testnats::{find_server, NatsServer};
 use serde_json::Value;
 
@@ -22,6 +25,7 @@ pub(crate) const STOP_GRACE: Duration = Duration::from_secs(120);
 pub(crate) struct Broker {
     server: NatsServer,
     dir: PathBuf,
+    watch: SpoolWatch,
 }
 
 /// What a sink run adds to the listener's figures.
@@ -45,7 +49,14 @@ impl Broker {
         let binary = find_server().map_err(anyhow::Error::msg)?;
         let server = NatsServer::try_start_on(&binary, &dir.join("store"), cnlink_testnats::free_port(), &[])
             .map_err(anyhow::Error::msg)?;
-        Ok(Broker { server, dir: dir.to_owned() })
+        Ok(Broker { server, dir: dir.to_owned(), watch: SpoolWatch::new(&dir.join("spool")) })
+    }
+
+    /// Whether the exit of one of `markers` reached the spool and the server acknowledged it (and so every
+    /// record before it): the storm before the marker is shipped.
+    pub(crate) fn shipped(&mut self, markers: &[i32]) -> bool {
+        self.watch.read_new(markers);
+        self.watch.marker_seq.is_some_and(|seq| self.watch.acked() >= seq)
     }
 
     /// The arguments `cnlink proc` gets for this run.
@@ -109,4 +120,57 @@ fn last_line(path: &Path) -> Result<String> {
 /// Clock ticks per second (`/proc/PID/stat`'s unit).
 fn clock_ticks() -> u64 {
     rustix::param::clock_ticks_per_second().max(1)
+}
+
+/// Follows a spool's segment files as they grow (docs/sink.md's format, read with the sink's parser): the
+/// first record holding the exit of a marker, and the acknowledged cursor.
+struct SpoolWatch {
+    dir: PathBuf,
+    /// Per segment file, where its next unread record starts.
+    read: BTreeMap<PathBuf, u64>,
+    marker_seq: Option<u64>,
+}
+
+impl SpoolWatch {
+    fn new(dir: &Path) -> SpoolWatch {
+        SpoolWatch { dir: dir.to_owned(), read: BTreeMap::new(), marker_seq: None }
+    }
+
+    /// Reads what was appended since the last call, looking for an exit of one of `markers`.
+    fn read_new(&mut self, markers: &[i32]) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let mut segments: Vec<PathBuf> =
+            entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "seg")).collect();
+        segments.sort();
+        for path in segments {
+            let Ok(mut file) = File::open(&path) else { continue };
+            let at = self.read.get(&path).copied().unwrap_or(0);
+            let mut bytes = Vec::new();
+            if file.seek(SeekFrom::Start(at)).and_then(|_| file.read_to_end(&mut bytes)).is_err() {
+                continue;
+            }
+            let mut used = 0;
+            if at == 0 {
+                let Ok((_, header)) = SegmentHeader::parse(&bytes) else { continue };
+                used = header;
+            }
+            while let Ok((record, len)) = Record::parse(&bytes[used..]) {
+                used += len;
+                if self.marker_seq.is_none() && record.token == "exit" {
+                    let exit: Value = serde_json::from_slice(record.payload).unwrap_or_default();
+                    let pid = exit["pid"].as_i64().and_then(|p| i32::try_from(p).ok());
+                    if pid.is_some_and(|p| markers.contains(&p)) {
+                        self.marker_seq = Some(record.seq);
+                    }
+                }
+            }
+            self.read.insert(path, at + used as u64);
+        }
+    }
+
+    /// Every record up to this is acknowledged (the `state` file's `acked_seq`, at offset 8).
+    fn acked(&self) -> u64 {
+        let state = std::fs::read(self.dir.join("state")).unwrap_or_default();
+        state.get(8..16).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes)
+    }
 }
