@@ -133,7 +133,13 @@ impl Shipper {
     /// Starts it and waits until it provably receives events: a marker child's exec is in its spool. At exit
     /// it waits up to 60 s for the spool to drain, unless `extra` says otherwise.
     fn start(servers: &str, spool: &Path, extra: &[&str]) -> Shipper {
+        Shipper::start_with(servers, spool, extra, |_| {})
+    }
+
+    /// As [`Shipper::start`], with `configure` applied to the command (environment, ...).
+    fn start_with(servers: &str, spool: &Path, extra: &[&str], configure: impl FnOnce(&mut Command)) -> Shipper {
         let mut cmd = cnlink();
+        configure(&mut cmd);
         cmd.args(["proc", "--sink", servers, "--sink-spool"]).arg(spool);
         cmd.args(["--sink-ledger-interval", "1s", "--sink-ack-timeout", "2s"]);
         if !extra.contains(&"--sink-drain-timeout") {
@@ -628,4 +634,83 @@ fn a_full_spool_disk_is_said_and_counted_never_a_crash() {
     let ledger = collected.ledger();
     assert!(ledger["write_dropped"].as_u64().unwrap() > 0, "{ledger}");
     assert!(missing > 0, "some of the storm's events could not be written");
+}
+
+/// The sink's counters reach `--metrics` (`cnlink_sink_*`) and the service manager's `STATUS=` line.
+#[test]
+fn metrics_and_status_carry_the_sink() {
+    let Some((_serial, binary, tmp)) = setup("sink_metrics") else { return };
+    let server = NatsServer::start(&binary, &tmp.path().join("store"), &[]);
+    let notify = std::os::unix::net::UnixDatagram::bind(tmp.path().join("notify")).unwrap();
+    notify.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let shipper = Shipper::start_with(&server.url(), &tmp.path().join("spool"), &["--metrics", "127.0.0.1:0"], |cmd| {
+        cmd.env("NOTIFY_SOCKET", tmp.path().join("notify"));
+    });
+    let line = wait_line(&shipper.err, Duration::from_secs(20), |l| l.starts_with("cnlink: metrics at http://"));
+    let addr = line.expect("the metrics address");
+    let addr: std::net::SocketAddr =
+        addr.trim_start_matches("cnlink: metrics at http://").trim_end_matches("/metrics").parse().unwrap();
+    let made = Storm::start(300, 1_000).finish();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut body, mut status) = (String::new(), String::new());
+    while Instant::now() < deadline {
+        body = scrape(addr);
+        let mut buf = [0; 4096];
+        while let Ok(n) = notify.recv(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if let Some(s) = text.lines().find_map(|l| l.strip_prefix("STATUS=")) {
+                status = s.to_owned();
+            }
+        }
+        let acked = sample(&body, "cnlink_sink_acks_total").unwrap_or(0.0);
+        if acked >= 600.0 && status.contains("sink up: ") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(sample(&body, "cnlink_sink_acks_total").unwrap_or(0.0) >= 600.0, "{body}");
+    assert_eq!(sample(&body, "cnlink_sink_connected"), Some(1.0), "{body}");
+    assert!(sample(&body, "cnlink_sink_spool_bytes").unwrap_or(0.0) > 0.0, "{body}");
+    assert_eq!(sample(&body, "cnlink_sink_records_lost_total{cause=\"spool_evicted\"}"), Some(0.0), "{body}");
+    assert!(status.starts_with("events: ") && status.contains("; sink up: "), "{status}");
+    promtool_accepts(body.split_once("\r\n\r\n").map_or("", |(_, b)| b));
+    let (code, said) = shipper.stop();
+    assert_eq!(code, Some(0), "{said:?}");
+    assert_eq!(check(&collect(&server.url()), &[&made]), 0);
+}
+
+/// `GET /metrics` over a plain TCP connection.
+fn scrape(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
+    let mut text = String::new();
+    let _ = tcp.read_to_string(&mut text);
+    text
+}
+
+/// The value of the series `name` (with its labels, exactly) in a Prometheus text body.
+fn sample(body: &str, name: &str) -> Option<f64> {
+    body.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// `promtool check metrics` finds nothing to say (skipped without promtool, a failure under `CI=true`).
+fn promtool_accepts(body: &str) {
+    use std::io::Write;
+    let Ok(mut p) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "promtool is missing (Debian's prometheus package)");
+        eprintln!("promtool_accepts: skipped: promtool is not installed");
+        return;
+    };
+    p.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = p.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}\non:\n{body}");
 }
