@@ -12,6 +12,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 mod cmd;
 mod config;
 mod monitor;
+mod record;
 mod service;
 mod sink;
 mod sys;
@@ -34,6 +35,10 @@ enum Command {
     /// Collect the events `cnlink proc --sink` published to NATS JetStream; --audit proves nothing was lost
     /// unaccounted for.
     Collect(Box<cmd::collect::CollectArgs>),
+    /// Record process events to pcapng: `cnlink proc`'s options, no output.
+    Record(Box<cmd::record::RecordCmdArgs>),
+    /// Show a recording again, as `cnlink proc` (or `cnlink listen`) showed it live.
+    Replay(Box<cmd::replay::ReplayArgs>),
     /// The registered connector ids (/proc/net/connector), with known names.
     List(cmd::list::ListArgs),
     /// Dump any connector traffic of a group or id, decoded where the kind is known.
@@ -73,6 +78,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Proc(args) => cmd::proc::run(*args),
         Command::Collect(args) => cmd::collect::run(*args),
+        Command::Record(args) => cmd::record::run(*args),
+        Command::Replay(args) => cmd::replay::run(*args),
         Command::List(args) => cmd::list::run(args),
         Command::Listen(args) => cmd::listen::run(args),
         Command::Send(args) => cmd::send::run(args),

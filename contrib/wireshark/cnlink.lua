@@ -91,8 +91,10 @@ for _, v in pairs(f) do f_list[#f_list + 1] = v end
 cnlink.fields = f_list
 
 -- Records (docs/capture-format.md, "cnlink records").
-local record_kinds = { [1] = "host", [2] = "snapshot", [3] = "loss", [4] = "exec observation", [5] = "note" }
-local loss_kinds = { [0] = "unknown", [1] = "seq gap", [2] = "overrun", [3] = "queue", [4] = "socket drops" }
+local record_kinds = {
+    [1] = "host", [2] = "snapshot", [3] = "loss", [4] = "exec observation", [5] = "note", [6] = "session",
+}
+local loss_kinds = { [0] = "unknown", [1] = "seq gap", [2] = "overrun", [3] = "queue", [4] = "socket drops", [5] = "recording" }
 local snapshot_reasons = { [1] = "start", [2] = "rotation" }
 local r = {
     magic = ProtoField.string("cnlink_record.magic", "Magic"),
@@ -121,6 +123,9 @@ local r = {
     loss_count = ProtoField.uint64("cnlink_record.loss.count", "count", base.DEC),
     pid = ProtoField.int32("cnlink_record.exec.pid", "pid", base.DEC),
     text = ProtoField.string("cnlink_record.note.text", "Text"),
+    loss_before_cpu = ProtoField.uint32("cnlink_record.loss.before_cpu", "Before the message of cpu", base.DEC),
+    loss_before_seq = ProtoField.uint32("cnlink_record.loss.before_seq", "Before the message of seq", base.DEC),
+    session = ProtoField.string("cnlink_record.session.text", "Settings"),
 }
 local r_list = {}
 for _, v in pairs(r) do r_list[#r_list + 1] = v end
@@ -347,6 +352,10 @@ function cnrec.dissector(tvb, pinfo, tree)
         if flags % 8 >= 4 then t:add_le(r.loss_cpu, tvb(b + 4, 4)) end
         if flags % 2 == 1 then t:add_le(r.loss_count, tvb(b + 8, 8)) end
         t:add_le(r.timestamp_ns, tvb(b + 16, 8))
+        if flags % 16 >= 8 and n >= 32 then
+            t:add_le(r.loss_before_cpu, tvb(b + 24, 4))
+            t:add_le(r.loss_before_seq, tvb(b + 28, 4))
+        end
         local count = (flags % 2 == 1) and tostring(tvb(b + 8, 8):le_uint64()) or "unknown"
         if flags % 4 >= 2 then count = ">= " .. count end
         info = string.format("cnlink loss: %s, count %s", loss_kinds[tvb(b, 1):uint()] or "?", count)
@@ -361,6 +370,15 @@ function cnrec.dissector(tvb, pinfo, tree)
         local text = n > 8 and tvb(b + 8, n - 8):string(ENC_UTF_8) or ""
         t:add(r.text, n > 8 and tvb(b + 8, n - 8) or tvb(b, 8), text)
         info = "cnlink note: " .. text
+    elseif kind == 6 and n >= 16 then
+        t:add_le(r.encoding, tvb(b, 4))
+        t:add_le(r.timestamp_ns, tvb(b + 8, 8))
+        if n > 16 then
+            -- Encoding 1 (cnlink's own) is JSON text.
+            local text = tvb(b + 16, n - 16):string(ENC_UTF_8)
+            t:add(r.session, tvb(b + 16, n - 16), text)
+            info = "cnlink session: " .. text
+        end
     end
     pinfo.cols.protocol = "CNLINK"
     pinfo.cols.info = info

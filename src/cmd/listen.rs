@@ -2,6 +2,7 @@
 //! buffer overrun is printed and counted, never fatal.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,15 +12,20 @@ use anyhow::{bail, Context};
 use cnlink::socket::Protocol;
 use cnlink::wire::{CbId, NlAddr, PROC_CN_MCAST_IGNORE, PROC_CN_MCAST_LISTEN};
 use cnlink::{ClientItem, Connector, MatchRule, Trust};
+use cnlink_capture::{monotonic_to_wall, proc_event_timestamp, FileHeader, HostInfo, Loss, LossKind, Record};
 
 use super::{parse_duration, parse_size, Format};
 use crate::cmd::send::Printer;
+use crate::record::{self, wall_ns, Entry, RecordArgs, RecordTx, Session};
 
 /// Dump connector traffic.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Joining group 1 (the proc connector) also subscribes to process events, so that the kernel \
 sends them, and unsubscribes at the end. When the receive buffer overflows (a burst faster than the terminal), \
-the kernel drops messages: that is printed as an `overrun` line and counted, and listening goes on.")]
+the kernel drops messages: that is printed as an `overrun` line and counted, and listening goes on.\n\nWith \
+--record FILE, every datagram received is also written to FILE (pcapng, readable by tshark and `cnlink replay`), \
+byte for byte, on a thread of its own: overruns and what that thread could not keep up with are written as loss \
+records.")]
 pub(crate) struct ListenArgs {
     /// Multicast group(s) to join (on the connector, the idx of the sender's id).
     #[arg(short, long = "group", value_name = "N", value_delimiter = ',')]
@@ -43,6 +49,59 @@ pub(crate) struct ListenArgs {
     /// Say on stderr what the kernel granted at the start.
     #[arg(short, long)]
     verbose: bool,
+    /// Also write every datagram received to this pcapng file.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+    #[command(flatten)]
+    rotation: RecordArgs,
+}
+
+/// Entries that may wait for the recording thread before more are dropped (and counted).
+const RECORD_QUEUE: usize = 1 << 16;
+
+/// The recording side of `listen`: the channel to the writer thread and what it needs to date datagrams.
+struct Recorder {
+    tx: RecordTx,
+    /// `realtime - monotonic` at start: a proc event's kernel time as wall clock.
+    offset: i64,
+    /// The last datagram sent (the messages of one datagram share it).
+    last: Option<Arc<[u8]>>,
+    /// The connector's queue drops already recorded.
+    dropped: u64,
+}
+
+impl Recorder {
+    fn datagram(&mut self, d: &Arc<[u8]>, from_kernel: bool) {
+        if self.last.as_ref().is_some_and(|l| Arc::ptr_eq(l, d)) {
+            return;
+        }
+        let now = wall_ns();
+        let ts = proc_event_timestamp(d).map_or(now, |t| monotonic_to_wall(t, self.offset));
+        self.tx.send(
+            now,
+            Entry::Datagram {
+                timestamp_ns: ts,
+                protocol: cnlink_capture::NETLINK_CONNECTOR,
+                from_kernel,
+                bytes: d.clone(),
+            },
+        );
+        self.last = Some(d.clone());
+    }
+
+    fn loss(&mut self, kind: LossKind, count: Option<u64>) {
+        let now = wall_ns();
+        let loss = Loss { kind, count, lower_bound: false, cpu: None, timestamp_ns: now, before: None };
+        self.tx.send(now, Entry::Record(Record::Loss(loss)));
+    }
+
+    /// Records the connector's own queue drops since the last call.
+    fn drops(&mut self, dropped: u64) {
+        if dropped > self.dropped {
+            self.loss(LossKind::Queue, Some(dropped - self.dropped));
+            self.dropped = dropped;
+        }
+    }
 }
 
 pub(crate) fn run(a: ListenArgs) -> anyhow::Result<ExitCode> {
@@ -68,13 +127,40 @@ pub(crate) fn run(a: ListenArgs) -> anyhow::Result<ExitCode> {
     for &g in &groups {
         c.join(g).with_context(|| format!("joining group {g}"))?;
     }
+    let mut recording = None;
+    let mut recorder = None;
+    if let Some(path) = &a.record {
+        let host = HostInfo::collect();
+        let offset = host.monotonic_to_realtime_ns();
+        let session = Session { groups: groups.clone(), ..Session::new("listen") };
+        let header = FileHeader::netlink(&[cnlink_capture::NETLINK_CONNECTOR])
+            .with_host(host)
+            .with_record(session.record(wall_ns()));
+        let (tx, rx) = record::channel(RECORD_QUEUE);
+        recording = Some(record::spawn(a.rotation.config(path), header, Box::new(|| None), rx)?);
+        recorder = Some(Recorder { tx, offset, last: None, dropped: 0 });
+    }
     let proc_group = groups.contains(&CbId::PROC.idx);
     if proc_group {
         c.send(CbId::PROC, &PROC_CN_MCAST_LISTEN.to_ne_bytes()).context("subscribing to process events")?;
     }
-    let result = listen(&mut c, &a, &stop);
+    let result = listen(&mut c, &a, &stop, recorder.as_mut());
     if proc_group {
         let _ = c.send(CbId::PROC, &PROC_CN_MCAST_IGNORE.to_ne_bytes());
+    }
+    if let Some(mut r) = recorder {
+        r.drops(c.counters().dropped);
+    }
+    if let Some(rec) = recording {
+        let w = rec.finish()?;
+        let files: Vec<String> = w.files.iter().map(|f| f.display().to_string()).collect();
+        eprintln!(
+            "cnlink listen: recorded {} datagrams and {} records to {}; {} missed by the recording thread",
+            w.packets,
+            w.records,
+            files.join(", "),
+            w.missed
+        );
     }
     let shown = result?;
     let n = c.counters();
@@ -87,7 +173,12 @@ pub(crate) fn run(a: ListenArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Prints what arrives until the count, the duration or a signal says stop; returns how many messages it showed.
-fn listen(c: &mut Connector, a: &ListenArgs, stop: &AtomicBool) -> anyhow::Result<u64> {
+fn listen(
+    c: &mut Connector,
+    a: &ListenArgs,
+    stop: &AtomicBool,
+    mut recorder: Option<&mut Recorder>,
+) -> anyhow::Result<u64> {
     let deadline = a.duration.map(|d| Instant::now() + d);
     let mut out = std::io::stdout().lock();
     let mut printer = Printer::new(a.format);
@@ -98,7 +189,16 @@ fn listen(c: &mut Connector, a: &ListenArgs, stop: &AtomicBool) -> anyhow::Resul
             break;
         }
         let wait = left.unwrap_or(Duration::from_millis(200)).min(Duration::from_millis(200));
-        match c.recv(Some(wait)).context("receiving")? {
+        let item = c.recv(Some(wait)).context("receiving")?;
+        if let Some(r) = recorder.as_deref_mut() {
+            match &item {
+                Some(ClientItem::Message(msg)) => r.datagram(&msg.datagram, msg.from.port == 0),
+                Some(ClientItem::Overrun) => r.loss(LossKind::Overrun, None),
+                _ => {}
+            }
+            r.drops(c.counters().dropped);
+        }
+        match item {
             Some(ClientItem::Message(msg)) if a.id.is_none_or(|id| id == msg.hdr.id) => {
                 shown += 1;
                 printer.message(&mut out, &msg)?;

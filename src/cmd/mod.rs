@@ -7,6 +7,8 @@ pub(crate) mod generate;
 pub(crate) mod list;
 pub(crate) mod listen;
 pub(crate) mod proc;
+pub(crate) mod record;
+pub(crate) mod replay;
 pub(crate) mod send;
 
 use std::time::Duration;

@@ -1,18 +1,20 @@
 //! `cnlink proc`: the process-event monitor's options (forkstat's, with long names, and more).
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 
 use super::{parse_duration, parse_size, Format};
-use crate::monitor::filter::{ProcFilter, Selection};
+use cnlink_procmon::{ProcFilter, Selection};
+
 use crate::monitor::human::{Columns, NameStyle};
-use crate::monitor::{self, Config};
+use crate::monitor::{self, Config, RecordTo};
+use crate::record::RecordArgs;
 use crate::service::ServiceArgs;
 use crate::sink::args::SinkArgs;
-use crate::sink::stage::SinkStage;
 
 /// Watch process events.
 #[derive(Debug, clap::Args)]
@@ -81,7 +83,8 @@ pub(crate) struct ProcArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-    /// Read nothing from /proc: no names, command lines, uids or cgroups beyond what events carry.
+    /// Read nothing from /proc: no names, command lines, uids or cgroups beyond what events carry (entity ids then
+    /// come from the events).
     #[arg(long)]
     no_enrich: bool,
     /// Filter in userspace even when the kernel (6.6+) could (keeps exact per-CPU loss counts).
@@ -97,12 +100,20 @@ pub(crate) struct ProcArgs {
     /// Most events queued between receiving and printing before they are dropped (and counted).
     #[arg(long, value_name = "EVENTS", default_value_t = 1 << 18)]
     queue: usize,
-    /// Most processes remembered by the name cache.
+    /// Most processes the process table keeps (live and lately exited); beyond, exited ones go first.
     #[arg(long, value_name = "N", default_value_t = 1 << 18)]
     cache_max: usize,
+    /// Ancestors on exec and exit events (pid, entity id and name of each, parent first); 0 for none.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    ancestry_depth: usize,
     /// How long to wait for the kernel to acknowledge the subscription.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     ack_timeout: Duration,
+    /// Also record what the monitor receives and reads to this pcapng file (see `cnlink record`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) record: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) rotation: RecordArgs,
     #[command(flatten)]
     service: ServiceArgs,
     #[command(flatten)]
@@ -117,13 +128,24 @@ fn resolve_uid(u: &str) -> anyhow::Result<u32> {
     crate::sys::user_id(u).with_context(|| format!("no such user: {u:?}"))
 }
 
+impl ProcArgs {
+    /// The output format.
+    pub(crate) fn format(&self) -> Format {
+        self.format
+    }
+}
+
 pub(crate) fn run(a: ProcArgs) -> anyhow::Result<ExitCode> {
+    monitor::run(config(a, "proc")?)
+}
+
+/// The monitor's configuration from the options; `command` names the recording's session (`proc`, `record`).
+pub(crate) fn config(a: ProcArgs, command: &'static str) -> anyhow::Result<Config> {
     a.sink.check()?;
-    let sinking = a.sink.sink_url.is_some();
     let all = a.all || a.everything;
     let selection = match (&a.events, all) {
         (Some(_), true) => bail!("-e and -E/-X are exclusive"),
-        (Some(list), false) => Selection::parse(list).map_err(anyhow::Error::msg)?,
+        (Some(list), false) => Selection::parse(list)?,
         (None, _) => Selection::ALL,
     };
     let uids = a.uids.iter().map(|u| resolve_uid(u)).collect::<anyhow::Result<Vec<_>>>()?;
@@ -135,27 +157,34 @@ pub(crate) fn run(a: ProcArgs) -> anyhow::Result<ExitCode> {
     }
     let cfg = Config {
         selection,
-        // With a sink, every event is formatted as JSON for it, and nothing goes to stdout.
-        format: if sinking { Format::Json } else { a.format },
+        format: a.format,
         enrich: !a.no_enrich,
         style: NameStyle { comm: a.comm, strip_dir: a.strip_dir, short: a.short },
         columns: Columns { extra: a.extra || a.everything, glyphs: a.glyphs || a.everything, cgroup: a.cgroup },
-        line_buffered: !sinking && (a.line_buffered || std::io::stdout().is_terminal()),
-        quiet: a.quiet && !sinking,
+        line_buffered: a.line_buffered || std::io::stdout().is_terminal(),
+        quiet: a.quiet,
         stats: a.stats || a.everything || a.quiet,
         duration: a.duration,
-        filter: ProcFilter::new(&a.pids, a.descendants, &a.names, &uids, a.pgrp),
+        filters: Config::process_filter({
+            let f = ProcFilter::new().pids(&a.pids, a.descendants).names(&a.names).uids(&uids);
+            match a.pgrp {
+                Some(g) => f.pgrp(g),
+                None => f,
+            }
+        }),
         rcvbuf: a.rcvbuf,
         batch_latency: a.batch_latency,
         queue: a.queue,
         cache_max: a.cache_max,
+        ancestry_depth: a.ancestry_depth,
         kernel_filter: !a.no_kernel_filter,
         ack_timeout: a.ack_timeout,
         metrics: a.service.metrics,
+        record: a.record.map(|path| RecordTo { path, rotation: a.rotation, command }),
+        replay: None,
+        sink: a.sink.sink_url.is_some().then_some(a.sink),
     };
-    // A spool that cannot be opened stops here, before subscribing.
-    let sink = SinkStage::start(&a.sink)?;
-    monitor::run(cfg, sink)
+    Ok(cfg)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use cnlink::wire::{CbId, NlAddr, Pretty, ProcEvent};
 use cnlink::{Connector, MatchRule, OwnedMsg, Trust};
 
 use super::{parse_duration, parse_hex, Format};
-use crate::monitor::json::{self, Extra, JsonWriter};
+use crate::monitor::json::{self, JsonWriter};
 
 /// How a reply is recognised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -153,7 +153,7 @@ impl Printer {
                 match ProcEvent::parse(&m.data) {
                     Ok(ev) if m.hdr.id == CbId::PROC => {
                         let ev = Event { seq: m.hdr.seq, cpu: ev.cpu, timestamp_ns: ev.timestamp_ns, data: ev.data };
-                        json::event(w, &ev, Extra::default());
+                        json::event(w, &ev);
                     }
                     _ => {
                         w.begin();

@@ -163,7 +163,7 @@ fn unknown_keys_name_file_line_and_key() {
     let (e, path) = config_error(&["proc", "--config", "FILE"], "[proc.sink]\nurll = \"nats://127.0.0.1:4222\"\n");
     assert_eq!(e, format!("{path}:2:1: proc.sink.urll: unknown key: `cnlink proc` has no --sink-urll"));
     let (e, _) = config_error(&["proc", "--config", "FILE"], "[list]\nx = 1\n");
-    assert!(e.contains(":1:2: list: unknown section (known: proc, collect, bus)"), "{e}");
+    assert!(e.contains(":1:2: list: unknown section (known: proc, collect, record, replay, bus)"), "{e}");
     // The file's own name is not a key.
     let (e, _) = config_error(&["proc", "--config", "FILE"], "[proc]\nconfig = \"/etc/x\"\n");
     assert!(e.contains("proc.config: unknown key"), "{e}");

@@ -1,16 +1,17 @@
 //! Human output in forkstat's columns: `Time Event PID [UID EUID TTY] Info Duration [Cgroup] Process`.
+//!
+//! Everything printed comes from the record or from [`TextEnv`], the writer's inputs from the machine (the
+//! clock offset for the time column, the pid column's width, user names): live they are read from this
+//! machine, a replay sets them from the recording.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Write;
 
-use cnlink::proc::{Event, Loss};
-use cnlink::wire::{EventData, ExitStatus};
+use cnlink::wire::{escape_into, EventData, ExitStatus};
+use cnlink_procmon::{EntryLeaderKind, LostEvents, ProcRecord, ProcessInfo};
 
-use super::enrich::ProcInfo;
-use super::json::{Extra, LostCause};
-use super::procfs;
-use cnlink::wire::{escape_into, Escaped};
+use super::tty;
 
 /// How to name a process.
 #[derive(Debug, Clone, Copy, Default)]
@@ -26,7 +27,7 @@ pub(crate) struct NameStyle {
 /// Columns to show.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Columns {
-    /// `-x`: uid, euid and tty.
+    /// `-x`: uid, euid and tty, and the entry leader on exec lines.
     pub(crate) extra: bool,
     /// `-g`: a glyph per event.
     pub(crate) glyphs: bool,
@@ -34,18 +35,53 @@ pub(crate) struct Columns {
     pub(crate) cgroup: bool,
 }
 
-/// Formats events as text lines.
+/// Where the time column's offset from the kernel's clock to local time comes from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Clock {
+    /// Computed by this function once per batch (it moves across a suspend, a clock step, a time zone change).
+    Live(fn() -> i128),
+    /// Fixed (a replay: from the recording's clocks).
+    Fixed(i128),
+}
+
+/// What the text writer takes from the machine.
+pub(crate) struct TextEnv {
+    /// The pid column's width.
+    pub(crate) pid_width: usize,
+    /// The time column's clock.
+    pub(crate) clock: Clock,
+    /// A user's name by uid.
+    pub(crate) user_name: Box<dyn Fn(u32) -> Option<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for TextEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextEnv").field("pid_width", &self.pid_width).field("clock", &self.clock).finish()
+    }
+}
+
+impl TextEnv {
+    /// This machine: the pid column as wide as `pid_max`, the local clock, user names through NSS.
+    pub(crate) fn live() -> TextEnv {
+        let pid_max =
+            std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|s| s.trim().parse::<u64>().ok());
+        TextEnv {
+            pid_width: pid_max.map_or(7, |m| m.to_string().len()).max(5),
+            clock: Clock::Live(local_offset_ns),
+            user_name: Box::new(crate::sys::user_name),
+        }
+    }
+}
+
+/// Formats records as text lines.
 #[derive(Debug)]
 pub(crate) struct Human {
     style: NameStyle,
     cols: Columns,
-    pid_width: usize,
-    /// `CLOCK_REALTIME - CLOCK_MONOTONIC` plus the local time zone's offset, in ns, as of the last
-    /// [`Human::resync_clock`].
+    env: TextEnv,
+    /// The kernel-clock-to-local-time offset in ns, as of the last [`Human::resync_clock`].
     mono_to_local_ns: i128,
-    /// Where that offset comes from.
-    clock: fn() -> i128,
-    /// User names by uid, looked up through NSS on first use, escaped; bounded by [`USER_CACHE`].
+    /// User names by uid, escaped; bounded by [`USER_CACHE`].
     users: RefCell<HashMap<u32, String>>,
 }
 
@@ -59,32 +95,28 @@ fn local_offset_ns() -> i128 {
     use rustix::time::{clock_gettime, ClockId};
     let ns = |t: rustix::time::Timespec| t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128;
     let real_minus_mono = ns(clock_gettime(ClockId::Realtime)) - ns(clock_gettime(ClockId::Monotonic));
-    let tz = chrono::Local::now().offset().local_minus_utc() as i128 * 1_000_000_000;
-    real_minus_mono + tz
+    real_minus_mono + tz_offset_ns()
+}
+
+/// The local time zone's offset from UTC now, in ns.
+pub(crate) fn tz_offset_ns() -> i128 {
+    chrono::Local::now().offset().local_minus_utc() as i128 * 1_000_000_000
 }
 
 impl Human {
-    pub(crate) fn new(style: NameStyle, cols: Columns) -> Self {
-        Self::with_clock(style, cols, local_offset_ns)
-    }
-
-    /// A formatter whose monotonic-to-local offset comes from `clock` (tests simulate suspends with it).
-    pub(crate) fn with_clock(style: NameStyle, cols: Columns, clock: fn() -> i128) -> Self {
-        let pid_max =
-            std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|s| s.trim().parse::<u64>().ok());
-        Human {
-            style,
-            cols,
-            pid_width: pid_max.map_or(7, |m| m.to_string().len()).max(5),
-            mono_to_local_ns: clock(),
-            clock,
-            users: RefCell::new(HashMap::new()),
-        }
+    pub(crate) fn new(style: NameStyle, cols: Columns, env: TextEnv) -> Self {
+        let mono_to_local_ns = match env.clock {
+            Clock::Live(f) => f(),
+            Clock::Fixed(o) => o,
+        };
+        Human { style, cols, env, mono_to_local_ns, users: RefCell::new(HashMap::new()) }
     }
 
     /// Recomputes the offset from kernel timestamps to local time; called once per batch of events.
     pub(crate) fn resync_clock(&mut self) {
-        self.mono_to_local_ns = (self.clock)();
+        if let Clock::Live(f) = self.env.clock {
+            self.mono_to_local_ns = f();
+        }
     }
 
     pub(crate) fn header(&self, out: &mut Vec<u8>) {
@@ -93,7 +125,7 @@ impl Human {
             "Time     {}Event {:>w$} ",
             if self.cols.glyphs { "  " } else { "" },
             "PID",
-            w = self.pid_width
+            w = self.env.pid_width
         );
         if self.cols.extra {
             let _ = write!(out, "{:>8} {:>8} {:<6} ", "UID", "EUID", "TTY");
@@ -119,82 +151,88 @@ impl Human {
         }
         users
             .entry(uid)
-            .or_insert_with(|| match crate::sys::user_name(uid) {
-                Some(name) => Escaped(&name).to_string(),
+            .or_insert_with(|| match (self.env.user_name)(uid) {
+                Some(name) => cnlink::wire::Escaped(&name).to_string(),
                 None => uid.to_string(),
             })
             .clone()
     }
 
     /// One line up to the Info column.
-    fn lead(&self, out: &mut Vec<u8>, ts: u64, glyph: &str, name: &str, pid: i32, info: Option<&ProcInfo>) {
+    fn lead(&self, out: &mut Vec<u8>, ts: u64, glyph: &str, name: &str, pid: i32, info: Option<&ProcessInfo>) {
         self.time(out, ts);
         if self.cols.glyphs {
             let _ = write!(out, "{glyph} ");
         }
-        let _ = write!(out, "{name:<5} {pid:>w$} ", w = self.pid_width);
+        let _ = write!(out, "{name:<5} {pid:>w$} ", w = self.env.pid_width);
         if self.cols.extra {
-            let tty = info.map_or_else(|| "?".into(), |i| procfs::tty_name(i.tty));
+            let tty = info.map_or_else(|| "?".into(), |i| tty::name(i.tty_nr as u32));
             let _ = write!(
                 out,
                 "{:>8} {:>8} {tty:<6} ",
-                self.user(info.and_then(|i| i.uid)),
-                self.user(info.and_then(|i| i.euid))
+                self.user(info.and_then(|i| i.creds.ruid)),
+                self.user(info.and_then(|i| i.creds.euid))
             );
         }
     }
 
-    /// Info, duration, cgroup and process name, then the newline.
-    fn tail(&self, out: &mut Vec<u8>, info_col: &str, lifetime: Option<u64>, info: Option<&ProcInfo>, suffix: &str) {
+    /// Info, duration, cgroup and process name, then the suffix and the newline.
+    fn tail(&self, out: &mut Vec<u8>, info_col: &str, lifetime: Option<u64>, info: Option<&ProcessInfo>, suffix: &str) {
         let dur = lifetime.map(|l| format!("{:.3}s", l as f64 / 1e9)).unwrap_or_default();
         let _ = write!(out, "{info_col:<7} {dur:>8} ");
         if self.cols.cgroup {
-            let cg = info.map_or("", |i| &i.cgroup);
-            let _ = write!(out, "{:<24} ", Escaped(cg.as_bytes()));
+            let cg = info.and_then(|i| i.cgroup.as_ref()).map_or(&[][..], |c| c.path.as_bytes());
+            let _ = write!(out, "{:<24} ", cnlink::wire::Escaped(cg));
         }
         self.name(out, info);
         let _ = writeln!(out, "{suffix}");
     }
 
-    /// The process name as the options ask.
-    pub(crate) fn name(&self, out: &mut Vec<u8>, info: Option<&ProcInfo>) {
+    /// The process name as the options ask: the command line (argv, escaped), or the comm.
+    pub(crate) fn name(&self, out: &mut Vec<u8>, info: Option<&ProcessInfo>) {
         let Some(i) = info else {
             out.extend_from_slice(b"<unknown>");
             return;
         };
+        let comm = i.program.name.as_bytes();
         if i.kthread {
             out.push(b'[');
-            escape_into(out, i.comm.as_bytes());
+            escape_into(out, comm);
             out.push(b']');
             return;
         }
-        if i.comm.is_empty() && i.cmdline.is_empty() {
-            out.extend_from_slice(b"<unknown>");
+        let argv = i.program.argv.as_ref().filter(|a| a.count > 0);
+        let Some(argv) = argv.filter(|_| !self.style.comm) else {
+            if comm.is_empty() {
+                out.extend_from_slice(b"<unknown>");
+            } else {
+                escape_into(out, comm);
+            }
             return;
-        }
-        if self.style.comm || i.cmdline.is_empty() {
-            escape_into(out, i.comm.as_bytes());
-            return;
-        }
-        let (prog, args) = i.cmdline.split_once(' ').unwrap_or((&i.cmdline, ""));
-        let prog = if self.style.strip_dir { prog.rsplit('/').next().unwrap_or(prog) } else { prog };
-        escape_into(out, prog.as_bytes());
-        if !self.style.short && !args.is_empty() {
-            out.push(b' ');
-            escape_into(out, args.as_bytes());
+        };
+        let mut args = argv.args();
+        let prog = args.next().unwrap_or_default();
+        let prog = if self.style.strip_dir { prog.rsplit(|&b| b == b'/').next().unwrap_or(prog) } else { prog };
+        escape_into(out, prog);
+        if !self.style.short {
+            for a in args {
+                out.push(b' ');
+                escape_into(out, a);
+            }
         }
     }
 
-    /// Writes the line(s) of one event. `parent` is the parent's entry for forks.
-    pub(crate) fn event(&self, out: &mut Vec<u8>, ev: &Event, x: Extra<'_>, parent: Option<&ProcInfo>) {
+    /// Writes the line(s) of one record.
+    pub(crate) fn record(&self, out: &mut Vec<u8>, rec: &ProcRecord) {
+        let ev = &rec.event;
         let ts = ev.timestamp_ns;
-        let info = x.info;
+        let info = rec.process.as_deref();
         match ev.data {
             EventData::Fork { parent_tgid, child_pid, child_tgid, .. } => {
                 // A thread's kernel "parent" is its process's parent; the creator is the process itself.
                 let thread = child_pid != child_tgid;
                 let (kind, creator, parent) =
-                    if thread { ("clone", child_tgid, info) } else { ("fork", parent_tgid, parent) };
+                    if thread { ("clone", child_tgid, info) } else { ("fork", parent_tgid, rec.parent.as_deref()) };
                 self.lead(out, ts, "┬", kind, creator, parent);
                 self.tail(out, "parent", None, parent, "");
                 self.lead(out, ts, "└", kind, child_pid, info);
@@ -202,7 +240,16 @@ impl Human {
             }
             EventData::Exec { process_pid, .. } => {
                 self.lead(out, ts, "→", "exec", process_pid, info);
-                self.tail(out, "", None, info, "");
+                let suffix = match (self.cols.extra, rec.entry_leader()) {
+                    (true, Some(l)) if l.kind != EntryLeaderKind::Unknown || l.pid != process_pid => {
+                        let mut s = format!(" (entry {}: ", l.kind.name());
+                        s.push_str(&cnlink::wire::Escaped(l.name.as_bytes()).to_string());
+                        s.push_str(&format!("[{}])", l.pid));
+                        s
+                    }
+                    _ => String::new(),
+                };
+                self.tail(out, "", None, info, &suffix);
             }
             EventData::Exit { process_pid, exit_code, .. } => {
                 self.lead(out, ts, "⇥", "exit", process_pid, info);
@@ -213,18 +260,19 @@ impl Human {
                     }
                     ExitStatus::Other(s) => format!("{s:#x}"),
                 };
-                self.tail(out, &code, x.lifetime_ns, info, "");
+                self.tail(out, &code, rec.lifetime_ns, info, "");
             }
             EventData::Coredump { process_pid, .. } => {
                 self.lead(out, ts, "☠", "core", process_pid, info);
                 self.tail(out, "", None, info, "");
             }
-            EventData::Comm { process_pid, comm, .. } => {
+            EventData::Comm { process_pid, process_tgid, comm } => {
                 self.lead(out, ts, "↻", "comm", process_pid, info);
                 // The raw bytes, escaped: a comm need not be UTF-8.
                 let new = comm.split(|&b| b == 0).next().unwrap_or_default();
-                let old = x.old_comm.unwrap_or("?");
-                let suffix = format!(" (comm {} -> {})", Escaped(old.as_bytes()), Escaped(new));
+                let before = if process_pid == process_tgid { rec.previous.as_deref() } else { info };
+                let old = before.map(|p| p.program.name.as_bytes()).filter(|n| !n.is_empty()).unwrap_or(b"?");
+                let suffix = format!(" (comm {} -> {})", cnlink::wire::Escaped(old), cnlink::wire::Escaped(new));
                 self.tail(out, "", None, info, &suffix);
             }
             EventData::Ptrace { process_pid, tracer_tgid, .. } => {
@@ -238,7 +286,8 @@ impl Human {
             }
             EventData::Uid { process_pid, ruid, euid, .. } => {
                 self.lead(out, ts, "≈", "uid", process_pid, info);
-                let old = x.old_uid.map_or_else(|| "?".into(), |u| u.to_string());
+                let old = rec.previous.as_ref().and_then(|p| p.creds.ruid);
+                let old = old.map_or_else(|| "?".into(), |u| u.to_string());
                 self.tail(out, "", None, info, &format!(" (uid {old} -> {ruid}, euid {euid})"));
             }
             EventData::Gid { process_pid, rgid, egid, .. } => {
@@ -258,18 +307,18 @@ impl Human {
 
     /// A loss, never silent: `N events lost`, `at least N events lost`, or `? events lost` when the count is
     /// unknown.
-    pub(crate) fn lost(&self, out: &mut Vec<u8>, loss: Loss, cause: LostCause, now_ns: u64) {
-        self.time(out, now_ns);
+    pub(crate) fn lost(&self, out: &mut Vec<u8>, l: &LostEvents) {
+        self.time(out, l.timestamp_ns);
         if self.cols.glyphs {
             out.extend_from_slice("! ".as_bytes());
         }
-        let _ = write!(out, "{:<5} {:>w$} ", "lost", "-", w = self.pid_width);
-        let _ = match loss {
-            Loss::Exact(n) => write!(out, "{n}"),
-            Loss::AtLeast(n) => write!(out, "at least {n}"),
-            Loss::Unknown => write!(out, "?"),
+        let _ = write!(out, "{:<5} {:>w$} ", "lost", "-", w = self.env.pid_width);
+        let _ = match (l.count, l.exact) {
+            (Some(n), true) => write!(out, "{n}"),
+            (Some(n), false) => write!(out, "at least {n}"),
+            (None, _) => write!(out, "?"),
         };
-        let _ = writeln!(out, " events lost ({})", cause.name());
+        let _ = writeln!(out, " events lost ({})", l.cause.name());
     }
 }
 
@@ -314,65 +363,4 @@ fn signal_name(sig: u8) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn line(h: &Human, data: EventData, x: Extra<'_>) -> String {
-        let mut out = Vec::new();
-        h.event(&mut out, &Event { seq: 0, cpu: 0, timestamp_ns: 1_000_000_000, data }, x, None);
-        String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn exit_line_has_code_lifetime_and_name() {
-        let h = Human::new(NameStyle::default(), Columns::default());
-        let info = ProcInfo { comm: "sh".into(), cmdline: "/bin/sh -c exit 3".into(), ..Default::default() };
-        let data = EventData::Exit {
-            process_pid: 42,
-            process_tgid: 42,
-            exit_code: 768,
-            exit_signal: 17,
-            parent_pid: 1,
-            parent_tgid: 1,
-        };
-        let l = line(&h, data, Extra { info: Some(&info), lifetime_ns: Some(1_500_000_000), ..Default::default() });
-        assert!(l.contains(" exit "), "{l}");
-        assert!(l.contains(" 42 "), "{l}");
-        assert!(l.contains("3 "), "{l}");
-        assert!(l.contains("1.500s"), "{l}");
-        assert!(l.trim_end().ends_with("/bin/sh -c exit 3"), "{l}");
-    }
-
-    #[test]
-    fn names_follow_the_style() {
-        let info = ProcInfo { comm: "ls".into(), cmdline: "/usr/bin/ls -l".into(), ..Default::default() };
-        let name = |style| {
-            let mut v = Vec::new();
-            Human::new(style, Columns::default()).name(&mut v, Some(&info));
-            String::from_utf8(v).unwrap()
-        };
-        assert_eq!(name(NameStyle::default()), "/usr/bin/ls -l");
-        assert_eq!(name(NameStyle { comm: true, ..Default::default() }), "ls");
-        assert_eq!(name(NameStyle { strip_dir: true, ..Default::default() }), "ls -l");
-        assert_eq!(name(NameStyle { short: true, ..Default::default() }), "/usr/bin/ls");
-        let k = ProcInfo { comm: "kworker/0:1".into(), kthread: true, ..Default::default() };
-        let mut v = Vec::new();
-        Human::new(NameStyle::default(), Columns::default()).name(&mut v, Some(&k));
-        assert_eq!(v, b"[kworker/0:1]");
-    }
-
-    #[test]
-    fn fork_prints_parent_and_child_lines() {
-        let h = Human::new(NameStyle::default(), Columns::default());
-        let data = EventData::Fork { parent_pid: 10, parent_tgid: 10, child_pid: 11, child_tgid: 10 };
-        let l = line(&h, data, Extra::default());
-        let lines: Vec<&str> = l.lines().collect();
-        assert_eq!(lines.len(), 2);
-        assert!(lines[0].contains("clone") && lines[0].contains("parent"));
-        assert!(lines[1].contains("thread") && lines[1].contains(" 11 "));
-        assert_eq!(signal_name(libc::SIGKILL as u8), "SIGKILL");
-        assert_eq!(signal_name(libc::SIGTERM as u8), "SIGTERM");
-        assert_eq!(signal_name(libc::SIGCHLD as u8), "SIGCHLD");
-        assert_eq!(signal_name(64), "SIG64");
-    }
-}
+mod tests;

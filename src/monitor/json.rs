@@ -1,11 +1,13 @@
-//! JSON Lines output, written by hand into a byte buffer: no allocation per event (schema: docs/json.md).
+//! The native JSON of `cnlink proc`: one object per record or loss, written by hand into a byte buffer with no
+//! allocation per event (schema: docs/json.md). The fields of a process repeat on every event about it, so
+//! they are formatted once per process value and kept (as are the ancestors of a line of processes).
 
-use std::rc::Rc;
+use std::sync::Arc;
 
-use cnlink::proc::{Event, Loss};
-use cnlink::wire::{comm_str, EventData, ExitStatus};
+use cnlink::wire::{EventData, ExitStatus};
+use cnlink_procmon::{EntityId, LostEvents, ProcRecord, ProcessInfo};
 
-use super::enrich::ProcInfo;
+use super::tty;
 
 /// Writes JSON objects, one per line, into a growing buffer.
 #[derive(Debug, Default)]
@@ -24,15 +26,6 @@ impl JsonWriter {
     /// The bytes written so far.
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.buf
-    }
-
-    /// The buffer itself, for writers that format text into it.
-    pub(crate) fn buf_mut(&mut self) -> &mut Vec<u8> {
-        &mut self.buf
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.buf.len()
     }
 
     pub(crate) fn clear(&mut self) {
@@ -82,12 +75,22 @@ impl JsonWriter {
 
     pub(crate) fn str_field(&mut self, k: &str, v: &str) {
         self.key(k);
+        self.string(v.as_bytes());
+    }
+
+    /// Bytes that need not be UTF-8, as a string: sequences that are not UTF-8 become U+FFFD.
+    pub(crate) fn bytes_field(&mut self, k: &str, v: &[u8]) {
+        self.key(k);
         self.string(v);
     }
 
     /// Bytes as lowercase hex in a string.
     pub(crate) fn hex_field(&mut self, k: &str, v: &[u8]) {
         self.key(k);
+        self.hex(v);
+    }
+
+    fn hex(&mut self, v: &[u8]) {
         self.buf.push(b'"');
         for b in v {
             self.buf.push(HEX[usize::from(b >> 4)]);
@@ -96,58 +99,315 @@ impl JsonWriter {
         self.buf.push(b'"');
     }
 
-    /// A JSON string: quotes, backslashes and control characters escaped.
-    fn string(&mut self, s: &str) {
-        self.buf.push(b'"');
-        let bytes = s.as_bytes();
-        let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            let esc: &[u8] = match b {
-                b'"' => b"\\\"",
-                b'\\' => b"\\\\",
-                b'\n' => b"\\n",
-                b'\t' => b"\\t",
-                b'\r' => b"\\r",
-                0..=0x1f | 0x7f => b"",
-                _ => continue,
-            };
-            self.buf.extend_from_slice(&bytes[start..i]);
-            if esc.is_empty() {
-                self.buf.extend_from_slice(b"\\u00");
-                self.buf.push(HEX[usize::from(b >> 4)]);
-                self.buf.push(HEX[usize::from(b & 15)]);
-            } else {
-                self.buf.extend_from_slice(esc);
-            }
-            start = i + 1;
+    fn id_field(&mut self, k: &str, id: &EntityId) {
+        self.hex_field(k, &id.0);
+    }
+
+    /// Opens an array value.
+    fn array(&mut self, k: &str) {
+        self.key(k);
+        self.buf.push(b'[');
+    }
+
+    fn close_array(&mut self) {
+        self.buf.push(b']');
+    }
+
+    /// A separator between array elements.
+    fn comma(&mut self, i: usize) {
+        if i > 0 {
+            self.buf.push(b',');
         }
-        self.buf.extend_from_slice(&bytes[start..]);
+    }
+
+    /// A JSON string of bytes: quotes, backslashes and control characters escaped (`\n`, `\t`, `\r`, else
+    /// `\u00XX`), sequences that are not UTF-8 as U+FFFD.
+    fn string(&mut self, bytes: &[u8]) {
         self.buf.push(b'"');
+        for chunk in bytes.utf8_chunks() {
+            let valid = chunk.valid().as_bytes();
+            let mut start = 0;
+            for (i, &b) in valid.iter().enumerate() {
+                let esc: &[u8] = match b {
+                    b'"' => b"\\\"",
+                    b'\\' => b"\\\\",
+                    b'\n' => b"\\n",
+                    b'\t' => b"\\t",
+                    b'\r' => b"\\r",
+                    0..=0x1f | 0x7f => b"",
+                    _ => continue,
+                };
+                self.buf.extend_from_slice(&valid[start..i]);
+                if esc.is_empty() {
+                    self.buf.extend_from_slice(b"\\u00");
+                    self.buf.push(HEX[usize::from(b >> 4)]);
+                    self.buf.push(HEX[usize::from(b & 15)]);
+                } else {
+                    self.buf.extend_from_slice(esc);
+                }
+                start = i + 1;
+            }
+            self.buf.extend_from_slice(&valid[start..]);
+            if !chunk.invalid().is_empty() {
+                self.buf.extend_from_slice("\u{fffd}".as_bytes());
+            }
+        }
+        self.buf.push(b'"');
+    }
+
+    /// Appends a fragment made by another writer (it starts with a comma when not empty).
+    fn fragment(&mut self, f: &[u8]) {
+        if f.is_empty() {
+            return;
+        }
+        if self.first {
+            self.buf.extend_from_slice(&f[1..]);
+        } else {
+            self.buf.extend_from_slice(f);
+        }
+        self.first = false;
     }
 }
 
-/// Extra facts the monitor knows about one event.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Extra<'a> {
-    /// The subject process, from the cache.
-    pub(crate) info: Option<&'a ProcInfo>,
-    /// For exits: how long the task lived (kernel timestamps).
-    pub(crate) lifetime_ns: Option<u64>,
-    /// For comm events: the name before.
-    pub(crate) old_comm: Option<&'a str>,
-    /// For uid events: the real uid before.
-    pub(crate) old_uid: Option<u32>,
+/// Fragments kept per process value, and per line of ancestors (each keeps its values alive, so that a pointer
+/// is never reused while it is a key).
+#[derive(Debug)]
+pub(crate) struct Fragments {
+    processes: Vec<Option<(Arc<ProcessInfo>, ProcessFragment)>>,
+    ancestors: Vec<Option<AncestorsFragment>>,
 }
 
-/// Writes one event as a JSON object with the kernel's field names and what the cache adds.
-pub(crate) fn event(w: &mut JsonWriter, ev: &Event, x: Extra<'_>) {
+/// `,"ancestors":[...]` of a line of ancestors.
+type AncestorsFragment = (Vec<Arc<ProcessInfo>>, Vec<u8>);
+
+/// Slots of each kept kind.
+const SLOTS: usize = 256;
+
+impl Default for Fragments {
+    fn default() -> Self {
+        Fragments { processes: vec![None; SLOTS], ancestors: vec![None; SLOTS / 4] }
+    }
+}
+
+fn slot(p: &Arc<ProcessInfo>, n: usize) -> usize {
+    ((Arc::as_ptr(p) as usize) >> 6) % n
+}
+
+/// A process's keys, each preceded by a comma: its ids, then its name, then the rest.
+#[derive(Debug, Clone)]
+struct ProcessFragment {
+    bytes: Vec<u8>,
+    ids_end: usize,
+    name_end: usize,
+}
+
+impl ProcessFragment {
+    fn ids(&self) -> &[u8] {
+        &self.bytes[..self.ids_end]
+    }
+
+    fn name(&self) -> &[u8] {
+        &self.bytes[self.ids_end..self.name_end]
+    }
+
+    fn fields(&self) -> &[u8] {
+        &self.bytes[self.name_end..]
+    }
+}
+
+impl Fragments {
+    /// The process's keys (always there: made when missing).
+    fn process(&mut self, p: &Arc<ProcessInfo>) -> Option<&ProcessFragment> {
+        let i = slot(p, self.processes.len());
+        let fresh = !matches!(&self.processes[i], Some((k, _)) if Arc::ptr_eq(k, p));
+        if fresh {
+            let mut w = JsonWriter { buf: Vec::with_capacity(768), first: false };
+            ids(&mut w, Some(&p.entity_id), Some(p.entity_id_source), p.parent_entity_id.as_ref(), p.status);
+            let ids_end = w.buf.len();
+            if !p.program.name.is_empty() {
+                w.bytes_field("comm", p.program.name.as_bytes());
+            }
+            let name_end = w.buf.len();
+            process_fields(&mut w, p);
+            self.processes[i] = Some((p.clone(), ProcessFragment { bytes: w.buf, ids_end, name_end }));
+        }
+        self.processes[i].as_ref().map(|(_, f)| f)
+    }
+
+    /// `,"ancestors":[...]`.
+    fn ancestors(&mut self, a: &[Arc<ProcessInfo>]) -> &[u8] {
+        let Some(first) = a.first() else { return b",\"ancestors\":[]" };
+        let i = slot(first, self.ancestors.len());
+        let same = |k: &Vec<Arc<ProcessInfo>>| k.len() == a.len() && k.iter().zip(a).all(|(x, y)| Arc::ptr_eq(x, y));
+        if !matches!(&self.ancestors[i], Some((k, _)) if same(k)) {
+            let mut w = JsonWriter { buf: Vec::with_capacity(64 + 96 * a.len()), first: false };
+            w.array("ancestors");
+            for (j, p) in a.iter().enumerate() {
+                w.comma(j);
+                w.begin();
+                w.i64_field("pid", p.pid.into());
+                w.id_field("entity_id", &p.entity_id);
+                w.bytes_field("name", p.program.name.as_bytes());
+                w.buf.push(b'}');
+            }
+            w.close_array();
+            self.ancestors[i] = Some((a.to_vec(), w.buf));
+        }
+        self.ancestors[i].as_ref().map_or(&[], |(_, b)| b)
+    }
+}
+
+/// The ids of a record and its enrichment status.
+fn ids(
+    w: &mut JsonWriter,
+    id: Option<&EntityId>,
+    source: Option<cnlink_procmon::EntityIdSource>,
+    parent: Option<&EntityId>,
+    status: cnlink_procmon::EnrichStatus,
+) {
+    if let Some(id) = id {
+        w.id_field("entity_id", id);
+    }
+    if let Some(s) = source {
+        w.str_field("entity_id_source", s.name());
+    }
+    if let Some(id) = parent {
+        w.id_field("parent_entity_id", id);
+    }
+    if id.is_some() {
+        w.str_field("enrichment", status.name());
+    }
+}
+
+/// What `/proc` and the table say about a process (not its name, which comm events replace).
+fn process_fields(w: &mut JsonWriter, p: &ProcessInfo) {
+    if let Some(a) = &p.program.argv {
+        if a.count > 0 {
+            w.bytes_field("cmdline", a.joined_lossy().as_bytes());
+        }
+        w.array("argv");
+        let mut exact = true;
+        for (i, arg) in a.args().enumerate() {
+            w.comma(i);
+            w.string(arg);
+            exact &= std::str::from_utf8(arg).is_ok();
+        }
+        w.close_array();
+        if !exact {
+            w.array("argv_hex");
+            for (i, arg) in a.args().enumerate() {
+                w.comma(i);
+                match std::str::from_utf8(arg) {
+                    Ok(_) => w.buf.extend_from_slice(b"null"),
+                    Err(_) => w.hex(arg),
+                }
+            }
+            w.close_array();
+        }
+        if a.truncated {
+            w.bool_field("argv_truncated", true);
+        }
+    }
+    if let Some(e) = &p.program.exe {
+        w.bytes_field("exe", e.path.as_bytes());
+        w.bool_field("exe_deleted", e.deleted);
+        w.bool_field("exe_memfd", e.memfd);
+        if e.truncated {
+            w.bool_field("exe_truncated", true);
+        }
+    }
+    if let Some(c) = &p.cwd {
+        w.bytes_field("cwd", c.as_bytes());
+    }
+    let c = p.creds;
+    for (k, v) in [("uid", c.ruid), ("euid", c.euid), ("gid", c.rgid), ("egid", c.egid)] {
+        if let Some(v) = v {
+            w.u64_field(k, v.into());
+        }
+    }
+    if p.start_ticks.is_some() || p.pgid != 0 || p.sid != 0 {
+        w.i64_field("pgid", p.pgid.into());
+        w.i64_field("sid", p.sid.into());
+        if p.tty_nr != 0 {
+            w.str_field("tty", &tty::name(p.tty_nr as u32));
+        }
+    }
+    if p.kthread {
+        w.bool_field("kthread", true);
+    }
+    if let Some(cg) = &p.cgroup {
+        w.bytes_field("cgroup", cg.path.as_bytes());
+        if cg.truncated {
+            w.bool_field("cgroup_truncated", true);
+        }
+        if let Some(c) = &cg.class.container {
+            w.str_field("container_id", &c.id);
+            w.str_field("container_runtime", c.runtime.name());
+        }
+        if let Some(pod) = &cg.class.pod {
+            w.str_field("pod_uid", &pod.uid);
+            w.str_field("pod_qos", pod.qos.name());
+        }
+        if let Some(s) = &cg.class.systemd {
+            if let Some(u) = &s.unit {
+                w.str_field("unit", u);
+            }
+            if let Some(sl) = &s.slice {
+                w.str_field("slice", sl);
+            }
+            if let Some(uid) = s.user {
+                w.u64_field("unit_user", uid.into());
+            }
+        }
+    }
+    let ns = &p.namespaces;
+    if let Some(n) = ns.pid_ns {
+        w.u64_field("pid_ns", n);
+    }
+    if let Some(n) = ns.mnt_ns {
+        w.u64_field("mnt_ns", n);
+    }
+    if let Some(levels) = &ns.nspid {
+        w.array("nspid");
+        for (i, n) in levels.iter().enumerate() {
+            w.comma(i);
+            w.buf.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes());
+        }
+        w.close_array();
+    }
+    if p.truncated {
+        w.bool_field("truncated", true);
+    }
+}
+
+fn pid_tgid(w: &mut JsonWriter, pid: i32, tgid: i32) {
+    w.i64_field("pid", pid.into());
+    w.i64_field("tgid", tgid.into());
+}
+
+/// The process before the event, for the `old_*` keys.
+#[derive(Clone, Copy, Default)]
+struct Before<'a> {
+    /// For comm events: the name before (the process's, or for a thread's rename, its process's now).
+    comm: Option<&'a [u8]>,
+    /// For uid events: the real uid before.
+    uid: Option<u32>,
+}
+
+/// Writes one proc event with the kernel's field names (as `cnlink listen` and `send` show them).
+pub(crate) fn event(w: &mut JsonWriter, ev: &cnlink::proc::Event) {
     w.begin();
-    w.str_field("event", ev.data.name());
-    w.u64_field("cpu", ev.cpu.into());
-    w.u64_field("seq", ev.seq.into());
-    w.u64_field("timestamp_ns", ev.timestamp_ns);
-    let mut comm_written = false;
-    match ev.data {
+    event_fields(w, ev.cpu, ev.seq, ev.timestamp_ns, &ev.data, Before::default());
+    w.end();
+}
+
+/// The kernel's fields of an event.
+fn event_fields(w: &mut JsonWriter, cpu: u32, seq: u32, timestamp_ns: u64, data: &EventData, before: Before<'_>) {
+    w.str_field("event", data.name());
+    w.u64_field("cpu", cpu.into());
+    w.u64_field("seq", seq.into());
+    w.u64_field("timestamp_ns", timestamp_ns);
+    match *data {
         EventData::Fork { parent_pid, parent_tgid, child_pid, child_tgid } => {
             w.i64_field("parent_pid", parent_pid.into());
             w.i64_field("parent_tgid", parent_tgid.into());
@@ -162,7 +422,7 @@ pub(crate) fn event(w: &mut JsonWriter, ev: &Event, x: Extra<'_>) {
             pid_tgid(w, process_pid, process_tgid);
             w.u64_field("ruid", ruid.into());
             w.u64_field("euid", euid.into());
-            if let Some(old) = x.old_uid {
+            if let Some(old) = before.uid {
                 w.u64_field("old_uid", old.into());
             }
         }
@@ -178,11 +438,11 @@ pub(crate) fn event(w: &mut JsonWriter, ev: &Event, x: Extra<'_>) {
         }
         EventData::Comm { process_pid, process_tgid, comm } => {
             pid_tgid(w, process_pid, process_tgid);
-            w.str_field("comm", &comm_str(&comm));
-            if let Some(old) = x.old_comm {
-                w.str_field("old_comm", old);
+            let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+            w.bytes_field("comm", &comm[..end]);
+            if let Some(old) = before.comm {
+                w.bytes_field("old_comm", old);
             }
-            comm_written = true;
         }
         EventData::Coredump { process_pid, process_tgid, parent_pid, parent_tgid } => {
             pid_tgid(w, process_pid, process_tgid);
@@ -213,199 +473,79 @@ pub(crate) fn event(w: &mut JsonWriter, ev: &Event, x: Extra<'_>) {
         }
         _ => {}
     }
-    if let Some(info) = x.info {
-        if comm_written {
-            enrichment(w, info, false);
-        } else {
-            // The same process's fields repeat on every event: format them once per cache entry.
-            let fields = info.json.get_or_init(|| {
-                let mut t = JsonWriter { buf: Vec::new(), first: false };
-                enrichment(&mut t, info, true);
-                Rc::from(t.buf)
-            });
-            if !fields.is_empty() {
-                w.buf.push(b',');
-                w.buf.extend_from_slice(&fields[1..]);
-            }
+}
+
+/// Writes one record: the event with the kernel's field names, then what the table knows.
+pub(crate) fn record(w: &mut JsonWriter, rec: &ProcRecord, frags: &mut Fragments) {
+    let ev = &rec.event;
+    let mut before = Before::default();
+    let previous = rec.previous.as_deref();
+    match ev.data {
+        EventData::Uid { .. } => before.uid = previous.and_then(|p| p.creds.ruid),
+        EventData::Comm { process_pid, process_tgid, .. } => {
+            // A thread's rename leaves the process's name: the name before is the process's only for its leader.
+            let old = if process_pid == process_tgid { previous } else { rec.process.as_deref() };
+            before.comm = old.map(|p| p.program.name.as_bytes()).filter(|n| !n.is_empty());
         }
+        _ => {}
     }
-    if let Some(l) = x.lifetime_ns {
+    w.begin();
+    event_fields(w, ev.cpu, ev.seq, ev.timestamp_ns, &ev.data, before);
+    let comm_written = matches!(ev.data, EventData::Comm { .. });
+    match rec.process.as_ref().and_then(|p| Some((p, frags.process(p)?))) {
+        Some((p, f)) => {
+            // The record's ids are its process's, but for a process first met and already gone.
+            let same = rec.entity_id == Some(p.entity_id)
+                && rec.entity_id_source == Some(p.entity_id_source)
+                && rec.parent_entity_id == p.parent_entity_id
+                && rec.status == p.status;
+            if same {
+                w.fragment(f.ids());
+            } else {
+                ids(w, rec.entity_id.as_ref(), rec.entity_id_source, rec.parent_entity_id.as_ref(), rec.status);
+            }
+            if !comm_written {
+                w.fragment(f.name());
+            }
+            w.fragment(f.fields());
+        }
+        None => ids(w, rec.entity_id.as_ref(), rec.entity_id_source, rec.parent_entity_id.as_ref(), rec.status),
+    }
+    if matches!(ev.data, EventData::Exec { .. } | EventData::Exit { .. }) && rec.process.is_some() {
+        w.fragment(frags.ancestors(&rec.ancestors));
+    }
+    if let (EventData::Exec { .. }, Some(l)) = (ev.data, rec.entry_leader()) {
+        w.key("entry_leader");
+        w.begin();
+        w.i64_field("pid", l.pid.into());
+        w.id_field("entity_id", &l.entity_id);
+        w.bytes_field("name", l.name.as_bytes());
+        w.str_field("kind", l.kind.name());
+        w.buf.push(b'}');
+        w.first = false;
+    }
+    if let Some(l) = rec.lifetime_ns {
         w.u64_field("lifetime_ns", l);
     }
     w.end();
 }
 
-/// The cache's fields, each preceded by a comma.
-fn enrichment(w: &mut JsonWriter, info: &ProcInfo, with_comm: bool) {
-    if with_comm && !info.comm.is_empty() {
-        w.str_field("comm", &info.comm);
-    }
-    if !info.cmdline.is_empty() {
-        w.str_field("cmdline", &info.cmdline);
-    }
-    if let Some(uid) = info.uid {
-        w.u64_field("uid", uid.into());
-    }
-    if !info.cgroup.is_empty() {
-        w.str_field("cgroup", &info.cgroup);
-    }
-}
-
-fn pid_tgid(w: &mut JsonWriter, pid: i32, tgid: i32) {
-    w.i64_field("pid", pid.into());
-    w.i64_field("tgid", tgid.into());
-}
-
-/// Why events were lost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LostCause {
-    /// Gaps in the kernel's per-CPU sequence numbers (the socket's receive buffer overflowed).
-    SeqGap,
-    /// The kernel's drop counter for this socket (kernel-filtered subscriptions, which have no usable gaps).
-    KernelDrops,
-    /// The monitor's own queue between receiving and printing was full.
-    Queue,
-}
-
-impl LostCause {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            LostCause::SeqGap => "seq_gap",
-            LostCause::KernelDrops => "socket_drops",
-            LostCause::Queue => "queue_overflow",
-        }
-    }
-}
-
 /// Writes a `lost` record: `count` is `null` when unknown, and `exact` is false for a lower bound or an unknown
 /// count.
-pub(crate) fn lost(w: &mut JsonWriter, loss: Loss, cause: LostCause, now_ns: u64) {
+pub(crate) fn lost(w: &mut JsonWriter, l: &LostEvents) {
     w.begin();
     w.str_field("event", "lost");
     w.null_field("cpu");
     w.null_field("seq");
-    w.u64_field("timestamp_ns", now_ns);
-    match loss.count() {
+    w.u64_field("timestamp_ns", l.timestamp_ns);
+    match l.count {
         Some(n) => w.u64_field("count", n),
         None => w.null_field("count"),
     }
-    w.bool_field("exact", loss.is_exact());
-    w.str_field("cause", cause.name());
+    w.bool_field("exact", l.exact);
+    w.str_field("cause", l.cause.name());
     w.end();
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(w: &JsonWriter) -> serde_json::Value {
-        serde_json::from_slice(w.bytes()).expect("valid JSON")
-    }
-
-    #[test]
-    fn escapes_strings() {
-        let mut w = JsonWriter::new();
-        w.begin();
-        w.str_field("s", "a\"b\\c\nd\u{1}é");
-        w.end();
-        assert_eq!(parse(&w)["s"], "a\"b\\c\nd\u{1}é");
-        assert!(w.bytes().ends_with(b"}\n"));
-    }
-
-    #[test]
-    fn exit_event_has_kernel_fields_and_decoded_code() {
-        let ev = Event {
-            seq: 7,
-            cpu: 1,
-            timestamp_ns: 99,
-            data: EventData::Exit {
-                process_pid: 12,
-                process_tgid: 12,
-                exit_code: 768,
-                exit_signal: 17,
-                parent_pid: 10,
-                parent_tgid: 10,
-            },
-        };
-        let mut w = JsonWriter::new();
-        event(&mut w, &ev, Extra { lifetime_ns: Some(5), ..Default::default() });
-        let v = parse(&w);
-        assert_eq!(v["event"], "exit");
-        assert_eq!(v["pid"], 12);
-        assert_eq!(v["tgid"], 12);
-        assert_eq!(v["exit_code"], 768);
-        assert_eq!(v["code"], 3);
-        assert_eq!(v["parent_tgid"], 10);
-        assert_eq!(v["lifetime_ns"], 5);
-        assert_eq!(v["seq"], 7);
-        assert!(v.get("signal").is_none());
-    }
-
-    #[test]
-    fn signal_exit_and_fork() {
-        let mut w = JsonWriter::new();
-        let data = EventData::Exit {
-            process_pid: 5,
-            process_tgid: 4,
-            exit_code: 9,
-            exit_signal: u32::MAX,
-            parent_pid: 0,
-            parent_tgid: 0,
-        };
-        event(&mut w, &Event { seq: 0, cpu: 0, timestamp_ns: 0, data }, Extra::default());
-        let v = parse(&w);
-        assert_eq!(v["signal"], 9);
-        assert_eq!(v["thread"], true);
-        assert_eq!(v["exit_signal"], -1);
-
-        w.clear();
-        let data = EventData::Fork { parent_pid: 1, parent_tgid: 1, child_pid: 2, child_tgid: 2 };
-        event(&mut w, &Event { seq: 0, cpu: 0, timestamp_ns: 0, data }, Extra::default());
-        let v = parse(&w);
-        assert_eq!(
-            (v["event"].as_str(), v["child_pid"].as_i64(), v["thread"].as_bool()),
-            (Some("fork"), Some(2), Some(false))
-        );
-    }
-
-    #[test]
-    fn enrichment_is_formatted_once_and_follows_changes() {
-        let mut info = ProcInfo { comm: "a\"b".into(), cmdline: "x y".into(), uid: Some(7), ..Default::default() };
-        let ev = Event { seq: 1, cpu: 0, timestamp_ns: 2, data: EventData::Exec { process_pid: 3, process_tgid: 3 } };
-        let mut w = JsonWriter::new();
-        event(&mut w, &ev, Extra { info: Some(&info), ..Default::default() });
-        let first = w.bytes().to_vec();
-        assert!(info.json.get().is_some());
-        w.clear();
-        event(&mut w, &ev, Extra { info: Some(&info), ..Default::default() });
-        assert_eq!(w.bytes(), first);
-        let v = parse(&w);
-        assert_eq!(
-            (v["comm"].as_str(), v["cmdline"].as_str(), v["uid"].as_u64()),
-            (Some("a\"b"), Some("x y"), Some(7))
-        );
-        assert!(v.get("cgroup").is_none());
-        // An entry with nothing known adds nothing.
-        info = ProcInfo::default();
-        w.clear();
-        event(&mut w, &ev, Extra { info: Some(&info), ..Default::default() });
-        assert_eq!(parse(&w).as_object().unwrap().len(), 6);
-    }
-
-    #[test]
-    fn lost_record() {
-        let mut w = JsonWriter::new();
-        lost(&mut w, Loss::Exact(42), LostCause::Queue, 1);
-        let v = parse(&w);
-        assert_eq!(
-            (v["event"].as_str(), v["count"].as_u64(), v["exact"].as_bool()),
-            (Some("lost"), Some(42), Some(true))
-        );
-        assert!(v["cpu"].is_null());
-        w.clear();
-        lost(&mut w, Loss::Unknown, LostCause::KernelDrops, 1);
-        let v = parse(&w);
-        assert!(v["count"].is_null());
-        assert_eq!(v["exact"].as_bool(), Some(false));
-    }
-}
+mod tests;

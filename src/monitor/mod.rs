@@ -1,39 +1,38 @@
-//! The process-event monitor behind `cnlink proc`: a receive thread ([`pipeline`]) feeding the main thread, which
-//! handles each item ([`dispatch`]): it keeps the process cache ([`enrich`]), filters ([`filter`]), formats
-//! ([`human`], [`json`]) and counts ([`stats`]).
+//! `cnlink proc` on the process model (`cnlink_procmon::Monitor`): the library receives, enriches and filters;
+//! this module runs it until told to stop, hands each item to the outputs ([`output`]: text in forkstat's
+//! columns ([`human`]), the native JSON ([`json`]), and room for others), keeps the `-S` statistics
+//! ([`stats`]), and reports to the service manager and the metrics endpoint.
 
 pub(crate) mod dispatch;
-pub(crate) mod enrich;
-pub(crate) mod filter;
 pub(crate) mod human;
 pub(crate) mod json;
-pub(crate) mod pipeline;
-pub(crate) mod procfs;
+pub(crate) mod output;
 pub(crate) mod stats;
+#[cfg(test)]
+mod testkit;
+pub(crate) mod tty;
 
+use std::cell::RefCell;
 use std::io::Write;
+use std::rc::Rc;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use cnlink::proc::{ProcEvents, ProcOptions};
-use cnlink::wire::EventMask;
+use cnlink_procmon::{Monitor, MonitorBuilder, ProcFilter, RecordFilter, Selection, TableConfig};
 
 use crate::cmd::Format;
 use crate::service::daemon::Daemon;
 use crate::service::reports;
+use crate::sink::output::{upstream_counts, SinkOutput};
 use crate::sink::stage::SinkStage;
-use cnlink_sink::UpstreamCounts;
-use dispatch::Monitor;
-use enrich::Cache;
-use filter::{ProcFilter, Selection};
-use human::{Columns, Human, NameStyle};
+use dispatch::Dispatch;
+use human::{Columns, NameStyle, TextEnv};
 use json::JsonWriter;
-use pipeline::Pipeline;
-use stats::{Stats, Summary};
+use output::{Outputs, TerminalStyle};
+use stats::{Names, Summary};
 
 /// Everything `cnlink proc` was asked to do.
 #[derive(Debug)]
@@ -47,300 +46,193 @@ pub(crate) struct Config {
     pub(crate) quiet: bool,
     pub(crate) stats: bool,
     pub(crate) duration: Option<Duration>,
-    pub(crate) filter: ProcFilter,
+    /// The filters run on every record, in order (`--pid`, `--name`, `--uid`, `-p` first).
+    pub(crate) filters: Vec<Box<dyn RecordFilter>>,
     pub(crate) rcvbuf: usize,
     pub(crate) batch_latency: Duration,
     pub(crate) queue: usize,
+    /// Processes the table keeps at most.
     pub(crate) cache_max: usize,
+    /// Ancestors on exec and exit records.
+    pub(crate) ancestry_depth: usize,
     pub(crate) kernel_filter: bool,
     pub(crate) ack_timeout: Duration,
     /// Serve Prometheus metrics here.
     pub(crate) metrics: Option<std::net::SocketAddr>,
+    /// Record what the monitor receives and reads.
+    pub(crate) record: Option<RecordTo>,
+    /// Run from a recording instead of the kernel and `/proc`.
+    pub(crate) replay: Option<crate::cmd::replay::Replay>,
+    /// Ship every event to NATS JetStream (`--sink`) instead of printing it.
+    pub(crate) sink: Option<crate::sink::args::SinkArgs>,
 }
 
-/// The events the cache needs to stay right: creation (inheritance, start times), exec (names), exit (forget),
-/// comm and uid changes.
-const TRACKING: EventMask = EventMask(
-    EventMask::FORK.0 | EventMask::EXEC.0 | EventMask::EXIT.0 | EventMask::COMM.0 | EventMask::UID.0 | EventMask::SID.0,
-);
-
-/// How the cache is used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CacheMode {
-    /// Kept up to date by the events (a snapshot at start when enriching).
-    Tracked,
-    /// Only events of live processes are shown (exec, uid, ...): read `/proc` for each, keep nothing.
-    Transient,
+/// Where and how to record.
+#[derive(Debug)]
+pub(crate) struct RecordTo {
+    /// The file (the first of a rotated set is named after it).
+    pub(crate) path: std::path::PathBuf,
+    /// Rotation.
+    pub(crate) rotation: crate::record::RecordArgs,
+    /// The command named in the session record.
+    pub(crate) command: &'static str,
 }
+
+/// Events that may wait for the recording thread before the monitor's recorder counts misses.
+const RECORD_QUEUE: usize = 1 << 16;
 
 impl Config {
-    fn cache_mode(&self) -> CacheMode {
-        let lifelong = EventMask::FORK.0 | EventMask::EXIT.0 | EventMask::NONZERO_EXIT.0 | EventMask::COREDUMP.0;
-        if !self.enrich || self.selection.mask.0 & lifelong != 0 || self.filter.active() {
-            CacheMode::Tracked
+    /// The filter list with the classic process filters first.
+    pub(crate) fn process_filter(f: ProcFilter) -> Vec<Box<dyn RecordFilter>> {
+        if f.is_empty() {
+            Vec::new()
         } else {
-            CacheMode::Transient
+            vec![Box::new(f)]
         }
     }
 
-    /// The events to ask the kernel for: those shown, plus those the cache and the filters need.
-    fn kernel_mask(&self) -> EventMask {
-        let mut m = self.selection.mask;
-        if self.enrich && self.cache_mode() == CacheMode::Tracked {
-            m |= TRACKING;
+    /// The library's monitor, as configured.
+    fn builder(&mut self) -> MonitorBuilder {
+        let table = TableConfig { max_processes: self.cache_max.max(64), ..TableConfig::default() };
+        let mut b = Monitor::builder()
+            .events(self.selection)
+            .enrich(self.enrich)
+            .table(table)
+            .ancestry_depth(self.ancestry_depth)
+            .recv_buffer(self.rcvbuf)
+            .ack_timeout(self.ack_timeout)
+            .kernel_filter(self.kernel_filter)
+            .batch_latency(self.batch_latency)
+            .queue(self.queue.max(1024));
+        for f in self.filters.drain(..) {
+            b = b.filter_boxed(f);
         }
-        if self.filter.tracks_descendants() {
-            m |= EventMask::FORK | EventMask::EXIT;
-        }
-        m
-    }
-}
-
-/// Where the formatted lines go: stdout, or (with `--sink`) the sink, one JSON line per event.
-enum Out<'a> {
-    Stdout(std::io::StdoutLock<'a>),
-    Sink(Box<SinkStage>, Vec<u8>),
-}
-
-impl Write for Out<'_> {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Out::Stdout(out) => out.write(bytes),
-            Out::Sink(_, pending) => {
-                pending.extend_from_slice(bytes);
-                Ok(bytes.len())
-            }
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Out::Stdout(out) => out.flush(),
-            Out::Sink(sink, pending) => {
-                let mut rest = &pending[..];
-                while let Some(end) = rest.iter().position(|&b| b == b'\n') {
-                    let line = &rest[..end];
-                    rest = &rest[end + 1..];
-                    // Every line is `{"event":"KIND",...}`.
-                    let kind = line
-                        .strip_prefix(b"{\"event\":\"")
-                        .and_then(|r| r.iter().position(|&b| b == b'"').map(|n| &r[..n]))
-                        .and_then(|k| std::str::from_utf8(k).ok())
-                        .unwrap_or("unknown");
-                    sink.submit(kind, line);
-                }
-                let used = pending.len() - rest.len();
-                pending.drain(..used);
-                sink.flush(Instant::now());
-                Ok(())
-            }
-        }
+        b
     }
 }
 
-/// The monitor's counts a ledger record carries.
-fn upstream(mon: &Monitor) -> UpstreamCounts {
-    let s = &mon.stats;
-    let mut per_cpu = Vec::new();
-    for (&cpu, &n) in &s.lost_by_cpu {
-        let cpu = cpu as usize;
-        if cpu < 8192 {
-            per_cpu.resize(per_cpu.len().max(cpu + 1), 0);
-            per_cpu[cpu] += n;
-        }
-    }
-    let attributed: u64 = per_cpu.iter().sum();
-    UpstreamCounts {
-        kernel_lost_per_cpu: per_cpu,
-        kernel_lost_other: (s.lost_seq + s.lost_drops).saturating_sub(attributed),
-        queue_lost: s.lost_queue,
-        filtered: s.received.iter().sum::<u64>().saturating_sub(s.shown.iter().sum()),
-    }
-}
-
-/// Runs the monitor until Ctrl-C, SIGTERM, the duration, or a closed stdout; with a sink, events go there
-/// instead of stdout.
-pub(crate) fn run(cfg: Config, sink: Option<SinkStage>) -> anyhow::Result<ExitCode> {
+/// Runs the monitor until Ctrl-C, SIGTERM, the duration, or a closed stdout.
+pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing the signal handler")?;
     }
-    let opts = ProcOptions {
-        events: cfg.kernel_mask(),
-        recv_buffer: cfg.rcvbuf,
-        ack_timeout: cfg.ack_timeout,
-        batch: 256,
-        kernel_filter: cfg.kernel_filter,
+    let sinking = cfg.sink.is_some();
+    let (mut daemon, metrics) = Daemon::start(cfg.metrics, |m| (m.proc(), sinking.then(|| m.sink())))?;
+    let (metrics, sink_metrics) = metrics.map_or((None, None), |(p, s)| (Some(p), s));
+    // A spool that cannot be opened stops here, before subscribing.
+    let sink = match &cfg.sink {
+        Some(args) => SinkStage::start(args)?.map(|stage| Rc::new(RefCell::new(stage))),
+        None => None,
     };
-    let (mut daemon, metrics) = Daemon::start(cfg.metrics, |m| (m.proc(), m.sink()))?;
-    let (metrics, sink_metrics) = metrics.map_or((None, None), |(p, s)| (Some(p), Some(s)));
-    let events = ProcEvents::subscribe(opts).context("cannot subscribe to process events")?;
-    let kernel_filtered = events.kernel_filtered();
-    let rcvbuf = events.socket().recv_buffer().ok();
-
-    let mode = cfg.cache_mode();
-    let wants = procfs::Wants { uids: true, cgroup: true };
-    let mut cache = Cache::new(cfg.cache_max, cfg.enrich, wants);
-    if mode == CacheMode::Tracked {
-        cache.snapshot();
+    let mut builder = cfg.builder();
+    let mut env = TextEnv::live();
+    let replay = cfg.replay.take();
+    let mut host_info = None;
+    if let Some(r) = replay {
+        env.clock = human::Clock::Fixed(i128::from(r.offset) + human::tz_offset_ns());
+        builder = r.setup(builder);
+    } else if cfg.record.is_some() {
+        let host = cnlink_procmon::HostIdentity::read().context("reading the host identity")?;
+        host_info = Some(host.clone());
+        builder = builder.host(host);
     }
-    let mut filter = cfg.filter;
-    filter.start(&cache);
-    let mut mon = Monitor {
-        selection: cfg.selection,
-        mode,
-        cache,
-        filter,
-        stats: Stats { per_name: cfg.stats && cfg.format == Format::Text, ..Default::default() },
-        human: (cfg.format == Format::Text).then(|| Human::new(cfg.style, cfg.columns)),
-        w: JsonWriter::new(),
-        quiet: cfg.quiet,
-        kernel_filtered,
-        own_pid: std::process::id() as i32,
+    let mut recorder = None;
+    if cfg.record.is_some() {
+        let (handle, rec) = cnlink_procmon::recorder(RECORD_QUEUE);
+        builder = builder.recorder(handle);
+        recorder = Some(rec);
+    }
+    // Subscribes, then seeds the process table from /proc, then starts the receive thread.
+    let mut mon = builder.build()?;
+    let kernel_filtered = mon.kernel_filtered();
+    let rcvbuf = mon.recv_buffer();
+    let recording = match (&cfg.record, recorder) {
+        (Some(to), Some(rec)) => Some(crate::record::monitor(to, &mon, cfg.enrich, host_info, rec)?),
+        _ => None,
     };
 
-    let mut out = match sink {
-        Some(sink) => Out::Sink(Box::new(sink), Vec::with_capacity(1 << 16)),
-        None => Out::Stdout(std::io::stdout().lock()),
-    };
-    if let (Some(h), false, Out::Stdout(out)) = (&mon.human, cfg.quiet, &mut out) {
-        let mut header = Vec::new();
-        h.header(&mut header);
-        out.write_all(&header)?;
-        out.flush()?;
+    let mut outputs = Outputs::default();
+    // With a sink, events go there instead of stdout.
+    if let Some(stage) = &sink {
+        outputs.push(Box::new(SinkOutput(stage.clone())));
+    } else if !cfg.quiet {
+        let look = TerminalStyle { style: cfg.style, columns: cfg.columns, line_buffered: cfg.line_buffered };
+        outputs.push(output::terminal(cfg.format, look, env, std::io::stdout())?);
     }
+    let names = (cfg.stats && cfg.format == Format::Text).then(Names::default);
+    let mut glue = Dispatch { outputs, names };
     let started = Instant::now();
     let deadline = cfg.duration.map(|d| started + d);
-    let mut pipe = Pipeline::spawn(events, cfg.batch_latency, cfg.enrich, cfg.queue.max(1024), stop.clone())
-        .context("starting the receive thread")?;
-    // The kernel acknowledged the subscription (subscribe returned) and the receive thread runs.
+    // The kernel acknowledged the subscription and the receive thread runs.
     daemon.ready();
 
-    let mut failure = None;
-    let result = loop {
-        if stop.load(Ordering::Acquire) || deadline.is_some_and(|d| Instant::now() >= d) {
+    let mut items = Vec::new();
+    let result: anyhow::Result<()> = loop {
+        if stop.load(Ordering::Acquire) || deadline.is_some_and(|d| Instant::now() >= d) || mon.is_finished() {
             break Ok(());
         }
         let now = Instant::now();
-        if let Out::Sink(sink, _) = &mut out {
-            sink.tick(now, || upstream(&mon));
+        if let Some(stage) = &sink {
+            stage.borrow_mut().tick(now, || upstream_counts(&mon.counters()));
         }
         if daemon.tick(now) {
-            if let Out::Sink(sink, _) = &mut out {
-                let line = sink.report(now, sink_metrics.as_ref());
-                daemon.set_status_extra(&line);
+            if let Some(stage) = &sink {
+                daemon.set_status_extra(&stage.borrow_mut().report(now, sink_metrics.as_ref()));
             }
-            reports::proc(&mut daemon, metrics.as_ref(), &mon, &pipe);
+            reports::proc(&mut daemon, metrics.as_ref(), &mon.counters());
         }
         let wait = deadline.map_or(Duration::from_millis(200), |d| d.saturating_duration_since(Instant::now()));
-        match pipe.rx.recv_timeout(wait.min(Duration::from_millis(200))) {
-            Ok(msg) => {
-                if let Err(e) = mon.message(msg, &pipe, &mut failure, cfg.line_buffered, &mut out) {
-                    break Err(e);
-                }
-                if failure.is_some() {
-                    break Ok(());
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break Ok(()),
+        items.clear();
+        if let Err(e) = mon.recv(&mut items, Some(wait.min(Duration::from_millis(200)))) {
+            // What came before the failure is still shown.
+            glue.items(&items)?;
+            break Err(e.into());
         }
+        glue.items(&items)?;
     };
     daemon.stopping();
-    let events = pipe.stop();
+    mon.stop();
     if result.is_ok() {
         // What was received before the stop is still shown.
-        while let Ok(msg) = pipe.rx.try_recv() {
-            mon.message(msg, &pipe, &mut failure, cfg.line_buffered, &mut out)?;
+        while !mon.is_finished() {
+            items.clear();
+            mon.recv(&mut items, Some(Duration::ZERO))?;
+            glue.items(&items)?;
         }
-        mon.flush(&mut out)?;
     }
-    let out = match out {
-        Out::Sink(sink, _) if result.is_ok() => {
-            sink.finish(&upstream(&mon));
-            Out::Stdout(std::io::stdout().lock())
+    if let Some(stage) = sink {
+        // The outputs hold the other reference to the stage.
+        drop(glue.outputs);
+        if let Ok(stage) = Rc::try_unwrap(stage) {
+            stage.into_inner().finish(&upstream_counts(&mon.counters()));
         }
-        out => out,
-    };
-    let mut out = out;
+    }
     result?;
-    if let Some(e) = failure {
-        return Err(anyhow::Error::new(e).context("receiving process events failed"));
-    }
     if cfg.stats {
-        let ps = events.as_ref().map(|e| e.stats()).unwrap_or_default();
+        let counters = mon.counters();
         let summary = Summary {
-            stats: &mon.stats,
+            counters: &counters,
+            names: glue.names.as_ref(),
             elapsed: started.elapsed(),
-            datagrams: ps.datagrams,
-            malformed: ps.malformed,
-            rejected: ps.rejected,
             kernel_filtered,
-            cache_evicted: mon.cache.evicted,
-            proc_read_failures: mon.cache.read_failures(),
             rcvbuf,
         };
+        let mut out = std::io::stdout().lock();
         match cfg.format {
             Format::Text => summary.text(&mut out)?,
             Format::Json => {
-                mon.w.clear();
-                summary.json(&mut mon.w);
-                out.write_all(mon.w.bytes())?;
+                let mut w = JsonWriter::new();
+                summary.json(&mut w);
+                out.write_all(w.bytes())?;
             }
         }
         out.flush()?;
     }
+    // The monitor's end of the recorder goes with it: the recording thread then writes what is left.
+    drop(mon);
+    if let Some(rec) = recording {
+        rec.finish_and_report()?;
+    }
     Ok(ExitCode::SUCCESS)
-}
-
-pub(crate) fn monotonic_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(events: &str, enrich: bool, filter: ProcFilter) -> Config {
-        Config {
-            selection: Selection::parse(events).unwrap(),
-            format: Format::Json,
-            enrich,
-            style: NameStyle::default(),
-            columns: Columns::default(),
-            line_buffered: false,
-            quiet: false,
-            stats: false,
-            duration: None,
-            filter,
-            rcvbuf: 0,
-            batch_latency: Duration::ZERO,
-            queue: 1024,
-            cache_max: 1024,
-            kernel_filter: true,
-            ack_timeout: Duration::from_secs(1),
-            metrics: None,
-        }
-    }
-
-    #[test]
-    fn the_kernel_is_asked_for_what_is_shown_and_what_the_cache_needs() {
-        let none = ProcFilter::default;
-        let all = config("all", true, none());
-        assert_eq!((all.kernel_mask(), all.cache_mode()), (EventMask::ALL, CacheMode::Tracked));
-        // Exec lines of live processes need no tracking: only execs reach us.
-        let exec = config("exec", true, none());
-        assert_eq!((exec.kernel_mask(), exec.cache_mode()), (EventMask::EXEC, CacheMode::Transient));
-        // Exit lines need the cache: it follows processes from their fork.
-        let exit = config("exit", true, none());
-        assert_eq!(exit.kernel_mask(), TRACKING | EventMask::EXIT);
-        assert_eq!(exit.cache_mode(), CacheMode::Tracked);
-        // Without /proc reads, only the shown events.
-        let nz = config("nonzero-exit", false, none());
-        assert_eq!(nz.kernel_mask(), EventMask::NONZERO_EXIT);
-        // Descendants are followed through forks and exits.
-        let desc = config("exec", false, ProcFilter::new(&[1], true, &[], &[], None));
-        assert_eq!(desc.kernel_mask(), EventMask::EXEC | EventMask::FORK | EventMask::EXIT);
-    }
 }

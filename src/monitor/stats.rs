@@ -1,134 +1,76 @@
-//! Statistics for `-S`: events by kind and by process name, every loss, and the monitor's own CPU time.
+//! Statistics for `-S`: events by kind (the monitor's counters) and by process name, every loss, the process
+//! table, and the monitor's own CPU time.
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::rc::Rc;
 use std::time::Duration;
 
-use cnlink::wire::EventData;
+use cnlink::wire::Escaped;
+use cnlink_procmon::{BStr, EventKind, MonitorCounters};
 
 use super::json::JsonWriter;
 use crate::sys::cpu_time;
-use cnlink::wire::Escaped;
-
-/// Column names, in order.
-pub(crate) const KINDS: [&str; 11] =
-    ["fork", "clone", "exec", "exit", "coredump", "comm", "ptrace", "uid", "gid", "sid", "other"];
-
-/// The column of an event kind.
-pub(crate) fn kind_index(d: &EventData) -> usize {
-    match *d {
-        EventData::Fork { child_pid, child_tgid, .. } => usize::from(child_pid != child_tgid),
-        EventData::Exec { .. } => 2,
-        EventData::Exit { .. } => 3,
-        EventData::Coredump { .. } => 4,
-        EventData::Comm { .. } => 5,
-        EventData::Ptrace { .. } => 6,
-        EventData::Uid { .. } => 7,
-        EventData::Gid { .. } => 8,
-        EventData::Sid { .. } => 9,
-        _ => 10,
-    }
-}
 
 /// The most process names the `-S` table counts separately. Names are chosen by whoever runs a process (any user
 /// can rename a process at will), so the table is bounded: later names are counted together as "(other names)".
 pub(crate) const NAMES_MAX: usize = 1024;
 
-/// Counters kept while monitoring.
+/// Events shown, by process name and kind.
 #[derive(Debug, Default)]
-pub(crate) struct Stats {
-    /// Events received, by kind.
-    pub(crate) received: [u64; KINDS.len()],
-    /// Events shown, by kind.
-    pub(crate) shown: [u64; KINDS.len()],
-    /// Events shown, by process name and kind (only when the table is wanted), for at most [`NAMES_MAX`] names.
-    pub(crate) by_name: HashMap<Rc<str>, [u64; KINDS.len()]>,
+pub(crate) struct Names {
+    /// For at most [`NAMES_MAX`] names.
+    pub(crate) by_name: HashMap<BStr, [u64; EventKind::COUNT]>,
     /// Events shown of processes whose names did not fit in `by_name`.
-    pub(crate) other_names: [u64; KINDS.len()],
-    pub(crate) per_name: bool,
-    /// Lost: from the kernel's per-CPU sequence gaps.
-    pub(crate) lost_seq: u64,
-    /// Lost: from the socket's kernel drop counter (kernel-filtered subscriptions).
-    pub(crate) lost_drops: u64,
-    /// Lost: our own queue was full.
-    pub(crate) lost_queue: u64,
-    /// Loss reports whose count was a lower bound or unknown (while 0, `lost()` is exact).
-    pub(crate) lost_inexact: u64,
-    /// `ENOBUFS` reports.
-    pub(crate) overruns: u64,
-    /// Subscription acks seen (ours and other listeners').
-    pub(crate) acks: u64,
-    /// Events of the monitor's own process (its threads starting and being named), not shown.
-    pub(crate) own: u64,
-    /// Sequence-gap losses by CPU: a `Lost` record is charged to the CPU of the message after it.
-    pub(crate) lost_by_cpu: std::collections::BTreeMap<u32, u64>,
-    /// Sequence-gap losses not yet charged to a CPU.
-    pub(crate) lost_uncharged: u64,
+    pub(crate) other: [u64; EventKind::COUNT],
 }
 
-impl Stats {
-    pub(crate) fn shown(&mut self, d: &EventData, name: Option<&Rc<str>>) {
-        let k = kind_index(d);
-        self.shown[k] += 1;
-        if self.per_name {
-            let name = name.map_or("?", |n| n);
-            let full = self.by_name.len() >= NAMES_MAX;
-            match self.by_name.get_mut(name) {
-                Some(row) => row[k] += 1,
-                None if full => self.other_names[k] += 1,
-                None => {
-                    let mut row = [0; KINDS.len()];
-                    row[k] = 1;
-                    self.by_name.insert(Rc::from(name), row);
-                }
+impl Names {
+    /// Counts one event shown of a process named `name` (`?` when unknown).
+    pub(crate) fn count(&mut self, kind: EventKind, name: Option<&BStr>) {
+        let k = kind.index();
+        let unknown = BStr::from("?");
+        let name = name.filter(|n| !n.is_empty()).unwrap_or(&unknown);
+        let full = self.by_name.len() >= NAMES_MAX;
+        match self.by_name.get_mut(name) {
+            Some(row) => row[k] += 1,
+            None if full => self.other[k] += 1,
+            None => {
+                let mut row = [0; EventKind::COUNT];
+                row[k] = 1;
+                self.by_name.insert(name.clone(), row);
             }
         }
-    }
-
-    /// Charges the pending sequence-gap losses to `cpu`, the sender of the message that revealed them.
-    pub(crate) fn charge_cpu(&mut self, cpu: u32) {
-        if self.lost_uncharged > 0 {
-            *self.lost_by_cpu.entry(cpu).or_default() += std::mem::take(&mut self.lost_uncharged);
-        }
-    }
-
-    pub(crate) fn lost(&self) -> u64 {
-        self.lost_seq + self.lost_drops + self.lost_queue
     }
 }
 
 /// Everything `-S` prints, gathered at the end.
 #[derive(Debug)]
 pub(crate) struct Summary<'a> {
-    pub(crate) stats: &'a Stats,
+    pub(crate) counters: &'a MonitorCounters,
+    /// The per-name table, when it was kept (text output).
+    pub(crate) names: Option<&'a Names>,
     pub(crate) elapsed: Duration,
-    pub(crate) datagrams: u64,
-    pub(crate) malformed: u64,
-    pub(crate) rejected: u64,
     pub(crate) kernel_filtered: bool,
-    pub(crate) cache_evicted: u64,
-    pub(crate) proc_read_failures: u64,
     /// The socket's receive buffer as the kernel granted it (`SO_RCVBUF`), if known.
     pub(crate) rcvbuf: Option<usize>,
 }
 
 impl Summary<'_> {
     fn totals(&self) -> (u64, u64) {
-        (self.stats.received.iter().sum(), self.stats.shown.iter().sum())
+        (self.counters.received.iter().sum(), self.counters.shown.iter().sum())
     }
 
     pub(crate) fn text(&self, out: &mut impl Write) -> std::io::Result<()> {
-        let s = self.stats;
+        let c = self.counters;
         let (received, shown) = self.totals();
-        if s.per_name && !s.by_name.is_empty() {
-            let used: Vec<usize> = (0..KINDS.len()).filter(|&k| s.shown[k] > 0).collect();
+        if let Some(names) = self.names.filter(|n| !n.by_name.is_empty()) {
+            let used: Vec<usize> = (0..EventKind::COUNT).filter(|&k| c.shown[k] > 0).collect();
             writeln!(out)?;
             for &k in &used {
-                write!(out, "{:>9} ", KINDS[k])?;
+                write!(out, "{:>9} ", EventKind::ALL[k].name())?;
             }
             writeln!(out, "{:>9} Process", "total")?;
-            let mut rows: Vec<_> = s.by_name.iter().map(|(n, r)| (r.iter().sum::<u64>(), n, r)).collect();
+            let mut rows: Vec<_> = names.by_name.iter().map(|(n, r)| (r.iter().sum::<u64>(), n, r)).collect();
             rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
             for (total, name, row) in rows {
                 for &k in &used {
@@ -136,42 +78,43 @@ impl Summary<'_> {
                 }
                 writeln!(out, "{total:>9} {}", Escaped(name.as_bytes()))?;
             }
-            let other: u64 = s.other_names.iter().sum();
+            let other: u64 = names.other.iter().sum();
             if other > 0 {
                 for &k in &used {
-                    write!(out, "{:>9} ", s.other_names[k])?;
+                    write!(out, "{:>9} ", names.other[k])?;
                 }
                 writeln!(out, "{other:>9} (other names)")?;
             }
             for &k in &used {
-                write!(out, "{:>9} ", s.shown[k])?;
+                write!(out, "{:>9} ", c.shown[k])?;
             }
             writeln!(out, "{shown:>9} Total")?;
         }
         let (user, sys) = cpu_time();
         let cpu = user + sys;
+        let l = &c.losses;
         writeln!(
             out,
             "\nevents received {received} ({} datagrams), shown {shown}, in {:.3}s",
-            self.datagrams,
+            c.source.datagrams,
             self.elapsed.as_secs_f64()
         )?;
         writeln!(
             out,
             "lost {}{} (sequence gaps {}, socket drops {}, queue overflow {}), overruns {}{}",
-            if s.lost_inexact > 0 { "at least " } else { "" },
-            s.lost(),
-            s.lost_seq,
-            s.lost_drops,
-            s.lost_queue,
-            s.overruns,
+            if l.inexact > 0 { "at least " } else { "" },
+            l.total(),
+            l.seq_gap,
+            l.socket_drops,
+            l.queue,
+            c.overruns,
             if self.kernel_filtered { ", kernel-side filter on" } else { "" }
         )?;
         if let Some(b) = self.rcvbuf {
             writeln!(out, "receive buffer {} KiB (as granted by the kernel)", b >> 10)?;
         }
-        if self.malformed + self.rejected > 0 {
-            writeln!(out, "malformed {}, rejected (not from the kernel) {}", self.malformed, self.rejected)?;
+        if c.source.malformed + c.source.rejected > 0 {
+            writeln!(out, "malformed {}, rejected (not from the kernel) {}", c.source.malformed, c.source.rejected)?;
         }
         writeln!(
             out,
@@ -181,29 +124,47 @@ impl Summary<'_> {
             sys.as_secs_f64(),
             per_event_us(cpu, received)
         )?;
-        if self.cache_evicted + self.proc_read_failures > 0 {
-            writeln!(out, "cache evictions {}, /proc reads too late {}", self.cache_evicted, self.proc_read_failures)?;
+        let t = &c.table;
+        writeln!(
+            out,
+            "process table {} live, {} exited kept, {} threads; evictions {}, /proc reads too late {}",
+            t.live, t.exited, t.threads, t.evicted, t.gone
+        )?;
+        let p = &c.prefetch;
+        if p.read + p.stale + p.over_budget + p.over_memory > 0 {
+            writeln!(
+                out,
+                "read at once {} ({} already gone, {:.1} ms), left to the table: {} late, {} over budget, {} over \
+                 memory",
+                p.read,
+                p.gone,
+                p.time_ns as f64 / 1e6,
+                p.stale,
+                p.over_budget,
+                p.over_memory
+            )?;
         }
         Ok(())
     }
 
     pub(crate) fn json(&self, w: &mut JsonWriter) {
-        let s = self.stats;
+        let c = self.counters;
+        let l = &c.losses;
         let (received, shown) = self.totals();
         let (user, sys) = cpu_time();
         w.begin();
         w.str_field("event", "stats");
         w.u64_field("received", received);
         w.u64_field("shown", shown);
-        w.u64_field("datagrams", self.datagrams);
-        w.u64_field("lost", s.lost());
-        w.u64_field("lost_seq_gap", s.lost_seq);
-        w.u64_field("lost_socket_drops", s.lost_drops);
-        w.u64_field("lost_queue_overflow", s.lost_queue);
-        w.u64_field("lost_inexact", s.lost_inexact);
-        w.u64_field("overruns", s.overruns);
-        w.u64_field("malformed", self.malformed);
-        w.u64_field("rejected", self.rejected);
+        w.u64_field("datagrams", c.source.datagrams);
+        w.u64_field("lost", l.total());
+        w.u64_field("lost_seq_gap", l.seq_gap);
+        w.u64_field("lost_socket_drops", l.socket_drops);
+        w.u64_field("lost_queue_overflow", l.queue);
+        w.u64_field("lost_inexact", l.inexact);
+        w.u64_field("overruns", c.overruns);
+        w.u64_field("malformed", c.source.malformed);
+        w.u64_field("rejected", c.source.rejected);
         w.bool_field("kernel_filtered", self.kernel_filtered);
         if let Some(b) = self.rcvbuf {
             w.u64_field("rcvbuf", b as u64);
@@ -211,9 +172,15 @@ impl Summary<'_> {
         w.u64_field("elapsed_ns", self.elapsed.as_nanos() as u64);
         w.u64_field("cpu_user_ns", user.as_nanos() as u64);
         w.u64_field("cpu_system_ns", sys.as_nanos() as u64);
-        for (k, name) in KINDS.iter().enumerate() {
-            w.u64_field(name, s.shown[k]);
+        for k in EventKind::ALL {
+            w.u64_field(k.name(), c.shown[k.index()]);
         }
+        w.u64_field("table_live", c.table.live as u64);
+        w.u64_field("table_evicted", c.table.evicted);
+        w.u64_field("proc_gone", c.table.gone);
+        w.u64_field("prefetch_read", c.prefetch.read);
+        w.u64_field("prefetch_gone", c.prefetch.gone);
+        w.u64_field("prefetch_deferred", c.prefetch.stale + c.prefetch.over_budget + c.prefetch.over_memory);
         w.end();
     }
 }
@@ -230,30 +197,31 @@ fn per_event_us(cpu: Duration, events: u64) -> f64 {
 mod tests {
     use super::*;
 
+    fn summary<'a>(c: &'a MonitorCounters, names: &'a Names) -> Summary<'a> {
+        Summary {
+            counters: c,
+            names: Some(names),
+            elapsed: Duration::from_secs(1),
+            kernel_filtered: false,
+            rcvbuf: Some(65536),
+        }
+    }
+
     #[test]
     fn counts_by_kind_and_name() {
-        let mut s = Stats { per_name: true, ..Default::default() };
-        let thread = EventData::Fork { parent_pid: 1, parent_tgid: 1, child_pid: 2, child_tgid: 1 };
-        let name: Rc<str> = Rc::from("bash");
-        s.shown(&thread, Some(&name));
-        s.shown(&thread, Some(&name));
-        s.shown(&EventData::Exec { process_pid: 1, process_tgid: 1 }, None);
-        assert_eq!(s.shown[1], 2);
-        assert_eq!(s.by_name["bash"][1], 2);
-        assert_eq!(s.by_name["?"][2], 1);
-        let sum = Summary {
-            stats: &s,
-            elapsed: Duration::from_secs(1),
-            datagrams: 3,
-            malformed: 0,
-            rejected: 0,
-            kernel_filtered: false,
-            cache_evicted: 0,
-            proc_read_failures: 0,
-            rcvbuf: Some(65536),
-        };
+        let mut n = Names::default();
+        let bash = BStr::from("bash");
+        n.count(EventKind::Clone, Some(&bash));
+        n.count(EventKind::Clone, Some(&bash));
+        n.count(EventKind::Exec, None);
+        assert_eq!(n.by_name[&bash][1], 2);
+        assert_eq!(n.by_name[&BStr::from("?")][2], 1);
+        let mut c = MonitorCounters::default();
+        c.shown[1] = 2;
+        c.shown[2] = 1;
+        c.source.datagrams = 3;
         let mut text = Vec::new();
-        sum.text(&mut text).unwrap();
+        summary(&c, &n).text(&mut text).unwrap();
         let text = String::from_utf8(text).unwrap();
         assert!(text.contains("bash"), "{text}");
         assert!(text.contains("lost 0"), "{text}");
@@ -262,31 +230,36 @@ mod tests {
 
     #[test]
     fn the_name_table_is_bounded_and_escaped() {
-        let mut s = Stats { per_name: true, ..Default::default() };
-        let exec = EventData::Exec { process_pid: 1, process_tgid: 1 };
+        let mut n = Names::default();
         for i in 0..NAMES_MAX + 500 {
-            s.shown(&exec, Some(&Rc::from(format!("name-{i}\x1b"))));
+            n.count(EventKind::Exec, Some(&BStr::from(format!("name-{i}\x1b").as_str())));
         }
-        s.shown(&exec, Some(&Rc::from("\x1b]0;evil\x07")));
-        assert_eq!(s.by_name.len(), NAMES_MAX);
-        assert_eq!(s.other_names[2], 501);
-        s.by_name.insert(Rc::from("esc\x1b[2J"), [0; KINDS.len()]);
-        let sum = Summary {
-            stats: &s,
-            elapsed: Duration::from_secs(1),
-            datagrams: 0,
-            malformed: 0,
-            rejected: 0,
-            kernel_filtered: false,
-            cache_evicted: 0,
-            proc_read_failures: 0,
-            rcvbuf: Some(65536),
-        };
+        n.count(EventKind::Exec, Some(&BStr::from("\x1b]0;evil\x07")));
+        assert_eq!(n.by_name.len(), NAMES_MAX);
+        assert_eq!(n.other[2], 501);
+        n.by_name.insert(BStr::from("esc\x1b[2J"), [0; EventKind::COUNT]);
+        let mut c = MonitorCounters::default();
+        c.shown[2] = 1;
         let mut text = Vec::new();
-        sum.text(&mut text).unwrap();
+        summary(&c, &n).text(&mut text).unwrap();
         let text = String::from_utf8(text).unwrap();
         assert!(text.contains("501 (other names)"), "{text}");
         assert!(!text.contains('\x1b'), "a raw escape reached the table");
         assert!(text.contains("esc\\x1b[2J"), "{text}");
+    }
+
+    #[test]
+    fn losses_say_whether_they_are_exact() {
+        let n = Names::default();
+        let mut c = MonitorCounters::default();
+        c.losses.seq_gap = 4;
+        c.losses.inexact = 1;
+        let mut text = Vec::new();
+        summary(&c, &n).text(&mut text).unwrap();
+        assert!(String::from_utf8(text).unwrap().contains("lost at least 4 (sequence gaps 4,"));
+        let mut w = JsonWriter::new();
+        summary(&c, &n).json(&mut w);
+        let v: serde_json::Value = serde_json::from_slice(w.bytes()).unwrap();
+        assert_eq!((v["lost"].as_u64(), v["lost_inexact"].as_u64()), (Some(4), Some(1)));
     }
 }

@@ -1,26 +1,25 @@
 //! What each daemon reports: its `STATUS=` line and its metrics, from its own counters.
 
+use cnlink_procmon::{EventKind, MonitorCounters};
+
 use super::daemon::Daemon;
 use super::metrics::{BusMetrics, ProcCounters, ProcMetrics, SinkCounters};
-use crate::monitor::dispatch::Monitor;
-use crate::monitor::pipeline::Pipeline;
-use crate::monitor::stats::KINDS;
 
 /// `cnlink proc`: the monitor's counters to the metrics and the status line.
-pub(crate) fn proc(daemon: &mut Daemon, metrics: Option<&ProcMetrics>, mon: &Monitor, pipe: &Pipeline) {
-    let s = &mon.stats;
-    let by_cpu: Vec<(u32, u64)> = s.lost_by_cpu.iter().map(|(&c, &n)| (c, n)).collect();
+pub(crate) fn proc(daemon: &mut Daemon, metrics: Option<&ProcMetrics>, m: &MonitorCounters) {
+    let by_cpu: Vec<(u32, u64)> =
+        m.losses.per_cpu.iter().enumerate().filter(|(_, &n)| n > 0).map(|(c, &n)| (c as u32, n)).collect();
     let c = ProcCounters {
-        received: &s.received,
-        shown: &s.shown,
-        kinds: &KINDS,
-        lost_seq_gap: s.lost_seq,
-        lost_socket_drops: s.lost_drops,
-        lost_queue: s.lost_queue,
+        received: &m.received,
+        shown: &m.shown,
+        kinds: &EventKind::NAMES,
+        lost_seq_gap: m.losses.seq_gap,
+        lost_socket_drops: m.losses.socket_drops,
+        lost_queue: m.losses.queue,
         lost_by_cpu: &by_cpu,
-        overruns: s.overruns,
-        queue_depth: pipe.queued() as u64,
-        process_table: mon.cache.len() as u64,
+        overruns: m.overruns,
+        queue_depth: m.queue_depth as u64,
+        process_table: m.table.live as u64,
     };
     if let Some(m) = metrics {
         m.update(&c);

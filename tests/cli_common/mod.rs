@@ -28,7 +28,7 @@ pub(crate) fn root_or_skip(test: &str) -> bool {
 pub(crate) struct Running {
     pub(crate) child: Child,
     pub(crate) lines: Receiver<String>,
-    reader: std::thread::JoinHandle<()>,
+    reader: Option<std::thread::JoinHandle<()>>,
     /// Every line taken from `lines` by [`Running::wait_for`], in order.
     seen: std::cell::RefCell<Vec<String>>,
 }
@@ -47,7 +47,7 @@ impl Running {
                 }
             }
         });
-        Running { child, lines, reader, seen: Default::default() }
+        Running { child, lines, reader: Some(reader), seen: Default::default() }
     }
 
     /// The next line that satisfies `want`, within `timeout`.
@@ -112,10 +112,22 @@ impl Running {
             let _ = std::io::Read::read_to_string(&mut e, &mut err);
         }
         // The reader ends at the end of the child's stdout: join it so that no last line is missed.
-        self.reader.join().expect("the stdout reader thread");
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("the stdout reader thread");
+        }
         let mut all = self.seen.take();
         all.extend(self.lines.try_iter());
         (status.code(), err, all)
+    }
+}
+
+/// A test that fails half-way leaves no process behind.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

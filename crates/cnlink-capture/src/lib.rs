@@ -40,6 +40,7 @@
 //!     lower_bound: false,
 //!     cpu: Some(1),
 //!     timestamp_ns: 2_000,
+//!     before: None,
 //! }))?;
 //! let file = w.into_inner()?;
 //! let kinds: Vec<&str> = Reader::new(&file)
@@ -76,7 +77,7 @@ pub use host::{cpu_list_len, monotonic_to_wall, proc_event_timestamp};
 pub use order::ByteOrder;
 pub use reader::{Reader, StreamReader};
 pub use record::{
-    ExecObservation, HostInfo, Loss, LossKind, Note, Record, RecordError, Snapshot, SnapshotReason, CNLINK_PEN,
+    ExecObservation, HostInfo, Loss, LossKind, Note, Record, RecordError, Session, Snapshot, SnapshotReason, CNLINK_PEN,
 };
 pub use rotate::{BadLimit, RotateConfig, RotateLimit, RotatingWriter, StateFn};
 pub use writer::{CaptureWriter, FileHeader};

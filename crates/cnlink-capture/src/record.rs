@@ -41,6 +41,8 @@ pub const RECORD_LOSS: u16 = 3;
 pub const RECORD_EXEC_OBSERVATION: u16 = 4;
 /// Kind of [`Note`].
 pub const RECORD_NOTE: u16 = 5;
+/// Kind of [`Session`].
+pub const RECORD_SESSION: u16 = 6;
 
 /// A record that does not decode: too short for its kind or its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +63,8 @@ pub enum Record {
     ExecObservation(ExecObservation),
     /// Free text.
     Note(Note),
+    /// What made the recording, and with which settings.
+    Session(Session),
     /// A kind this version does not know, kept as bytes.
     Unknown {
         /// The record kind.
@@ -187,6 +191,9 @@ pub enum LossKind {
     Queue,
     /// The socket dropped datagrams (`SO_RXQ_OVFL`, `/proc/net/netlink` drops).
     SocketDrops,
+    /// The recording's own channel was full: what is missing is missing from the file, not from what the
+    /// recording program received or showed.
+    Recording,
     /// A kind this version does not know.
     Other(u8),
 }
@@ -199,6 +206,7 @@ impl LossKind {
             LossKind::Overrun => 2,
             LossKind::Queue => 3,
             LossKind::SocketDrops => 4,
+            LossKind::Recording => 5,
             LossKind::Other(n) => n,
         }
     }
@@ -210,6 +218,7 @@ impl LossKind {
             2 => LossKind::Overrun,
             3 => LossKind::Queue,
             4 => LossKind::SocketDrops,
+            5 => LossKind::Recording,
             n => LossKind::Other(n),
         }
     }
@@ -218,17 +227,20 @@ impl LossKind {
 const LOSS_COUNT_KNOWN: u8 = 1;
 const LOSS_LOWER_BOUND: u8 = 2;
 const LOSS_CPU_KNOWN: u8 = 4;
+const LOSS_BEFORE_KNOWN: u8 = 8;
 
 /// One loss, as the receiver accounted it.
 ///
 /// ```text
 /// offset  size  field
-///      0     1  kind          0 unknown, 1 seq gap, 2 overrun, 3 queue, 4 socket drops
+///      0     1  kind          0 unknown, 1 seq gap, 2 overrun, 3 queue, 4 socket drops, 5 recording
 ///      1     1  flags         bit 0: count known, bit 1: count is a lower bound, bit 2: cpu known
 ///      2     2  reserved      0
 ///      4     4  cpu           u32 (0 unless known)
 ///      8     8  count         u64 (0 unless known)
 ///     16     8  timestamp_ns  u64
+///     24     4  before_cpu    u32 \ the message the loss came before (flags bit 3); absent in records
+///     28     4  before_seq    u32 / written without it
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Loss {
@@ -242,6 +254,9 @@ pub struct Loss {
     pub cpu: Option<u32>,
     /// When the loss was seen.
     pub timestamp_ns: u64,
+    /// The proc connector message (CPU, `seq`) the loss was reported right before, when it was one: a sequence
+    /// gap is revealed by the next message of its CPU.
+    pub before: Option<(u32, u32)>,
 }
 
 /// What the live monitor read from `/proc` for one exec, so replay uses it instead of reading `/proc`.
@@ -262,6 +277,26 @@ pub struct ExecObservation {
     /// When it was read.
     pub timestamp_ns: u64,
     /// The encoded observation.
+    pub data: Vec<u8>,
+}
+
+/// What made a recording and with which settings, so that a replay can run the same way: the command, its
+/// options, the events subscribed to, the recording process's pid.
+///
+/// ```text
+/// offset  size  field
+///      0     4  encoding      u32, defined by the writer (cnlink's command line: 1, JSON)
+///      4     4  reserved      0
+///      8     8  timestamp_ns  u64
+///     16     -  data
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// How `data` is encoded.
+    pub encoding: u32,
+    /// When the recording started.
+    pub timestamp_ns: u64,
+    /// The encoded settings.
     pub data: Vec<u8>,
 }
 
@@ -309,6 +344,7 @@ impl Record {
             Record::Loss(_) => RECORD_LOSS,
             Record::ExecObservation(_) => RECORD_EXEC_OBSERVATION,
             Record::Note(_) => RECORD_NOTE,
+            Record::Session(_) => RECORD_SESSION,
             Record::Unknown { kind, .. } => *kind,
         }
     }
@@ -341,11 +377,16 @@ impl Record {
             Record::Loss(l) => {
                 let flags = if l.count.is_some() { LOSS_COUNT_KNOWN } else { 0 }
                     | if l.lower_bound { LOSS_LOWER_BOUND } else { 0 }
-                    | if l.cpu.is_some() { LOSS_CPU_KNOWN } else { 0 };
+                    | if l.cpu.is_some() { LOSS_CPU_KNOWN } else { 0 }
+                    | if l.before.is_some() { LOSS_BEFORE_KNOWN } else { 0 };
                 out.extend_from_slice(&[l.kind.to_u8(), flags, 0, 0]);
                 LE.put_u32(out, l.cpu.unwrap_or(0));
                 LE.put_u64(out, l.count.unwrap_or(0));
                 LE.put_u64(out, l.timestamp_ns);
+                if let Some((cpu, seq)) = l.before {
+                    LE.put_u32(out, cpu);
+                    LE.put_u32(out, seq);
+                }
             }
             Record::ExecObservation(o) => {
                 LE.put_u32(out, o.encoding);
@@ -356,6 +397,12 @@ impl Record {
             Record::Note(n) => {
                 LE.put_u64(out, n.timestamp_ns);
                 out.extend_from_slice(n.text.as_bytes());
+            }
+            Record::Session(s) => {
+                LE.put_u32(out, s.encoding);
+                LE.put_u32(out, 0);
+                LE.put_u64(out, s.timestamp_ns);
+                out.extend_from_slice(&s.data);
             }
             Record::Unknown { body, .. } => out.extend_from_slice(body),
         }
@@ -419,6 +466,11 @@ impl Record {
                     lower_bound: flags & LOSS_LOWER_BOUND != 0,
                     cpu: (flags & LOSS_CPU_KNOWN != 0).then(|| u32_at(4)),
                     timestamp_ns: u64_at(16),
+                    before: match (flags & LOSS_BEFORE_KNOWN != 0, LE.u32_at(b, 24), LE.u32_at(b, 28)) {
+                        (true, Some(cpu), Some(seq)) => Some((cpu, seq)),
+                        (true, ..) => return Err(RecordError("loss body too short for its message")),
+                        _ => None,
+                    },
                 })
             }
             RECORD_EXEC_OBSERVATION => {
@@ -433,6 +485,10 @@ impl Record {
             RECORD_NOTE => {
                 need(8)?;
                 Record::Note(Note { timestamp_ns: u64_at(0), text: String::from_utf8_lossy(&b[8..]).into_owned() })
+            }
+            RECORD_SESSION => {
+                need(16)?;
+                Record::Session(Session { encoding: u32_at(0), timestamp_ns: u64_at(8), data: b[16..].to_vec() })
             }
             kind => Record::Unknown { kind, version, body: b.to_vec() },
         })
@@ -478,6 +534,7 @@ mod tests {
                 lower_bound: true,
                 cpu: Some(1),
                 timestamp_ns: 4,
+                before: Some((1, 77)),
             }),
             Record::Loss(Loss {
                 kind: LossKind::Other(77),
@@ -485,9 +542,11 @@ mod tests {
                 lower_bound: false,
                 cpu: None,
                 timestamp_ns: 4,
+                before: None,
             }),
             Record::ExecObservation(ExecObservation { encoding: 1, pid: -1, timestamp_ns: 2, data: vec![0xff] }),
             Record::Note(Note { timestamp_ns: 1, text: "héllo".into() }),
+            Record::Session(Session { encoding: 1, timestamp_ns: 3, data: b"{}".to_vec() }),
             Record::Unknown { kind: 999, version: 3, body: vec![9; 5] },
         ];
         for r in &records {
@@ -504,6 +563,7 @@ mod tests {
             lower_bound: false,
             cpu: Some(3),
             timestamp_ns: 1,
+            before: None,
         })
         .emit(&mut v);
         assert_eq!(&v[..12], b"CNLK\x03\x00\x01\x00\x18\x00\x00\x00");
@@ -518,6 +578,18 @@ mod tests {
         assert!(Record::parse(b"CNLK\x03\x00").is_err());
         assert!(Record::parse(b"CNLK\x03\x00\x01\x00\x18\x00\x00\x00").is_err(), "body missing");
         assert!(Record::parse(b"CNLK\x03\x00\x01\x00\x04\x00\x00\x00abcd").is_err(), "loss body too short");
+        let mut loss = Vec::new();
+        Record::Loss(Loss {
+            kind: LossKind::SeqGap,
+            count: None,
+            lower_bound: false,
+            cpu: None,
+            timestamp_ns: 0,
+            before: Some((0, 1)),
+        })
+        .emit(&mut loss);
+        loss[8] -= 8; // the flag says a message follows, the body ends before it
+        assert!(Record::parse(&loss[..loss.len() - 8]).is_err(), "loss flag without its message");
         let mut host = Vec::new();
         Record::Host(HostInfo::default()).emit(&mut host);
         host[8] -= 1; // the last string now runs past the body

@@ -194,6 +194,20 @@ impl RotatingWriter {
         self.after(now)
     }
 
+    /// Writes a packet with the cooked header given (see [`CaptureWriter::write_packet`]), rotating first if the
+    /// limit says so.
+    pub fn write_packet(
+        &mut self,
+        now: Instant,
+        timestamp_ns: u64,
+        cooked: &CookedHeader,
+        data: &[u8],
+    ) -> io::Result<()> {
+        self.before(now, 64 + data.len() as u64)?;
+        self.current.write_packet(timestamp_ns, cooked, data)?;
+        self.after(now)
+    }
+
     /// Writes a record, rotating first if the limit says so.
     pub fn write_record(&mut self, now: Instant, record: &Record) -> io::Result<()> {
         self.before(now, 64)?;

@@ -21,6 +21,8 @@ pub struct FileHeader {
     pub protocols: Vec<u16>,
     /// The host record written after the interfaces.
     pub host: Option<HostInfo>,
+    /// Records written after the host record at the head of every file (a session record, say).
+    pub records: Vec<Record>,
 }
 
 impl FileHeader {
@@ -35,6 +37,7 @@ impl FileHeader {
             },
             protocols: protocols.to_vec(),
             host: None,
+            records: Vec::new(),
         }
     }
 
@@ -44,6 +47,12 @@ impl FileHeader {
             self.section.os = Some(format!("Linux {}", host.kernel_release));
         }
         self.host = Some(host);
+        self
+    }
+
+    /// The same header with `record` written after the host record in every file.
+    pub fn with_record(mut self, record: Record) -> FileHeader {
+        self.records.push(record);
         self
     }
 }
@@ -65,7 +74,8 @@ pub struct CaptureWriter<W: Write> {
 }
 
 impl<W: Write> CaptureWriter<W> {
-    /// Writes the header blocks (Section Header, an Interface Description per protocol, the host record) to
+    /// Writes the header blocks (Section Header, an Interface Description per protocol, the host record, the
+    /// header's other records) to
     /// `out`, in this machine's byte order, which is also the datagrams' order.
     pub fn new(out: W, header: &FileHeader) -> io::Result<CaptureWriter<W>> {
         Self::with_byte_order(out, header, ByteOrder::NATIVE)
@@ -89,6 +99,9 @@ impl<W: Write> CaptureWriter<W> {
         }
         if let Some(host) = &header.host {
             w.write_record(&Record::Host(host.clone()))?;
+        }
+        for r in &header.records {
+            w.write_record(r)?;
         }
         Ok(w)
     }

@@ -17,7 +17,14 @@ fn small_file() -> Vec<u8> {
     for (i, (_, d)) in common::kernel_datagrams().iter().enumerate() {
         w.write_datagram(1_700_000_000_000_000_000 + i as u64, 11, d).unwrap();
     }
-    let loss = Loss { kind: LossKind::SeqGap, count: Some(2), lower_bound: false, cpu: Some(1), timestamp_ns: 9 };
+    let loss = Loss {
+        kind: LossKind::SeqGap,
+        count: Some(2),
+        lower_bound: false,
+        cpu: Some(1),
+        timestamp_ns: 9,
+        before: None,
+    };
     w.write_record(&Record::Loss(loss)).unwrap();
     w.write_record(&Record::Note(Note { timestamp_ns: 10, text: "end".into() })).unwrap();
     w.into_inner().unwrap()

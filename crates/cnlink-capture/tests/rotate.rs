@@ -6,15 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cnlink_capture::{
-    Block, FileHeader, HostInfo, Reader, Record, RotateConfig, RotateLimit, RotatingWriter, Snapshot, SnapshotReason,
+    Block, FileHeader, HostInfo, Note, Reader, Record, RotateConfig, RotateLimit, RotatingWriter, Snapshot,
+    SnapshotReason,
 };
 
 fn header() -> FileHeader {
-    FileHeader::netlink(&[11]).with_host(HostInfo {
-        cpu_count: 2,
-        kernel_release: "6.18.0".into(),
-        ..Default::default()
-    })
+    FileHeader::netlink(&[11])
+        .with_host(HostInfo { cpu_count: 2, kernel_release: "6.18.0".into(), ..Default::default() })
+        .with_record(Record::Note(Note { timestamp_ns: 1, text: "session".into() }))
 }
 
 /// A state function whose snapshots carry a counter, and the counter.
@@ -39,6 +38,7 @@ fn contents(path: &Path) -> (Vec<&'static str>, Option<u64>, Vec<u32>) {
             Block::Section(_) => lead.push("section"),
             Block::Interface { .. } => lead.push("interface"),
             Block::Record(Record::Host(_)) => lead.push("host"),
+            Block::Record(Record::Note(n)) if n.text == "session" => lead.push("note"),
             Block::Record(Record::Snapshot(s)) => {
                 assert_eq!((s.reason, s.encoding), (SnapshotReason::Rotation, 7));
                 assert_eq!(s.data, s.timestamp_ns.to_le_bytes());
@@ -49,7 +49,7 @@ fn contents(path: &Path) -> (Vec<&'static str>, Option<u64>, Vec<u32>) {
             other => panic!("unexpected {other:?}"),
         }
     }
-    lead.truncate(4);
+    lead.truncate(5);
     (lead, snapshot, seqs)
 }
 
@@ -85,7 +85,7 @@ fn size_rotation_keeps_the_newest_files_each_replayable_alone() {
         assert_eq!(f.file_name().unwrap().to_str().unwrap(), format!("cap-{number:06}.pcapng"));
         assert!(std::fs::metadata(f).unwrap().len() <= limit, "{} is within the limit", f.display());
         let (lead, snapshot, seqs) = contents(f);
-        assert_eq!(lead, ["section", "interface", "host", "snapshot"], "{}", f.display());
+        assert_eq!(lead, ["section", "interface", "host", "note", "snapshot"], "{}", f.display());
         assert_eq!(snapshot, Some(number - 1), "the snapshot taken when file {number} began");
         assert!(!seqs.is_empty());
         if let Some(next) = expected_seq {

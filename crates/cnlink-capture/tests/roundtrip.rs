@@ -3,7 +3,7 @@
 
 use cnlink_capture::{
     Block, ByteOrder, CaptureWriter, ExecObservation, FileHeader, HostInfo, Loss, LossKind, Note, Reader, Record,
-    Snapshot, SnapshotReason, StreamReader,
+    Session, Snapshot, SnapshotReason, StreamReader,
 };
 use proptest::prelude::*;
 
@@ -47,7 +47,8 @@ fn loss_kind() -> impl Strategy<Value = LossKind> {
         Just(LossKind::Overrun),
         Just(LossKind::Queue),
         Just(LossKind::SocketDrops),
-        (5u8..).prop_map(LossKind::Other),
+        Just(LossKind::Recording),
+        (6u8..).prop_map(LossKind::Other),
     ]
 }
 
@@ -61,20 +62,23 @@ fn record() -> impl Strategy<Value = Record> {
                 timestamp_ns,
                 data
             })),
-        (loss_kind(), any::<(Option<u64>, bool, Option<u32>, u64)>()).prop_map(
-            |(kind, (count, lower_bound, cpu, timestamp_ns))| Record::Loss(Loss {
+        (loss_kind(), any::<(Option<u64>, bool, Option<u32>, u64)>(), any::<Option<(u32, u32)>>()).prop_map(
+            |(kind, (count, lower_bound, cpu, timestamp_ns), before)| Record::Loss(Loss {
                 kind,
                 count,
                 lower_bound,
                 cpu,
-                timestamp_ns
+                timestamp_ns,
+                before
             })
         ),
         (any::<(u32, i32, u64)>(), bytes(200)).prop_map(|((encoding, pid, timestamp_ns), data)| {
             Record::ExecObservation(ExecObservation { encoding, pid, timestamp_ns, data })
         }),
         (any::<u64>(), text()).prop_map(|(timestamp_ns, text)| Record::Note(Note { timestamp_ns, text })),
-        (6u16.., any::<u16>(), bytes(64)).prop_map(|(kind, version, body)| Record::Unknown { kind, version, body }),
+        (any::<(u32, u64)>(), bytes(200))
+            .prop_map(|((encoding, timestamp_ns), data)| { Record::Session(Session { encoding, timestamp_ns, data }) }),
+        (7u16.., any::<u16>(), bytes(64)).prop_map(|(kind, version, body)| Record::Unknown { kind, version, body }),
     ]
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use cnlink::wire::{self, CbId, CnMsg, CnMsgHdr, EventData, EventMask, McastOp, NlMsg, ProcEvent, ProcInput};
 use cnlink_capture::{
-    ByteOrder, CaptureWriter, FileHeader, HostInfo, Loss, LossKind, Note, Record, Snapshot, SnapshotReason,
+    ByteOrder, CaptureWriter, FileHeader, HostInfo, Loss, LossKind, Note, Record, Session, Snapshot, SnapshotReason,
 };
 
 const LUA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../contrib/wireshark/cnlink.lua");
@@ -330,9 +330,18 @@ fn lua_dissector_shows_cnlink_records() {
             lower_bound: true,
             cpu: Some(1),
             timestamp_ns: 6,
+            before: Some((1, 1234)),
         }),
-        Record::Loss(Loss { kind: LossKind::Overrun, count: None, lower_bound: false, cpu: None, timestamp_ns: 7 }),
+        Record::Loss(Loss {
+            kind: LossKind::Overrun,
+            count: None,
+            lower_bound: false,
+            cpu: None,
+            timestamp_ns: 7,
+            before: None,
+        }),
         Record::Note(Note { timestamp_ns: 8, text: "fork storm at 12:00".into() }),
+        Record::Session(Session { encoding: 1, timestamp_ns: 9, data: br#"{"command":"record"}"#.to_vec() }),
     ];
     let file = write_file(dir.path(), "records.pcapng", ByteOrder::NATIVE, &fixture_packets()[..1], &records);
     let got = fields(
@@ -345,7 +354,9 @@ fn lua_dissector_shows_cnlink_records() {
             "cnlink_record.loss.kind",
             "cnlink_record.loss.count",
             "cnlink_record.loss.cpu",
+            "cnlink_record.loss.before_seq",
             "cnlink_record.note.text",
+            "cnlink_record.session.text",
         ],
     );
     let release = HostInfo::collect().kernel_release;
@@ -353,11 +364,12 @@ fn lua_dissector_shows_cnlink_records() {
     assert_eq!(
         got,
         [
-            vec!["1", &release, "", "", "", "", ""],
-            vec!["2", "", "1", "", "", "", ""],
-            vec!["3", "", "", "1", "42", "1", ""],
-            vec!["3", "", "", "2", "", "", ""],
-            vec!["5", "", "", "", "", "", "fork storm at 12:00"],
+            vec!["1", &release, "", "", "", "", "", "", ""],
+            vec!["2", "", "1", "", "", "", "", "", ""],
+            vec!["3", "", "", "1", "42", "1", "1234", "", ""],
+            vec!["3", "", "", "2", "", "", "", "", ""],
+            vec!["5", "", "", "", "", "", "", "fork storm at 12:00", ""],
+            vec!["6", "", "", "", "", "", "", "", r#"{"command":"record"}"#],
         ]
     );
     let summary = tshark(&["-X", &format!("lua_script:{LUA}"), "-n", "-r", file.to_str().unwrap()]);

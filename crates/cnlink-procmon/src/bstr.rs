@@ -4,11 +4,13 @@ use std::borrow::{Borrow, Cow};
 use std::fmt;
 use std::sync::Arc;
 
+use cnlink::wire::Escaped;
+
 /// Bytes as `/proc` gave them: a name, a path, a cgroup file. Not assumed to be UTF-8 and not escaped; cloning
 /// shares them.
 ///
-/// `Display` writes them as UTF-8 where they are, with control bytes and invalid sequences as `\xNN` (and `\\`
-/// for a backslash), so that a hostile name cannot forge lines or terminal sequences.
+/// `Display` writes them as [`cnlink::wire::Escaped`] does (UTF-8 where they are, control bytes and invalid
+/// sequences as `\xNN`, `\\` for a backslash), so that a hostile name cannot forge lines or terminal sequences.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BStr(Arc<[u8]>);
 
@@ -87,38 +89,14 @@ impl PartialEq<&str> for BStr {
 
 impl fmt::Display for BStr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_escaped(f, &self.0)
+        Escaped(&self.0).fmt(f)
     }
 }
 
 impl fmt::Debug for BStr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"")?;
-        write_escaped(f, &self.0)?;
-        f.write_str("\"")
+        write!(f, "\"{}\"", Escaped(&self.0))
     }
-}
-
-/// Writes `b` as UTF-8 with control bytes, invalid sequences and backslashes escaped.
-pub fn write_escaped(f: &mut impl fmt::Write, b: &[u8]) -> fmt::Result {
-    for chunk in b.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => f.write_str("\\\\")?,
-                c if c.is_control() => {
-                    let mut buf = [0u8; 4];
-                    for byte in c.encode_utf8(&mut buf).bytes() {
-                        write!(f, "\\x{byte:02x}")?;
-                    }
-                }
-                c => f.write_char(c)?,
-            }
-        }
-        for byte in chunk.invalid() {
-            write!(f, "\\x{byte:02x}")?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -80,6 +80,17 @@ pub enum QosClass {
     BestEffort,
 }
 
+impl QosClass {
+    /// `guaranteed`, `burstable` or `besteffort` (the cgroup names of the classes).
+    pub fn name(self) -> &'static str {
+        match self {
+            QosClass::Guaranteed => "guaranteed",
+            QosClass::Burstable => "burstable",
+            QosClass::BestEffort => "besteffort",
+        }
+    }
+}
+
 /// A Kubernetes pod.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Pod {

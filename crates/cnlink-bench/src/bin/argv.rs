@@ -7,8 +7,10 @@
 //!
 //! For each round and each listener in turn (the order rotates every round), it starts the listener, waits until
 //! it provably receives events (as the storm benchmark does), then runs `/bin/true MARK-<round>-<i>` `--runs`
-//! times, one after another, at about `--rate` a second, lets the listener drain, stops it, and counts the
-//! distinct `MARK-<round>-<i>` that appear on the listener's exec lines: execs named with their argv.
+//! times, one after another, at about `--rate` a second, then `sh -c 'sleep 0.3' MARK-<round>-end`, waits until
+//! the listener has printed that one (and its socket is empty: other processes on the machine cannot hold the
+//! wait up), stops it, and counts the distinct `MARK-<round>-<i>` that appear on the listener's exec lines:
+//! execs named with their argv.
 //! `cloop-argv` (`bench/c/cloop_argv.c`) reads `/proc/PID/cmdline` in its receive loop as each exec arrives: the
 //! reference. The summary gives each listener's median ratio and its ratio to the reference's.
 #![deny(unsafe_code)]
@@ -177,7 +179,13 @@ fn run() -> Result<ExitCode> {
             let out = out_dir.join(format!("{}-r{round}.out", s.name));
             let running = listener::start(s, 0, &out)?;
             let rate = spawn_marks(args.runs, args.rate, round);
-            let drained = running.drain(Duration::from_secs(60));
+            // The end: a marked program that lives long enough for every listener to name it.
+            let end = format!("MARK-{round}-end");
+            let drained = Command::new("sh")
+                .args(["-c", "sleep 0.3", &end])
+                .status()
+                .map_err(anyhow::Error::from)
+                .and_then(|_| running.wait_output(&end, Duration::from_secs(60)));
             running.stop()?;
             let rate = rate?;
             drained.with_context(|| format!("draining {}", s.name))?;

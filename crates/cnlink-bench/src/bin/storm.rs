@@ -217,13 +217,13 @@ fn one_run(
 ) -> Result<RunResult> {
     let out = out_dir.join(format!("{}-r{round}.out", spec.name));
     // The sink gets a server, a spool and a stream of its own for the run.
-    let broker = match spec.format {
+    let mut broker = match spec.format {
         Format::Sink => Some(sink::Broker::start(&out_dir.join(format!("sink-r{round}")))?),
         _ => None,
     };
     let mut spec = spec.clone();
     spec.argv.extend(broker.iter().flat_map(sink::Broker::args));
-    let running = listener::start(&spec, args.nice, &out)?;
+    let mut running = listener::start(&spec, args.nice, &out)?;
     let storm = match gen::run(args.kind, args.children, args.workers) {
         Ok(s) => s,
         Err(e) => {
@@ -231,7 +231,12 @@ fn one_run(
             return Err(e).context("storm");
         }
     };
-    let drained = running.drain(Duration::from_secs(120));
+    let limit = Duration::from_secs(120);
+    let drained = match &mut broker {
+        // The sink's output is the stream: a marker's exit acknowledged by the server.
+        Some(b) => running.drain_with(limit, |markers| Ok(b.shipped(markers))),
+        None => running.drain_marked(spec.format, limit),
+    };
     let usage = running.stop_within(if broker.is_some() { sink::STOP_GRACE } else { Duration::from_secs(5) })?;
     let drained = drained.with_context(|| format!("draining; stderr: {}", running.stderr()))?;
     let sink = match broker {

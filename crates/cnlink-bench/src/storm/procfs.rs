@@ -71,7 +71,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn own_cpu_ticks_are_readable() {
+    fn own_cpu_ticks_and_peak_rss_are_readable() {
         let pid = rustix::process::getpid().as_raw_nonzero().get();
         assert!(cpu_ticks(pid).is_ok());
         assert!(peak_rss_kib(pid).unwrap() > 0);

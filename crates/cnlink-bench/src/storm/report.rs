@@ -31,7 +31,7 @@ pub(crate) struct RunResult {
     pub(crate) lost_reported: u64,
     /// Overruns (ENOBUFS) the listener reported.
     pub(crate) overruns: u64,
-    /// Seconds from the storm's end until the listener was quiet.
+    /// Seconds from the storm's end until the listener had printed a marker's exit.
     pub(crate) drain_secs: f64,
     /// Seconds from SIGINT until it exited (a sink drains its spool then).
     pub(crate) stop_secs: f64,

@@ -1,7 +1,6 @@
 //! [`LiveProc`]: observations read from the live `/proc`.
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::fs::{Mode, OFlags};
@@ -59,15 +58,28 @@ impl LiveProc {
         rustix::param::clock_ticks_per_second().max(1)
     }
 
-    /// Reads `file` under `dir` into `self.buf`, at most `limit + 1` bytes; returns whether it was cut.
+    /// Reads `file` under `dir` into `self.buf`, at most `limit` bytes kept; returns whether it was cut.
     fn read_at(&mut self, dir: &OwnedFd, file: &str, limit: usize) -> io::Result<bool> {
         let fd = rustix::fs::openat(dir.as_fd(), file, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
-        self.fill(File::from(fd), limit)
+        self.fill(&fd, limit)
     }
 
-    fn fill(&mut self, f: File, limit: usize) -> io::Result<bool> {
+    /// Reads `fd` into `self.buf`: at least `limit + 1` bytes of room, so that one `read` takes the whole file
+    /// (procfs hands these files out whole, and a read that returns less than the room is their end). Keeps
+    /// at most `limit` bytes; returns whether there was more.
+    fn fill(&mut self, fd: &OwnedFd, limit: usize) -> io::Result<bool> {
         self.buf.clear();
-        f.take(limit as u64 + 1).read_to_end(&mut self.buf)?;
+        self.buf.reserve(limit + 1);
+        loop {
+            let room = self.buf.capacity() - self.buf.len();
+            if room == 0 {
+                break;
+            }
+            let n = rustix::io::read(fd, rustix::buffer::spare_capacity(&mut self.buf))?;
+            if n == 0 || n < room || self.buf.len() > limit {
+                break;
+            }
+        }
         let cut = self.buf.len() > limit;
         self.buf.truncate(limit);
         Ok(cut)
@@ -80,19 +92,39 @@ impl LiveProc {
     /// The start time and name in `/proc/PID/stat`, looked up afresh by path (not through the directory
     /// handle).
     fn stat_now(&mut self, pid: i32) -> Option<(u64, Vec<u8>)> {
-        let f = File::open(format!("{}/{pid}/stat", self.root)).ok()?;
-        self.fill(f, self.limits.file_bytes).ok()?;
-        parse_stat(&self.buf).map(|s| (s.start_ticks, s.name))
+        self.stat_now_full(pid).map(|s| (s.start_ticks, s.name))
     }
 
     /// Reads `pid`; once more if it exec'd meanwhile (its name changed), so that the program's fields are one
     /// program's.
     fn read(&mut self, pid: i32, wants: Wants) -> Observation {
+        if wants == Wants::STAT {
+            return self.read_stat(pid);
+        }
         let (obs, changed) = self.read_once(pid, wants);
         if changed {
             return self.read_once(pid, wants).0;
         }
         obs
+    }
+
+    /// `stat` alone: one file, read in one go, needs no directory handle nor a second look.
+    fn read_stat(&mut self, pid: i32) -> Observation {
+        let mut obs = Observation::gone(pid, boot_offset_ns());
+        if pid > 0 {
+            if let Some(stat) = self.stat_now_full(pid) {
+                obs.stat = Some(stat);
+                obs.status = EnrichStatus::Ok;
+            }
+        }
+        obs
+    }
+
+    fn stat_now_full(&mut self, pid: i32) -> Option<super::Stat> {
+        let path = format!("{}/{pid}/stat", self.root);
+        let fd = rustix::fs::open(path.as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+        self.fill(&fd, self.limits.file_bytes).ok()?;
+        parse_stat(&self.buf)
     }
 
     fn read_once(&mut self, pid: i32, wants: Wants) -> (Observation, bool) {
@@ -110,6 +142,14 @@ impl LiveProc {
             Err(_) => return (obs, false),
         };
         let limits = self.limits;
+        // The arguments first: they are what a short-lived program loses first (its memory goes at exit, before
+        // the rest). `None`: not read, or empty (a kernel thread, or a process without its memory any more: an
+        // exec always leaves at least one argument, if empty).
+        let argv = wants.program.then(|| match self.read_at(&dir, "cmdline", limits.argv_bytes) {
+            Ok(_) if self.buf.is_empty() => None,
+            Ok(cut) => Some(parse_cmdline(&self.buf, limits.argv_count, limits.argv_bytes, cut)),
+            Err(_) => None,
+        });
         let stat = match self.read_at(&dir, "stat", limits.file_bytes) {
             Ok(_) => parse_stat(&self.buf),
             Err(_) => None,
@@ -120,9 +160,9 @@ impl LiveProc {
         obs.stat = Some(stat);
         let mut missing = false;
         if wants.program && !kthread {
-            match self.read_at(&dir, "cmdline", limits.argv_bytes) {
-                Ok(cut) => obs.argv = Some(parse_cmdline(&self.buf, limits.argv_count, limits.argv_bytes, cut)),
-                Err(_) => missing = true,
+            match argv.flatten() {
+                Some(a) => obs.argv = Some(a),
+                None => missing = true,
             }
             match Self::link_at(&dir, "exe") {
                 Ok(link) => obs.exe = Some(parse_exe(&link, limits.path_bytes)),
@@ -187,6 +227,14 @@ impl ProcSource for LiveProc {
         pid > 0 && std::fs::metadata(format!("{}/{pid}", self.root)).is_ok()
     }
 
+    fn pgid(&mut self, pid: i32) -> Option<i32> {
+        if self.root != "/proc" {
+            return self.observe(pid, Wants::STAT).stat.map(|s| s.pgid);
+        }
+        let p = rustix::process::Pid::from_raw(pid)?;
+        rustix::process::getpgid(Some(p)).ok().map(|g| g.as_raw_nonzero().get())
+    }
+
     fn snapshot(&mut self, wants: Wants) -> Snapshot {
         let mut pids: Vec<i32> = match std::fs::read_dir(&self.root) {
             Ok(dir) => dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect(),
@@ -222,6 +270,17 @@ mod tests {
         assert_eq!(o.exe.as_ref().unwrap().path, std::os::unix::ffi::OsStrExt::as_bytes(exe.as_os_str()));
         assert!(o.pid_ns.is_some() && o.mnt_ns.is_some());
         assert!(o.cgroup.is_some());
+    }
+
+    #[test]
+    fn stat_alone_is_read_in_one_go() {
+        let mut r = LiveProc::default();
+        let me = std::process::id() as i32;
+        let o = r.observe(me, Wants::STAT);
+        assert_eq!((o.status, o.stat.as_ref().map(|s| s.pid)), (EnrichStatus::Ok, Some(me)));
+        assert!(o.argv.is_none() && o.status_fields.is_none());
+        assert_eq!(o.start_ticks(), r.observe(me, Wants::ALL).start_ticks());
+        assert_eq!(r.observe(i32::MAX, Wants::STAT).status, EnrichStatus::Gone);
     }
 
     #[test]

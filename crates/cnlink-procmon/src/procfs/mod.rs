@@ -1,11 +1,12 @@
 //! What `/proc/PID` says about a process, as plain data ([`Observation`]), and where it comes from
 //! ([`ProcSource`]): the live `/proc` ([`LiveProc`]) or anything that replays recorded observations.
 //!
-//! An observation is read in this order: `stat`, `cmdline`, `exe`, `cwd`, `status`, `cgroup`, `ns/pid`,
-//! `ns/mnt`, all through one `/proc/PID` directory handle (so that every file is the same process's), then
-//! `/proc/PID/stat` once more by path: its start time tells whether the pid still names the process that was
-//! read (and its name whether it exec'd meanwhile: then the whole reading is done once more, so that the
-//! program's fields are one program's). The result carries an [`EnrichStatus`]:
+//! An observation is read in this order: `cmdline` (first: a short-lived program loses it first), `stat`,
+//! `exe`, `cwd`, `status`, `cgroup`, `ns/pid`, `ns/mnt`, all through one `/proc/PID` directory handle (so that
+//! every file is the same process's), then `/proc/PID/stat` once more by path: its start time tells whether the
+//! pid still names the process that was read (and its name whether it exec'd meanwhile: then the whole reading
+//! is done once more, so that the program's fields are one program's; an exec in the microseconds between
+//! `cmdline` and the first `stat` goes unseen). The result carries an [`EnrichStatus`]:
 //!
 //! | status | when |
 //! |---|---|
@@ -70,6 +71,28 @@ impl Wants {
     pub const ALL: Wants = Wants { program: true, cwd: true, status: true, cgroup: true, namespaces: true };
     /// Only `stat` (identity: start time, parent, session).
     pub const STAT: Wants = Wants { program: false, cwd: false, status: false, cgroup: false, namespaces: false };
+    /// `stat`, `cmdline` and `exe`: what names a program, and what an exec changes.
+    pub const PROGRAM: Wants = Wants { program: true, ..Wants::STAT };
+
+    /// What `other` wants beyond these.
+    pub fn beyond(self, other: Wants) -> Wants {
+        Wants {
+            program: other.program && !self.program,
+            cwd: other.cwd && !self.cwd,
+            status: other.status && !self.status,
+            cgroup: other.cgroup && !self.cgroup,
+            namespaces: other.namespaces && !self.namespaces,
+        }
+    }
+
+    /// Whether a reading with these wants holds every file `other` wants.
+    pub fn covers(self, other: Wants) -> bool {
+        (self.program || !other.program)
+            && (self.cwd || !other.cwd)
+            && (self.status || !other.status)
+            && (self.cgroup || !other.cgroup)
+            && (self.namespaces || !other.namespaces)
+    }
 }
 
 impl Default for Wants {
@@ -254,6 +277,23 @@ impl Observation {
         self.stat.as_ref().map(|s| s.start_ticks)
     }
 
+    /// Adds what a later reading `rest` (of the files this one did not read) says, if it is of the same
+    /// process (the same start time); otherwise those files stay unread and the status says so.
+    pub fn complete_with(&mut self, rest: Observation) {
+        let same = rest.start_ticks().is_some() && rest.start_ticks() == self.start_ticks();
+        if same {
+            self.cwd = self.cwd.take().or(rest.cwd);
+            self.status_fields = self.status_fields.take().or(rest.status_fields);
+            self.cgroup = self.cgroup.take().or(rest.cgroup);
+            self.pid_ns = self.pid_ns.or(rest.pid_ns);
+            self.mnt_ns = self.mnt_ns.or(rest.mnt_ns);
+        }
+        let rest_ok = same && rest.status == EnrichStatus::Ok;
+        if self.status == EnrichStatus::Ok && !rest_ok {
+            self.status = EnrichStatus::Partial;
+        }
+    }
+
     /// Some field was cut at its limit.
     pub fn truncated(&self) -> bool {
         self.argv.as_ref().is_some_and(|a| a.truncated)
@@ -284,14 +324,46 @@ pub trait ProcSource {
 
     /// Every process (thread group) in `/proc`, read with `wants`.
     fn snapshot(&mut self, wants: Wants) -> Snapshot;
+
+    /// The process group of `pid` now (it changes with `setpgid`, which sends no event), or `None` when the
+    /// process is gone. By default from `stat`; the live source asks the kernel (`getpgid`).
+    fn pgid(&mut self, pid: i32) -> Option<i32> {
+        self.observe(pid, Wants::STAT).stat.map(|s| s.pgid)
+    }
+}
+
+/// A source that reads nothing: every process is gone, and nothing is known to have left (for a monitor that
+/// must not read `/proc`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProc;
+
+impl ProcSource for NoProc {
+    fn observe(&mut self, pid: i32, _: Wants) -> Observation {
+        Observation::gone(pid, 0)
+    }
+
+    fn exists(&mut self, _: i32) -> bool {
+        true
+    }
+
+    fn snapshot(&mut self, _: Wants) -> Snapshot {
+        Snapshot { ticks_per_second: 100, processes: Vec::new() }
+    }
+
+    fn pgid(&mut self, _: i32) -> Option<i32> {
+        None
+    }
 }
 
 /// A source that answers one pid with an observation read earlier (by the receive thread, the moment an exec
-/// arrived) and everything else from `inner`.
+/// arrived) and everything else from `inner`. When the earlier reading holds fewer files than asked for, the
+/// others are read from `inner` now and added if they are the same process's ([`Observation::complete_with`]).
 #[derive(Debug)]
 pub struct Prefetched<'a, S: ?Sized> {
-    /// The observation to hand out once, for its pid.
+    /// The observation to hand out once, for its pid, when it was read with what is asked for.
     pub observation: Option<Observation>,
+    /// What `observation` was read with.
+    pub wants: Wants,
     /// Where everything else comes from.
     pub inner: &'a mut S,
 }
@@ -299,12 +371,20 @@ pub struct Prefetched<'a, S: ?Sized> {
 impl<S: ProcSource + ?Sized> ProcSource for Prefetched<'_, S> {
     fn observe(&mut self, pid: i32, wants: Wants) -> Observation {
         match self.observation.take() {
-            Some(o) if o.pid == pid => o,
+            Some(o) if o.pid == pid && self.wants.covers(wants) => o,
+            Some(mut o) if o.pid == pid && o.stat.is_some() => {
+                o.complete_with(self.inner.observe(pid, self.wants.beyond(wants)));
+                o
+            }
             other => {
                 self.observation = other;
                 self.inner.observe(pid, wants)
             }
         }
+    }
+
+    fn pgid(&mut self, pid: i32) -> Option<i32> {
+        self.inner.pgid(pid)
     }
 
     fn exists(&mut self, pid: i32) -> bool {
@@ -326,6 +406,63 @@ mod tests {
         assert_eq!(a.args().collect::<Vec<_>>(), [&b"sh"[..], b"-c", b"echo a  b"]);
         assert_eq!(a.joined_lossy(), "sh -c echo a  b");
         assert_eq!(Argv::default().args().count(), 0);
+    }
+
+    /// A process read with `wants` (a fake: `stat` and whatever else is asked).
+    fn read(pid: i32, start: u64, wants: Wants) -> Observation {
+        let stat = format!("{pid} (x) S 1 {pid} {pid} 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start} 0 0");
+        Observation {
+            status: EnrichStatus::Ok,
+            stat: parse::parse_stat(stat.as_bytes()),
+            argv: wants.program.then(|| parse::parse_cmdline(b"x\0", 8, 64, false)),
+            cwd: wants.cwd.then(|| PathRead { path: b"/".to_vec(), truncated: false }),
+            pid_ns: wants.namespaces.then_some(4),
+            ..Observation::gone(pid, 0)
+        }
+    }
+
+    /// A `/proc` with one process, counting reads.
+    struct One(Observation, Vec<Wants>);
+
+    impl ProcSource for One {
+        fn observe(&mut self, pid: i32, wants: Wants) -> Observation {
+            self.1.push(wants);
+            if pid == self.0.pid {
+                read(pid, self.0.start_ticks().unwrap(), wants)
+            } else {
+                Observation::gone(pid, 0)
+            }
+        }
+        fn exists(&mut self, _: i32) -> bool {
+            true
+        }
+        fn snapshot(&mut self, _: Wants) -> Snapshot {
+            Snapshot { ticks_per_second: 100, processes: Vec::new() }
+        }
+    }
+
+    #[test]
+    fn a_prefetched_program_is_completed_from_the_same_process_only() {
+        let early = read(7, 50, Wants::PROGRAM);
+        // The same process: the rest is read now and added.
+        let mut live = One(read(7, 50, Wants::ALL), Vec::new());
+        let o = Prefetched { observation: Some(early.clone()), wants: Wants::PROGRAM, inner: &mut live }
+            .observe(7, Wants::ALL);
+        assert_eq!((o.status, o.argv.is_some(), o.cwd.is_some(), o.pid_ns), (EnrichStatus::Ok, true, true, Some(4)));
+        assert_eq!(live.1, [Wants::PROGRAM.beyond(Wants::ALL)]);
+        assert!(!live.1[0].program, "what was read early is not read again");
+        // The pid names another process now: nothing of it is added, and the reading is partial.
+        let mut other = One(read(7, 90, Wants::ALL), Vec::new());
+        let o = Prefetched { observation: Some(early.clone()), wants: Wants::PROGRAM, inner: &mut other }
+            .observe(7, Wants::ALL);
+        assert_eq!((o.status, o.cwd.is_none(), o.start_ticks()), (EnrichStatus::Partial, true, Some(50)));
+        // What it covers is handed out as it is, once; another pid is read live.
+        let mut live = One(read(7, 50, Wants::ALL), Vec::new());
+        let mut p = Prefetched { observation: Some(early), wants: Wants::PROGRAM, inner: &mut live };
+        assert_eq!(p.observe(7, Wants::STAT).argv.as_ref().map(|a| a.count), Some(1));
+        assert_eq!(p.observe(8, Wants::STAT).status, EnrichStatus::Gone);
+        assert_eq!(live.1, [Wants::STAT]);
+        assert!(Wants::ALL.covers(Wants::PROGRAM) && !Wants::PROGRAM.covers(Wants::ALL));
     }
 
     #[test]

@@ -182,7 +182,7 @@ impl ProcessTable {
             let mut info = ProcessInfo::bare(o.pid, id, EntityIdSource::Stat);
             info.parent_entity_id = ids.get(&stat.ppid).copied();
             self.apply(&mut info, o, None);
-            let k = self.insert(info, None, &mut NoSource);
+            let k = self.insert(info, None, &mut crate::procfs::NoProc);
             added.push(k);
         }
         for &k in &added {
@@ -304,7 +304,7 @@ impl ProcessTable {
 
     /// The ancestors of entry `k`, parent first.
     fn ancestors_of(&self, k: Key, depth: usize) -> Vec<Arc<ProcessInfo>> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(depth.min(8));
         let mut cur = self.tree.parent_of(k);
         while let Some(p) = cur {
             if out.len() >= depth {
@@ -404,23 +404,6 @@ impl ProcessTable {
         }
         info.status = o.status;
         info.truncated = o.truncated();
-    }
-}
-
-/// A source with nothing in it (the snapshot is loaded without reading more).
-struct NoSource;
-
-impl crate::procfs::ProcSource for NoSource {
-    fn observe(&mut self, pid: i32, _: Wants) -> Observation {
-        Observation::gone(pid, 0)
-    }
-
-    fn exists(&mut self, _: i32) -> bool {
-        true
-    }
-
-    fn snapshot(&mut self, _: Wants) -> Snapshot {
-        Snapshot { ticks_per_second: 100, processes: Vec::new() }
     }
 }
 

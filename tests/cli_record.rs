@@ -1,0 +1,177 @@
+//! `cnlink record`, `cnlink replay`, `cnlink proc --record` and `cnlink listen --record` through the binary: a
+//! replay prints what the live run printed, byte for byte; tshark reads every file; damage is reported.
+
+mod cli_common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use cli_common::{cnlink, json, root_or_skip, Running};
+
+/// A workload of our own: a shell chain, an exit with a code, short-lived programs. Returns the shell's pid.
+fn workload() -> i64 {
+    let mut sh = Command::new("sh")
+        .args(["-c", "true; /bin/echo chain >/dev/null; sh -c 'exit 7'; ls / >/dev/null; exit 3"])
+        .spawn()
+        .unwrap();
+    let pid = sh.id() as i64;
+    assert_eq!(sh.wait().unwrap().code(), Some(3));
+    pid
+}
+
+/// Runs `cnlink proc --record FILE ARGS` through the workload, stopped by Ctrl-C once the shell's exit is
+/// shown; returns its stdout.
+fn live(file: &Path, args: &[&str]) -> Vec<String> {
+    let mut all = vec!["proc", "--record", file.to_str().unwrap(), "--format", "json"];
+    all.extend_from_slice(args);
+    let run = Running::start(&all);
+    run.wait_ready_json();
+    let pid = workload();
+    let exit = run.wait_for(Duration::from_secs(20), |l| {
+        json(l).is_some_and(|v| v["event"] == "exit" && v["pid"].as_i64() == Some(pid))
+    });
+    assert!(exit.is_some(), "the live run showed the shell's exit");
+    run.interrupt();
+    let (code, err, lines) = run.finish(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("recorded") && err.contains("0 missed by the recording"), "{err}");
+    lines
+}
+
+fn replay(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = cnlink().arg("replay").args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn replay_prints_what_proc_printed_live_in_json() {
+    if !root_or_skip("replay_prints_what_proc_printed_live_in_json") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("live.pcapng");
+    let lines = live(&file, &["-S"]);
+    let (code, out, err) = replay(&[file.to_str().unwrap(), "--format", "json", "-S"]);
+    assert_eq!(code, Some(0), "{err}");
+    let replayed: Vec<&str> = out.lines().collect();
+    // The stats line holds the run's own times and CPU: every event and loss line must be the same.
+    let events = |ls: &[&str]| {
+        ls.iter().filter(|l| !l.contains("\"event\":\"stats\"")).map(|l| l.to_string()).collect::<Vec<_>>()
+    };
+    let live_lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    same(&events(&replayed), &events(&live_lines));
+    assert!(replayed.iter().any(|l| l.contains("\"exit_code\":7") || l.contains("\"code\":7")), "the exit 7 is there");
+}
+
+#[test]
+fn replay_prints_what_proc_printed_live_in_text() {
+    if !root_or_skip("replay_prints_what_proc_printed_live_in_text") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("live.pcapng");
+    // Text on stdout, with the extra columns, for a bounded time; readiness is the workload showing up.
+    let run = Running::start(&["proc", "--record", file.to_str().unwrap(), "-x", "-D", "3"]);
+    let ready = run.wait_for(Duration::from_secs(20), |l| l.contains("Time") || l.contains("Event"));
+    assert!(ready.is_some(), "the header line");
+    let mut pid = 0;
+    for _ in 0..40 {
+        pid = workload();
+        if run.wait_for(Duration::from_millis(200), |l| l.contains(&format!(" {pid} ")) && l.contains("exit")).is_some()
+        {
+            break;
+        }
+    }
+    let (code, err, live) = run.finish(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(live.iter().any(|l| l.contains(&pid.to_string())), "the live run showed the workload");
+    let (code, out, err) = replay(&[file.to_str().unwrap(), "-x"]);
+    assert_eq!(code, Some(0), "{err}");
+    same(&out.lines().map(str::to_string).collect::<Vec<_>>(), &live);
+}
+
+/// Asserts that two outputs are the same, showing the first difference only.
+fn same(replayed: &[String], live: &[String]) {
+    if let Some(i) = (0..replayed.len().max(live.len())).find(|&i| replayed.get(i) != live.get(i)) {
+        let cut = |l: Option<&String>| l.map(|l| l.chars().take(400).collect::<String>());
+        panic!(
+            "line {i} of {} replayed / {} live differs:\nreplayed: {:?}\nlive:     {:?}",
+            replayed.len(),
+            live.len(),
+            cut(replayed.get(i)),
+            cut(live.get(i))
+        );
+    }
+}
+
+#[test]
+fn tshark_reads_a_recording_and_a_cut_one_is_replayed_up_to_the_damage() {
+    if !root_or_skip("tshark_reads_a_recording_and_a_cut_one_is_replayed_up_to_the_damage") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("r.pcapng");
+    let run = Running::start(&["record", file.to_str().unwrap(), "-D", "2"]);
+    std::thread::sleep(Duration::from_millis(800));
+    let pid = workload();
+    let (code, err, out) = run.finish(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.is_empty(), "record prints nothing: {out:?}");
+    let t = Command::new("tshark").args(["-n", "-r", file.to_str().unwrap(), "-Y", "netlink.family == 11"]).output();
+    match t {
+        Ok(t) => {
+            assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+            assert!(String::from_utf8_lossy(&t.stdout).lines().count() > 5);
+        }
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => eprintln!("tshark not run: {e}"),
+        Err(e) => panic!("tshark: {e}"),
+    }
+    let (code, out, err) = replay(&[file.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.lines().any(|l| json(l).is_some_and(|v| v["event"] == "exit" && v["pid"].as_i64() == Some(pid))));
+    // Cut the file in the middle of its last blocks: what came before is replayed, the damage is reported.
+    let bytes = std::fs::read(&file).unwrap();
+    let cut = dir.path().join("cut.pcapng");
+    std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
+    let (code, cut_out, err) = replay(&[cut.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cut.pcapng: damaged at byte") && err.contains("truncated"), "{err}");
+    let full: Vec<&str> = out.lines().collect();
+    let part: Vec<&str> = cut_out.lines().collect();
+    assert!(!part.is_empty() && part.len() <= full.len());
+    assert_eq!(part[..part.len() - 1], full[..part.len() - 1], "the same events up to the damage");
+}
+
+#[test]
+fn listen_records_every_datagram_for_tshark_and_replay() {
+    if !root_or_skip("listen_records_every_datagram_for_tshark_and_replay") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("l.pcapng");
+    let run = Running::start(&["listen", "--group", "1", "--record", file.to_str().unwrap(), "-D", "2"]);
+    std::thread::sleep(Duration::from_millis(800));
+    let mut pids = Vec::new();
+    for _ in 0..20 {
+        let mut c = Command::new("true").spawn().unwrap();
+        pids.push(c.id());
+        c.wait().unwrap();
+    }
+    let (code, err, live) = run.finish(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("0 missed by the recording thread"), "{err}");
+    let (code, out, err) = replay(&[file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    same(&out.lines().map(str::to_string).collect::<Vec<_>>(), &live);
+    for pid in &pids {
+        assert!(out.contains(&format!("process_pid={pid} ")) || out.contains(&format!("pid={pid}")), "child {pid}");
+    }
+    if let Ok(t) = Command::new("tshark").args(["-n", "-r", file.to_str().unwrap()]).output() {
+        assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+    }
+}
