@@ -14,8 +14,8 @@ pub(crate) mod tty;
 
 use std::cell::RefCell;
 use std::io::Write;
-use std::rc::Rc;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -87,6 +87,7 @@ pub(super) struct Session {
     prefix: String,
     window: usize,
     ack_timeout: Duration,
+    linger: Duration,
     batch: VecDeque<SpooledRecord>,
     in_flight: VecDeque<Pending>,
     acked_through: Option<u64>,
@@ -106,6 +107,7 @@ impl Session {
             prefix: config.stream.subject_prefix.clone(),
             window: config.window.max(1),
             ack_timeout: config.ack_timeout,
+            linger: config.linger,
             batch: VecDeque::new(),
             in_flight: VecDeque::new(),
             acked_through: None,
@@ -176,7 +178,18 @@ impl Session {
             }
             let Some(front) = self.in_flight.front() else {
                 self.give_acks(control);
-                let _ = tokio::time::timeout(Duration::from_millis(200), control.notify.notified()).await;
+                // Caught up: wait for new records, then let more come for `linger` (fewer, fuller rounds).
+                if tokio::time::timeout(Duration::from_millis(200), control.notify.notified()).await.is_ok()
+                    && !self.linger.is_zero()
+                    && !control.stop.load(Ordering::SeqCst)
+                {
+                    let _ = tokio::time::timeout(self.linger, async {
+                        while !control.stop.load(Ordering::SeqCst) {
+                            control.notify.notified().await;
+                        }
+                    })
+                    .await;
+                }
                 continue;
             };
             let (front_seq, deadline) = (front.seq, front.sent + self.ack_timeout);
