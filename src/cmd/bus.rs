@@ -224,8 +224,15 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let handle = bus.spawn()?;
     eprintln!("cnlink bus: listening on NETLINK_USERSOCK port {:#x} ({})", bus.port(), bus.port());
     daemon.ready();
+    // The bus thread turns at least every HEARTBEAT; the watchdog is fed only while it does.
+    let mut beat = (bus.heartbeat(), Instant::now());
     while !stop.load(Ordering::Relaxed) && !handle.is_finished() {
-        if daemon.tick(Instant::now()) {
+        let now = Instant::now();
+        if bus.heartbeat() != beat.0 {
+            beat = (bus.heartbeat(), now);
+        }
+        let alive = now.saturating_duration_since(beat.1) < 3 * cnlink_bus::daemon::HEARTBEAT;
+        if daemon.tick_if(now, alive) {
             reports::bus(&mut daemon, metrics.as_ref(), &bus.stats());
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -49,7 +49,15 @@ impl Daemon {
     /// From the main loop: sends `WATCHDOG=1` when due; true when a report is due (every [`REPORT_EVERY`],
     /// and only when someone reads it).
     pub(crate) fn tick(&mut self, now: Instant) -> bool {
-        self.notifier.watchdog(now);
+        self.tick_if(now, true)
+    }
+
+    /// As [`Daemon::tick`], for a daemon whose work runs on another thread: `WATCHDOG=1` only while `alive` says
+    /// that thread is turning, so that the service manager restarts a daemon whose work is stuck.
+    pub(crate) fn tick_if(&mut self, now: Instant, alive: bool) -> bool {
+        if alive {
+            self.notifier.watchdog(now);
+        }
         if !self.notifier.enabled() && self.server.is_none() {
             return false;
         }

@@ -100,6 +100,8 @@ pub(crate) struct ProcCounters<'a> {
     pub(crate) lost_socket_drops: u64,
     /// Events dropped because the monitor's own queue was full.
     pub(crate) lost_queue: u64,
+    /// Loss reports whose count was a lower bound or unknown.
+    pub(crate) lost_inexact: u64,
     /// Sequence-gap losses by the CPU that sent the next message.
     pub(crate) lost_by_cpu: &'a [(u32, u64)],
     /// `ENOBUFS` overruns of the socket.
@@ -117,6 +119,7 @@ pub(crate) struct ProcMetrics {
     shown: Family<Label, Counter>,
     lost: Family<Label, Counter>,
     lost_by_cpu: Family<CpuLabel, Counter>,
+    lost_inexact: Counter,
     overruns: Counter,
     queue_depth: Gauge,
     process_table: Gauge,
@@ -129,6 +132,7 @@ impl ProcMetrics {
             shown: Family::default(),
             lost: Family::default(),
             lost_by_cpu: Family::default(),
+            lost_inexact: Counter::default(),
             overruns: Counter::default(),
             queue_depth: Gauge::default(),
             process_table: Gauge::default(),
@@ -145,6 +149,12 @@ impl ProcMetrics {
             "events_lost_by_cpu",
             "Process events lost to sequence gaps, by the CPU that sent them",
             m.lost_by_cpu.clone(),
+        );
+        r.register(
+            "loss_reports_inexact",
+            "Loss reports whose count was a lower bound or unknown (a CPU the monitor could not cover, or no drop \
+             counter); while 0, events_lost is exact",
+            m.lost_inexact.clone(),
         );
         r.register("overruns", "Receive buffer overruns (ENOBUFS) of the connector socket", m.overruns.clone());
         r.register("queue_depth", "Events queued between the receive thread and the output now", m.queue_depth.clone());
@@ -167,6 +177,7 @@ impl ProcMetrics {
         for &(cpu, n) in c.lost_by_cpu {
             mirror(&self.lost_by_cpu.get_or_create(&[("cpu", cpu)]), n);
         }
+        mirror(&self.lost_inexact, c.lost_inexact);
         mirror(&self.overruns, c.overruns);
         gauge(&self.queue_depth, c.queue_depth);
         gauge(&self.process_table, c.process_table);
@@ -205,22 +216,38 @@ fn bus_help(name: &str) -> &'static str {
         "routes" => "Reply routes waiting now",
         "clients" => "Client sockets holding state now",
         "users" => "Users holding anything now",
+        "replies_unrouted" => "Messages of an id's owner that answered no waiting request, dropped",
+        "routes_busy" => "Requests refused because another socket waits for a reply to the same id, seq and ack",
+        "routes_evicted" => "Reply routes dropped to make room for a newer request of the same user",
+        "overruns" => "Receive buffer overruns (ENOBUFS) of the bus's own socket",
+        "log_dropped" => "Log lines dropped because the log queue was full",
+        "callback_panics" => "Panics caught in in-daemon callbacks",
+        "unwatched" => "Clients whose process could not be watched; their socket is checked instead",
+        "watched" => "Clients whose process is watched",
         _ => "A counter of the bus core (see cnlink bus stats)",
     }
 }
 
-/// A bus daemon's metrics: one per counter of the core's `BusCounters`, named after it.
+/// The prefix of the core's per-op counters (`op_register`, ...), exported as one family with an `op` label.
+const BUS_OP_PREFIX: &str = "op_";
+
+/// A bus daemon's metrics: one per counter of the core's `BusCounters`, named after it, and the per-op counters
+/// as `ops_total{op="register"}` etc.
 #[derive(Debug, Clone)]
 pub(crate) struct BusMetrics {
     counters: Vec<(&'static str, Counter)>,
     gauges: Vec<(&'static str, Gauge)>,
+    ops: Family<Label, Counter>,
 }
 
 impl BusMetrics {
     fn register(r: &mut Registry) -> BusMetrics {
-        let mut m = BusMetrics { counters: Vec::new(), gauges: Vec::new() };
+        let mut m = BusMetrics { counters: Vec::new(), gauges: Vec::new(), ops: Family::default() };
+        r.register("ops", "Control requests that decoded, by op (granted or refused)", m.ops.clone());
         for &name in cnlink_bus::BusCounters::NAMES {
-            if BUS_GAUGES.contains(&name) {
+            if let Some(op) = name.strip_prefix(BUS_OP_PREFIX) {
+                let _ = m.ops.get_or_create(&[("op", op)]);
+            } else if BUS_GAUGES.contains(&name) {
                 let g = Gauge::default();
                 r.register(name, bus_help(name), g.clone());
                 m.gauges.push((name, g));
@@ -236,7 +263,9 @@ impl BusMetrics {
     /// Copies the core's counters.
     pub(crate) fn update(&self, stats: &cnlink_bus::BusCounters) {
         for (&name, value) in cnlink_bus::BusCounters::NAMES.iter().zip(stats.values()) {
-            if let Some((_, c)) = self.counters.iter().find(|(n, _)| *n == name) {
+            if let Some(op) = name.strip_prefix(BUS_OP_PREFIX) {
+                mirror(&self.ops.get_or_create(&[("op", op)]), value);
+            } else if let Some((_, c)) = self.counters.iter().find(|(n, _)| *n == name) {
                 mirror(c, value);
             } else if let Some((_, g)) = self.gauges.iter().find(|(n, _)| *n == name) {
                 gauge(g, value);
@@ -390,6 +419,7 @@ mod tests {
             kinds: &kinds,
             lost_seq_gap: 2,
             lost_socket_drops: 0,
+            lost_inexact: 0,
             lost_queue: 1,
             lost_by_cpu: &[(1, 2)],
             overruns: 1,
@@ -421,13 +451,18 @@ mod tests {
     fn every_bus_counter_is_exported() {
         let mut m = Metrics::new();
         let b = m.bus();
-        let stats = cnlink_bus::BusCounters { received: 9, clients: 2, ..Default::default() };
+        let stats = cnlink_bus::BusCounters { received: 9, clients: 2, op_register: 3, ..Default::default() };
         b.update(&stats);
         let t = text(&m);
         assert!(t.contains("cnlink_bus_received_total 9"), "{t}");
         assert!(t.contains("# TYPE cnlink_bus_clients gauge\ncnlink_bus_clients 2"), "{t}");
+        assert!(t.contains("cnlink_bus_ops_total{op=\"register\"} 3"), "{t}");
         for name in cnlink_bus::BusCounters::NAMES {
-            assert!(t.contains(&format!("cnlink_bus_{name}")), "{name} missing in\n{t}");
+            let exported = match name.strip_prefix(BUS_OP_PREFIX) {
+                Some(op) => format!("cnlink_bus_ops_total{{op=\"{op}\"}}"),
+                None => format!("cnlink_bus_{name}"),
+            };
+            assert!(t.contains(&exported), "{name} missing in\n{t}");
         }
     }
 

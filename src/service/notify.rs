@@ -24,9 +24,8 @@ impl Notifier {
     /// A notifier for this process's environment (`NOTIFY_SOCKET`, `WATCHDOG_USEC`, `WATCHDOG_PID`).
     pub(crate) fn from_env() -> Notifier {
         let enabled = std::env::var_os("NOTIFY_SOCKET").is_some_and(|s| !s.is_empty());
-        let mut usec = 0;
-        let watchdog_every = (enabled && sd_notify::watchdog_enabled(false, &mut usec) && usec > 0)
-            .then(|| Duration::from_micros(usec / 2));
+        let watchdog_every =
+            sd_notify::watchdog_enabled().filter(|d| enabled && !d.is_zero()).map(|d| d / 2);
         Notifier { enabled, watchdog_every, last_watchdog: None, last_status: String::new() }
     }
 
@@ -70,7 +69,7 @@ impl Notifier {
         if !self.enabled {
             return;
         }
-        if let Err(e) = sd_notify::notify(false, state) {
+        if let Err(e) = sd_notify::notify(state) {
             let path = std::env::var_os("NOTIFY_SOCKET").unwrap_or_default();
             eprintln!("cnlink: NOTIFY_SOCKET={}: {e}; not notifying the service manager", path.to_string_lossy());
             self.enabled = false;

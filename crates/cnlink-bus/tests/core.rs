@@ -449,3 +449,26 @@ fn a_reused_port_under_another_user_starts_fresh() {
     assert!(c.entry(CbId::new(9, 9)).is_none(), "ALICE's socket is gone; her ids with it");
     assert!(events(&mut c).iter().any(|e| matches!(e, Action::Unregistered { owner: Owner::Remote(50), .. })));
 }
+
+#[test]
+fn every_control_op_is_counted_by_kind() {
+    let mut c = core();
+    let now = Instant::now();
+    let a = who(50, ALICE);
+    let id = CbId::new(20, 1);
+    op(&mut c, now, a, 1, &BusOp::Register { id, name: "x".into() }.to_bytes());
+    op(&mut c, now, a, 2, &BusOp::Register { id, name: "again".into() }.to_bytes());
+    op(&mut c, now, a, 3, &BusOp::Join { group: 20 }.to_bytes());
+    op(&mut c, now, a, 4, &BusOp::Leave { group: 20 }.to_bytes());
+    op(&mut c, now, a, 5, &BusOp::List { start: 0 }.to_bytes());
+    op(&mut c, now, a, 6, &BusOp::Stats.to_bytes());
+    op(&mut c, now, a, 7, &BusOp::Unregister { id }.to_bytes());
+    let s = c.stats();
+    assert_eq!(
+        (s.op_register, s.op_join, s.op_leave, s.op_list, s.op_stats, s.op_unregister),
+        (2, 1, 1, 1, 1, 1),
+        "a refused request is counted as its op too"
+    );
+    assert_eq!((s.op_send, s.op_publish, s.op_notify), (0, 0, 0));
+    assert_eq!(s.control, 7);
+}

@@ -205,3 +205,32 @@ fn a_reply_to_a_client_that_does_not_read_reports_the_full_queue() {
     assert!(results.contains(&Err(SendError::Full)), "{results:?}");
     assert_eq!(h.bus().stats().dropped_full, results.iter().filter(|r| r.is_err()).count() as u64);
 }
+
+#[test]
+fn the_heartbeat_turns_when_idle_and_stops_when_the_loop_is_stuck() {
+    let h = open_bus(BusOptions::default());
+    let bus = h.bus().clone();
+    // Idle: no traffic at all, and still the loop turns.
+    let before = bus.heartbeat();
+    assert!(eventually(Duration::from_secs(10), || bus.heartbeat() >= before + 2), "an idle loop stopped turning");
+    // An inline callback that blocks (which it must not) holds the loop: the heartbeat stops.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = Mutex::new(held);
+    let id = CbId::new(34, 1);
+    bus.add_callback_inline(id, "stuck", move |_ctx, _d| {
+        let _ = held.lock().unwrap().recv();
+    })
+    .unwrap();
+    let mut c = BusClient::connect(bus.port()).unwrap();
+    c.send(id, b"hold").unwrap();
+    // Stuck: three heartbeat periods without a turn (checked until the callback has the loop).
+    let still_for_three_beats = || {
+        let now = bus.heartbeat();
+        std::thread::sleep(3 * cnlink_bus::daemon::HEARTBEAT);
+        bus.heartbeat() == now
+    };
+    assert!(eventually(Duration::from_secs(15), still_for_three_beats), "the heartbeat turned while the loop was held");
+    release.send(()).unwrap();
+    let resumed = bus.heartbeat();
+    assert!(eventually(Duration::from_secs(10), || bus.heartbeat() > resumed), "the loop did not turn again");
+}

@@ -23,6 +23,7 @@ impl Core {
                     _ => None,
                 };
                 let answered = !matches!(&req, Request::Op(op) if !op.is_answered());
+                self.count_op(&req);
                 (req.code(), id, answered, self.request(from, req))
             }
         };
@@ -40,6 +41,22 @@ impl Core {
         if answered {
             self.reply(from.port, hdr, op, errno, &body);
         }
+    }
+
+    /// Counts a decoded request by its op.
+    fn count_op(&mut self, req: &Request<'_>) {
+        let s = &mut self.stats;
+        *match req {
+            Request::Notify(_) => &mut s.op_notify,
+            Request::Op(BusOp::Register { .. }) => &mut s.op_register,
+            Request::Op(BusOp::Unregister { .. }) => &mut s.op_unregister,
+            Request::Op(BusOp::Join { .. }) => &mut s.op_join,
+            Request::Op(BusOp::Leave { .. }) => &mut s.op_leave,
+            Request::Op(BusOp::Send { .. }) => &mut s.op_send,
+            Request::Op(BusOp::Publish { .. }) => &mut s.op_publish,
+            Request::Op(BusOp::List { .. }) => &mut s.op_list,
+            Request::Op(BusOp::Stats) => &mut s.op_stats,
+        } += 1;
     }
 
     fn count(&mut self, refusal: Refusal) {

@@ -90,4 +90,22 @@ stats! {
     unwatched,
     /// Clients whose process is watched (it was found holding their socket).
     watched,
+    /// REGISTER requests that decoded (granted or refused).
+    op_register,
+    /// UNREGISTER requests that decoded.
+    op_unregister,
+    /// JOIN requests that decoded.
+    op_join,
+    /// LEAVE requests that decoded.
+    op_leave,
+    /// SEND requests that decoded.
+    op_send,
+    /// PUBLISH requests that decoded.
+    op_publish,
+    /// LIST requests that decoded.
+    op_list,
+    /// STATS requests that decoded.
+    op_stats,
+    /// Notification requests (the documents' `cn_notify_req` form) that decoded.
+    op_notify,
 }

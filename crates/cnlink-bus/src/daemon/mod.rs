@@ -22,11 +22,11 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cnlink::socket::{NlAddr, Protocol, RecvBatch, Socket};
 use cnlink::wire::{CbId, CnMsgHdr};
@@ -123,12 +123,17 @@ enum Handler {
 /// Deliveries for inline callbacks, taken under the core's lock and run after it is released.
 type InlineQueue = Vec<(Arc<Mutex<Callback>>, Delivery)>;
 
+/// The longest the run loop waits without turning (see [`Bus::heartbeat`]).
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
 struct Shared {
     sock: Socket,
     port: u32,
     core: Mutex<Core>,
     workers: Mutex<HashMap<CbId, Handler>>,
     stop: AtomicBool,
+    /// Turns of the run loop, for [`Bus::heartbeat`].
+    beats: AtomicU64,
     wake: OwnedFd,
     queue_len: usize,
     verbose: bool,
@@ -207,6 +212,7 @@ impl Bus {
                 core: Mutex::new(Core::new(opts.config)),
                 workers: Mutex::new(HashMap::new()),
                 stop: AtomicBool::new(false),
+                beats: AtomicU64::new(0),
                 wake,
                 queue_len: opts.queue_len.max(1),
                 verbose: opts.verbose,
@@ -313,6 +319,12 @@ impl Bus {
         f(&self.shared.lock())
     }
 
+    /// Turns of the run loop so far. The loop turns at least every [`HEARTBEAT`], traffic or not, so a value that
+    /// stops growing for longer means the loop is stuck (a supervisor's watchdog can tell).
+    pub fn heartbeat(&self) -> u64 {
+        self.shared.beats.load(Ordering::Relaxed)
+    }
+
     /// Runs the bus until [`BusHandle::stop`] (or an IO error on its socket).
     pub fn run(&self) -> io::Result<()> {
         let sh = &*self.shared;
@@ -320,10 +332,11 @@ impl Bus {
         let mut batch = RecvBatch::new(32, 1 << 16);
         let mut inline = Vec::new();
         while !sh.stop.load(Ordering::Acquire) {
+            sh.beats.fetch_add(1, Ordering::Relaxed);
             let due = [sh.lock().poll_timeout(), poller.pass_at()].into_iter().flatten().min();
-            let timeout = due.map(|t| t.saturating_duration_since(Instant::now()));
+            let timeout = due.map_or(HEARTBEAT, |t| t.saturating_duration_since(Instant::now()).min(HEARTBEAT));
             let mut exited = Vec::new();
-            for ready in poller.wait(timeout)? {
+            for ready in poller.wait(Some(timeout))? {
                 match ready {
                     Ready::Socket => self.drain(&mut batch, &mut poller, &mut inline)?,
                     Ready::Wake => {}
