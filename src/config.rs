@@ -2,10 +2,11 @@
 //! TOML file, merged with the command line, which wins.
 //!
 //! The loader knows no flag by name: it reads them from the clap definitions. The file has one table per
-//! subcommand, named after it; its keys are the subcommand's long flag names. A nested table groups flags by
-//! prefix: key `url` in `[proc.sink]` is `--sink-url`. Values are TOML strings, integers or floats (given to the
-//! flag's own value parser, so `rcvbuf = "256M"` and `queue = 4096` are checked as the command line would check
-//! them), booleans for switches, an integer for counted flags (`-vv`), and arrays for repeatable flags.
+//! subcommand, named after it; its keys are the subcommand's long flag names (and their long aliases). A nested
+//! table groups flags by prefix: key `stream` in `[proc.sink]` is `--sink-stream`, and `url` is `--sink-url`, an
+//! alias of `--sink`. Values are TOML strings, integers or floats (given to the flag's own value parser, so
+//! `rcvbuf = "256M"` and `queue = 4096` are checked as the command line would check them), booleans for
+//! switches, an integer for counted flags (`-vv`), and arrays for repeatable flags.
 //!
 //! Merging: a flag given on the command line wins over the file, and so does a flag that conflicts with one
 //! given on the command line. Unknown keys, values of the wrong type and contradictions within the file are
@@ -176,10 +177,15 @@ fn section(
     }
     flat.sort_by_key(|f| f.3);
     for (key, long, value, at) in flat {
-        let arg = cmd.get_arguments().find(|a| a.get_long() == Some(long.as_str()) && settable(a));
+        // A flag's long aliases are keys too: `url` in `[proc.sink]` is `--sink-url`, an alias of `--sink`.
+        let named = |a: &Arg| {
+            a.get_long() == Some(long.as_str()) || a.get_all_aliases().is_some_and(|all| all.contains(&long.as_str()))
+        };
+        let arg = cmd.get_arguments().find(|a| named(a) && settable(a));
         let Some(arg) = arg else {
             bail!(located(file, text, at, &key, format!("unknown key: `cnlink {name}` has no --{long}")));
         };
+        let long = arg.get_long().unwrap_or_default().to_string();
         let value = convert(cmd, arg, value).map_err(|m| located(file, text, at, &key, m))?;
         if let Some(prev) = out.iter().find(|s| s.id == arg.get_id().as_str()) {
             let (line, _) = line_col(text, prev.at);

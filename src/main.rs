@@ -14,6 +14,7 @@ mod config;
 mod monitor;
 mod record;
 mod service;
+mod sink;
 mod sys;
 
 /// Linux kernel connector tools.
@@ -31,6 +32,9 @@ enum Command {
     /// Shows every event kind by default (forkstat shows fork, exec and exit: `-e fork,exec,exit`). -q implies -S,
     /// as in forkstat.
     Proc(Box<cmd::proc::ProcArgs>),
+    /// Collect the events `cnlink proc --sink` published to NATS JetStream; --audit proves nothing was lost
+    /// unaccounted for.
+    Collect(Box<cmd::collect::CollectArgs>),
     /// Record process events to pcapng: `cnlink proc`'s options, no output.
     Record(Box<cmd::record::RecordCmdArgs>),
     /// Show a recording again, as `cnlink proc` (or `cnlink listen`) showed it live.
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Proc(args) => cmd::proc::run(*args),
+        Command::Collect(args) => cmd::collect::run(*args),
         Command::Record(args) => cmd::record::run(*args),
         Command::Replay(args) => cmd::replay::run(*args),
         Command::List(args) => cmd::list::run(args),

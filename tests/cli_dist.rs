@@ -172,9 +172,10 @@ fn the_example_config_loads_with_every_commented_setting() {
     let dir = TempDir::new("example");
     let file = dir.0.join("all.toml");
     std::fs::write(&file, &all).unwrap();
-    for sub in ["proc", "bus"] {
-        let out = cnlink().args([sub, "--print-config", "--config"]).arg(&file).output().unwrap();
-        assert!(out.status.success(), "{sub} with every setting: {}\n{all}", text(&out));
+    assert!(["\n[proc.sink]\n", "\nurl = ", "\n[collect]\n"].iter().all(|t| all.contains(t)), "{all}");
+    for sub in [&["proc"][..], &["bus"], &["collect", "nats://127.0.0.1:4222"]] {
+        let out = cnlink().args(sub).args(["--print-config", "--config"]).arg(&file).output().unwrap();
+        assert!(out.status.success(), "{sub:?} with every setting: {}\n{all}", text(&out));
         let printed = String::from_utf8_lossy(&out.stdout);
         assert!(printed.contains("# file"), "{printed}");
     }

@@ -1,6 +1,7 @@
 //! One module per subcommand, and the small parsers they share.
 
 pub(crate) mod bus;
+pub(crate) mod collect;
 pub(crate) mod decode;
 pub(crate) mod generate;
 pub(crate) mod list;

@@ -14,6 +14,7 @@ use crate::monitor::human::{Columns, NameStyle};
 use crate::monitor::{self, Config, RecordTo};
 use crate::record::RecordArgs;
 use crate::service::ServiceArgs;
+use crate::sink::args::SinkArgs;
 
 /// Watch process events.
 #[derive(Debug, clap::Args)]
@@ -132,6 +133,8 @@ pub(crate) struct ProcArgs {
     pub(crate) rotation: RecordArgs,
     #[command(flatten)]
     service: ServiceArgs,
+    #[command(flatten)]
+    sink: SinkArgs,
 }
 
 /// Output formats of `cnlink proc`.
@@ -192,6 +195,7 @@ pub(crate) fn run(a: ProcArgs) -> anyhow::Result<ExitCode> {
 
 /// The monitor's configuration from the options; `command` names the recording's session (`proc`, `record`).
 pub(crate) fn config(a: ProcArgs, command: &'static str) -> anyhow::Result<Config> {
+    a.sink.check()?;
     let all = a.all || a.everything;
     let selection = match (&a.events, all) {
         (Some(_), true) => bail!("-e and -E/-X are exclusive"),
@@ -243,6 +247,7 @@ pub(crate) fn config(a: ProcArgs, command: &'static str) -> anyhow::Result<Confi
         metrics: a.service.metrics,
         record: a.record.map(|path| RecordTo { path, rotation: a.rotation, command }),
         replay: None,
+        sink: a.sink.sink_url.is_some().then_some(a.sink),
     };
     Ok(cfg)
 }

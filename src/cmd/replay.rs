@@ -186,6 +186,10 @@ pub(crate) fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         pid: session.pid,
     };
     let mut cfg = proc::config(a.proc, "replay")?;
+    if cfg.sink.is_some() {
+        // A sink ships this host's live events, numbered for this boot.
+        anyhow::bail!("--sink ships live events (cnlink proc, cnlink record), not a replay");
+    }
     // Without /proc reads live, the recording holds none to give.
     cfg.enrich &= ms.enrich;
     cfg.replay = Some(replay);

@@ -112,13 +112,58 @@ fn a_nested_table_is_a_flag_prefix() {
 }
 
 #[test]
+fn the_sink_table_sets_the_sink_flags() {
+    let text = "[proc]\nformat = \"json\"\n[proc.sink]\nurl = \"nats://127.0.0.1:4222,127.0.0.1:4223\"\n\
+                stream = \"FLEET\"\nspool = \"/var/tmp/spool\"\nspool-max = \"64M\"\nfsync = \"always\"\n\
+                user = \"cnlink\"\npassword = \"s3cret\"\nreplicas = 3\nledger-interval = \"2s\"\n";
+    let m = matches(&["proc", "--config", "FILE", "--sink-window", "64"], text);
+    let p = sub(&m, "proc");
+    assert_eq!(p.get_one::<String>("sink_url").unwrap(), "nats://127.0.0.1:4222,127.0.0.1:4223");
+    assert_eq!(p.get_one::<String>("sink_stream").unwrap(), "FLEET");
+    assert_eq!(p.get_one::<usize>("sink_spool_max"), Some(&(64 << 20)));
+    assert_eq!(p.get_one::<cnlink_sink::FsyncPolicy>("sink_fsync"), Some(&cnlink_sink::FsyncPolicy::Always));
+    assert_eq!(p.get_one::<String>("nats_password").unwrap(), "s3cret");
+    assert_eq!(p.get_one::<u8>("sink_replicas"), Some(&3));
+    assert_eq!(p.get_one::<usize>("sink_window"), Some(&64), "the command line wins");
+    // The flat spelling and the table's name one flag: both is an error.
+    let (e, _) = config_error(
+        &["proc", "--config", "FILE"],
+        "[proc]\nsink-url = \"nats://h:1\"\n[proc.sink]\nurl = \"nats://h:2\"\n",
+    );
+    assert!(e.contains(":4:1: proc.sink.url: --sink is already set by proc.sink-url on line 2"), "{e}");
+    let (e, _) =
+        config_error(&["proc", "--config", "FILE"], "[proc.sink]\nurl = \"nats://h:1\"\nfsync = \"sometimes\"\n");
+    assert!(e.contains("proc.sink.fsync: invalid value 'sometimes'"), "{e}");
+    // What --print-config prints loads again.
+    let out = printed(&["proc", "--config", "FILE", "--print-config"], text);
+    assert!(out.contains("sink = \"nats://127.0.0.1:4222,127.0.0.1:4223\"  # file\n"), "{out}");
+    assert!(out.contains("sink-prefix = \"cnlink\"  # default\n"), "{out}");
+    assert!(out.contains("sink-password = \"s3cret\"  # file\n"), "{out}");
+    let again = printed(&["proc", "--config", "FILE", "--print-config"], &out);
+    let strip = |s: &str| s.lines().skip(1).map(|l| l.split("  #").next().unwrap().to_string()).collect::<Vec<_>>();
+    assert_eq!(strip(&again), strip(&out));
+}
+
+#[test]
+fn collect_has_a_section_and_the_short_credential_names() {
+    let text = "[collect]\nstream = \"FLEET\"\ndurable = \"central\"\ntoken = \"t0k\"\naudit = true\n";
+    let m = matches(&["collect", "--config", "FILE", "nats://127.0.0.1:4222"], text);
+    let c = sub(&m, "collect");
+    assert_eq!(c.get_one::<String>("stream").unwrap(), "FLEET");
+    assert_eq!(c.get_one::<String>("nats_token").unwrap(), "t0k");
+    assert!(c.get_flag("audit"));
+    let (e, _) = config_error(&["collect", "--config", "FILE", "nats://h:1"], "[collect]\nsink-token = \"x\"\n");
+    assert!(e.contains("collect.sink-token: unknown key"), "{e}");
+}
+
+#[test]
 fn unknown_keys_name_file_line_and_key() {
     let (e, path) = config_error(&["proc", "--config", "FILE"], "[proc]\nquiet = true\n\nrcvbuff = \"1M\"\n");
     assert_eq!(e, format!("{path}:4:1: proc.rcvbuff: unknown key: `cnlink proc` has no --rcvbuff"));
-    let (e, path) = config_error(&["proc", "--config", "FILE"], "[proc.sink]\nurl = \"nats://127.0.0.1\"\n");
-    assert!(e.starts_with(&format!("{path}:2:1: proc.sink.url: unknown key")), "{e}");
+    let (e, path) = config_error(&["proc", "--config", "FILE"], "[proc.sink]\nurll = \"nats://127.0.0.1:4222\"\n");
+    assert_eq!(e, format!("{path}:2:1: proc.sink.urll: unknown key: `cnlink proc` has no --sink-urll"));
     let (e, _) = config_error(&["proc", "--config", "FILE"], "[list]\nx = 1\n");
-    assert!(e.contains(":1:2: list: unknown section (known: proc, record, replay, bus)"), "{e}");
+    assert!(e.contains(":1:2: list: unknown section (known: proc, collect, record, replay, bus)"), "{e}");
     // The file's own name is not a key.
     let (e, _) = config_error(&["proc", "--config", "FILE"], "[proc]\nconfig = \"/etc/x\"\n");
     assert!(e.contains("proc.config: unknown key"), "{e}");

@@ -14,8 +14,10 @@ mod testkit;
 pub(crate) mod tree;
 pub(crate) mod tty;
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,8 +27,9 @@ use cnlink_procmon::{Monitor, MonitorBuilder, ProcFilter, RecordFilter, Selectio
 
 use crate::cmd::proc::ProcFormat;
 use crate::service::daemon::Daemon;
-use crate::service::metrics::Metrics;
 use crate::service::reports;
+use crate::sink::output::{upstream_counts, SinkOutput};
+use crate::sink::stage::SinkStage;
 use dispatch::Dispatch;
 use human::{Clock, Columns, NameStyle, Offsets, TextEnv};
 use json::JsonWriter;
@@ -67,6 +70,8 @@ pub(crate) struct Config {
     pub(crate) record: Option<RecordTo>,
     /// Run from a recording instead of the kernel and `/proc`.
     pub(crate) replay: Option<crate::cmd::replay::Replay>,
+    /// Ship every event to NATS JetStream (`--sink`) instead of printing it.
+    pub(crate) sink: Option<crate::sink::args::SinkArgs>,
 }
 
 /// Where and how to record.
@@ -125,7 +130,14 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
              not with --no-enrich, nor on a recording made with it"
         );
     }
-    let (mut daemon, metrics) = Daemon::start(cfg.metrics, Metrics::proc)?;
+    let sinking = cfg.sink.is_some();
+    let (mut daemon, metrics) = Daemon::start(cfg.metrics, |m| (m.proc(), sinking.then(|| m.sink())))?;
+    let (metrics, sink_metrics) = metrics.map_or((None, None), |(p, s)| (Some(p), s));
+    // A spool that cannot be opened stops here, before subscribing.
+    let sink = match &cfg.sink {
+        Some(args) => SinkStage::start(args)?.map(|stage| Rc::new(RefCell::new(stage))),
+        None => None,
+    };
     let mut builder = cfg.builder();
     let mut env = TextEnv::live();
     let replay = cfg.replay.take();
@@ -160,7 +172,10 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
     }
 
     let mut outputs = Outputs::default();
-    if !cfg.quiet {
+    // With a sink, events go there instead of stdout.
+    if let Some(stage) = &sink {
+        outputs.push(Box::new(SinkOutput(stage.clone())));
+    } else if !cfg.quiet {
         let look = TerminalStyle { style: cfg.style, columns: cfg.columns, line_buffered: cfg.line_buffered };
         let view = match (cfg.format, cfg.tree) {
             (ProcFormat::Text, false) => View::Text,
@@ -186,7 +201,14 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
         if stop.load(Ordering::Acquire) || deadline.is_some_and(|d| Instant::now() >= d) || mon.is_finished() {
             break Ok(());
         }
-        if daemon.tick(Instant::now()) {
+        let now = Instant::now();
+        if let Some(stage) = &sink {
+            stage.borrow_mut().tick(now, || upstream_counts(&mon.counters()));
+        }
+        if daemon.tick(now) {
+            if let Some(stage) = &sink {
+                daemon.set_status_extra(&stage.borrow_mut().report(now, sink_metrics.as_ref()));
+            }
             reports::proc(&mut daemon, metrics.as_ref(), &mon.counters());
         }
         let wait = deadline.map_or(Duration::from_millis(200), |d| d.saturating_duration_since(Instant::now()));
@@ -206,6 +228,13 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
             items.clear();
             mon.recv(&mut items, Some(Duration::ZERO))?;
             glue.items(&items, Some(mon.table()))?;
+        }
+    }
+    if let Some(stage) = sink {
+        // The outputs hold the other reference to the stage.
+        drop(glue.outputs);
+        if let Ok(stage) = Rc::try_unwrap(stage) {
+            stage.into_inner().finish(&upstream_counts(&mon.counters()));
         }
     }
     result?;

@@ -17,6 +17,8 @@ pub(crate) struct Daemon {
     notifier: Notifier,
     server: Option<MetricsServer>,
     last_report: Option<Instant>,
+    /// A part added to every status line (a sink's state), after `; `.
+    status_extra: String,
 }
 
 impl Daemon {
@@ -36,7 +38,7 @@ impl Daemon {
             }
             None => (None, None),
         };
-        Ok((Daemon { notifier: Notifier::from_env(), server, last_report: None }, handles))
+        Ok((Daemon { notifier: Notifier::from_env(), server, last_report: None, status_extra: String::new() }, handles))
     }
 
     /// `READY=1`.
@@ -66,9 +68,19 @@ impl Daemon {
         true
     }
 
-    /// `STATUS=...`.
+    /// `STATUS=...`, with the extra part when there is one.
     pub(crate) fn status(&mut self, line: &str) {
-        self.notifier.status(line);
+        if self.status_extra.is_empty() {
+            self.notifier.status(line);
+        } else {
+            self.notifier.status(&format!("{line}; {}", self.status_extra));
+        }
+    }
+
+    /// A part to add to the status lines from now on (a sink's state: `sink up: ...`).
+    pub(crate) fn set_status_extra(&mut self, extra: &str) {
+        self.status_extra.clear();
+        self.status_extra.push_str(extra);
     }
 
     /// `STOPPING=1`.

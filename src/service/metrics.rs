@@ -1,5 +1,5 @@
 //! Prometheus metrics of the daemons: one registry, filled by the daemons through small typed handles
-//! ([`ProcMetrics`], [`BusMetrics`], [`SinkMetrics`]) and served by [`super::http`].
+//! ([`ProcMetrics`], [`BusMetrics`], [`SinkMetrics`], [`CollectMetrics`]) and served by [`super::http`].
 //!
 //! Every label set is bounded by design: event kinds and loss causes are fixed lists, CPUs are the machine's.
 //! There are no pid, comm, user or cgroup labels. The daemons keep their own plain counters and copy them here
@@ -50,10 +50,14 @@ impl Metrics {
         BusMetrics::register(self.registry.sub_registry_with_prefix("bus"))
     }
 
-    /// Registers the metrics of a sink that ships events elsewhere (`cnlink proc` with a sink, `cnlink collect`).
-    #[allow(dead_code)] // The sink and `cnlink collect` are not in the binary yet; this is their hook.
+    /// Registers the metrics of the sink that ships events to NATS (`cnlink proc --sink`).
     pub(crate) fn sink(&mut self) -> SinkMetrics {
         SinkMetrics::register(self.registry.sub_registry_with_prefix("sink"))
+    }
+
+    /// Registers the collector's metrics (`cnlink collect`).
+    pub(crate) fn collect(&mut self) -> CollectMetrics {
+        CollectMetrics::register(self.registry.sub_registry_with_prefix("collect"))
     }
 
     /// The registry, for serving.
@@ -270,50 +274,127 @@ impl BusMetrics {
     }
 }
 
-/// A sink's metrics; the sink calls these as it works.
-#[derive(Debug, Clone)]
-#[allow(dead_code)] // The sink and `cnlink collect` are not in the binary yet; this is their hook.
-pub(crate) struct SinkMetrics {
-    lag: Gauge<f64, AtomicU64>,
-    spool_bytes: Gauge,
-    publishes: Counter,
-    acks: Counter,
+/// A sink's counters at one moment, as [`SinkMetrics::update`] takes them (`cnlink proc --sink`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SinkCounters {
+    /// Connected, with the stream ready.
+    pub(crate) connected: bool,
+    /// Publishes sent (repeats included).
+    pub(crate) published: u64,
+    /// Publishes acknowledged.
+    pub(crate) acked: u64,
+    /// Failures (connect, stream, publish, ack), each followed by a retry.
+    pub(crate) errors: u64,
+    /// Records written to the spool and not yet acknowledged.
+    pub(crate) lag_records: u64,
+    /// Age of the oldest of them.
+    pub(crate) lag: std::time::Duration,
+    /// Bytes of the spool's segment files.
+    pub(crate) spool_bytes: u64,
+    /// The most bytes the spool held since the start.
+    pub(crate) spool_high_water_bytes: u64,
+    /// Records evicted from the full spool before they were acknowledged (this boot).
+    pub(crate) evicted: u64,
+    /// Records lost to a torn or damaged spool record (this boot).
+    pub(crate) torn: u64,
+    /// Records dropped because the spool could not be written (a full disk; this boot).
+    pub(crate) write_dropped: u64,
 }
 
-#[allow(dead_code)] // The sink and `cnlink collect` are not in the binary yet; this is their hook.
+/// A sink's metrics.
+#[derive(Debug, Clone)]
+pub(crate) struct SinkMetrics {
+    connected: Gauge,
+    lag: Gauge<f64, AtomicU64>,
+    lag_records: Gauge,
+    spool_bytes: Gauge,
+    spool_high_water: Gauge,
+    publishes: Counter,
+    acks: Counter,
+    errors: Counter,
+    lost: Family<Label, Counter>,
+}
+
 impl SinkMetrics {
     fn register(r: &mut Registry) -> SinkMetrics {
         let m = SinkMetrics {
+            connected: Gauge::default(),
             lag: Gauge::default(),
+            lag_records: Gauge::default(),
             spool_bytes: Gauge::default(),
+            spool_high_water: Gauge::default(),
             publishes: Counter::default(),
             acks: Counter::default(),
+            errors: Counter::default(),
+            lost: Family::default(),
         };
+        r.register("connected", "1 when connected to the sink's server with the stream ready", m.connected.clone());
         r.register("lag_seconds", "Age of the oldest event not yet acknowledged by the sink's server", m.lag.clone());
+        r.register("lag_records", "Records spooled and not yet acknowledged", m.lag_records.clone());
         r.register("spool_bytes", "Bytes spooled on disk waiting to be published", m.spool_bytes.clone());
+        r.register(
+            "spool_high_water_bytes",
+            "The most bytes the spool held since the start",
+            m.spool_high_water.clone(),
+        );
         r.register("publishes", "Messages published to the sink's server", m.publishes.clone());
         r.register("acks", "Publishes acknowledged by the sink's server", m.acks.clone());
+        r.register(
+            "errors",
+            "Failures to connect, create the stream, publish or get an ack (each retried)",
+            m.errors.clone(),
+        );
+        r.register(
+            "records_lost",
+            "Records lost between the monitor and the server, by cause: spool_evicted (the spool was full), spool_torn \
+             (a torn or damaged spool record), write_dropped (the spool could not be written: a full disk)",
+            m.lost.clone(),
+        );
+        for cause in ["spool_evicted", "spool_torn", "write_dropped"] {
+            let _ = m.lost.get_or_create(&[("cause", cause)]);
+        }
         m
     }
 
-    /// Sets the age of the oldest unacknowledged event.
-    pub(crate) fn set_lag(&self, lag: std::time::Duration) {
-        self.lag.set(lag.as_secs_f64());
+    /// Copies the sink's counters.
+    pub(crate) fn update(&self, c: &SinkCounters) {
+        gauge(&self.connected, u64::from(c.connected));
+        self.lag.set(c.lag.as_secs_f64());
+        gauge(&self.lag_records, c.lag_records);
+        gauge(&self.spool_bytes, c.spool_bytes);
+        gauge(&self.spool_high_water, c.spool_high_water_bytes);
+        mirror(&self.publishes, c.published);
+        mirror(&self.acks, c.acked);
+        mirror(&self.errors, c.errors);
+        mirror(&self.lost.get_or_create(&[("cause", "spool_evicted")]), c.evicted);
+        mirror(&self.lost.get_or_create(&[("cause", "spool_torn")]), c.torn);
+        mirror(&self.lost.get_or_create(&[("cause", "write_dropped")]), c.write_dropped);
+    }
+}
+
+/// The collector's metrics (`cnlink collect`).
+#[derive(Debug, Clone)]
+pub(crate) struct CollectMetrics {
+    messages: Family<Label, Counter>,
+}
+
+impl CollectMetrics {
+    fn register(r: &mut Registry) -> CollectMetrics {
+        let m = CollectMetrics { messages: Family::default() };
+        r.register(
+            "messages",
+            "Messages taken from the stream, by kind: event, ledger, malformed (neither; acknowledged and skipped)",
+            m.messages.clone(),
+        );
+        for kind in ["event", "ledger", "malformed"] {
+            let _ = m.messages.get_or_create(&[("kind", kind)]);
+        }
+        m
     }
 
-    /// Sets the spool's size.
-    pub(crate) fn set_spool_bytes(&self, bytes: u64) {
-        gauge(&self.spool_bytes, bytes);
-    }
-
-    /// Counts `n` messages published.
-    pub(crate) fn published(&self, n: u64) {
-        self.publishes.inc_by(n);
-    }
-
-    /// Counts `n` publishes acknowledged.
-    pub(crate) fn acked(&self, n: u64) {
-        self.acks.inc_by(n);
+    /// Counts one message of `kind` (`event`, `ledger` or `malformed`).
+    pub(crate) fn message(&self, kind: &'static str) {
+        self.messages.get_or_create(&[("kind", kind)]).inc();
     }
 }
 
@@ -386,17 +467,38 @@ mod tests {
     }
 
     #[test]
-    fn sink_hook() {
+    fn sink_counters_are_mirrored() {
         let mut m = Metrics::new();
         let s = m.sink();
-        s.published(3);
-        s.acked(2);
-        s.set_spool_bytes(4096);
-        s.set_lag(std::time::Duration::from_millis(1500));
+        let mut c = SinkCounters {
+            connected: true,
+            published: 3,
+            acked: 2,
+            spool_bytes: 4096,
+            lag: std::time::Duration::from_millis(1500),
+            evicted: 7,
+            ..Default::default()
+        };
+        s.update(&c);
+        c.published = 5;
+        s.update(&c);
+        let collect = m.collect();
+        collect.message("event");
+        collect.message("malformed");
         let t = text(&m);
-        assert!(t.contains("cnlink_sink_publishes_total 3"), "{t}");
-        assert!(t.contains("cnlink_sink_acks_total 2"), "{t}");
-        assert!(t.contains("cnlink_sink_spool_bytes 4096"), "{t}");
-        assert!(t.contains("cnlink_sink_lag_seconds 1.5"), "{t}");
+        for line in [
+            "cnlink_sink_publishes_total 5",
+            "cnlink_sink_acks_total 2",
+            "cnlink_sink_spool_bytes 4096",
+            "cnlink_sink_lag_seconds 1.5",
+            "cnlink_sink_connected 1",
+            "cnlink_sink_records_lost_total{cause=\"spool_evicted\"} 7",
+            "cnlink_sink_records_lost_total{cause=\"write_dropped\"} 0",
+            "cnlink_collect_messages_total{kind=\"event\"} 1",
+            "cnlink_collect_messages_total{kind=\"ledger\"} 0",
+            "cnlink_collect_messages_total{kind=\"malformed\"} 1",
+        ] {
+            assert!(t.contains(line), "missing {line:?} in\n{t}");
+        }
     }
 }

@@ -24,8 +24,7 @@ impl Notifier {
     /// A notifier for this process's environment (`NOTIFY_SOCKET`, `WATCHDOG_USEC`, `WATCHDOG_PID`).
     pub(crate) fn from_env() -> Notifier {
         let enabled = std::env::var_os("NOTIFY_SOCKET").is_some_and(|s| !s.is_empty());
-        let watchdog_every =
-            sd_notify::watchdog_enabled().filter(|d| enabled && !d.is_zero()).map(|d| d / 2);
+        let watchdog_every = sd_notify::watchdog_enabled().filter(|d| enabled && !d.is_zero()).map(|d| d / 2);
         Notifier { enabled, watchdog_every, last_watchdog: None, last_status: String::new() }
     }
 

@@ -3,7 +3,7 @@
 use cnlink_procmon::{EventKind, MonitorCounters};
 
 use super::daemon::Daemon;
-use super::metrics::{BusMetrics, ProcCounters, ProcMetrics};
+use super::metrics::{BusMetrics, ProcCounters, ProcMetrics, SinkCounters};
 
 /// `cnlink proc`: the monitor's counters to the metrics and the status line.
 pub(crate) fn proc(daemon: &mut Daemon, metrics: Option<&ProcMetrics>, m: &MonitorCounters) {
@@ -35,6 +35,19 @@ fn proc_status(c: &ProcCounters<'_>) -> String {
     format!(
         "events: {received} received, {shown} shown, {lost} lost ({} overruns); queue {}; {} processes",
         c.overruns, c.queue_depth, c.process_table
+    )
+}
+
+/// The sink's part of `cnlink proc`'s status line.
+pub(crate) fn sink_status(c: &SinkCounters) -> String {
+    format!(
+        "sink {}: {} acked, {} waiting ({:.1}s), spool {} KiB, {} lost",
+        if c.connected { "up" } else { "down" },
+        c.acked,
+        c.lag_records,
+        c.lag.as_secs_f64(),
+        c.spool_bytes >> 10,
+        c.evicted + c.torn + c.write_dropped
     )
 }
 
@@ -75,5 +88,16 @@ mod tests {
             process_table: 9,
         };
         assert_eq!(proc_status(&c), "events: 7 received, 2 shown, 3 lost (1 overruns); queue 5; 9 processes");
+        let s = SinkCounters {
+            connected: false,
+            acked: 10,
+            lag_records: 4,
+            lag: std::time::Duration::from_millis(2500),
+            spool_bytes: 8192,
+            evicted: 1,
+            torn: 1,
+            ..Default::default()
+        };
+        assert_eq!(sink_status(&s), "sink down: 10 acked, 4 waiting (2.5s), spool 8 KiB, 2 lost");
     }
 }

@@ -20,6 +20,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::Serialize;
+
 use crate::ledger::LedgerRecord;
 
 /// The most missing ranges listed per boot (the count is always exact).
@@ -113,7 +115,7 @@ struct BootState {
 }
 
 /// Losses by stage for one (host, boot).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct StageLosses {
     /// Lost in the kernel (the ledger's per-CPU gaps).
     pub kernel: u64,
@@ -130,7 +132,7 @@ pub struct StageLosses {
 }
 
 /// The audit of one (host, boot).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct BootReport {
     /// The host.
     pub host_id: String,
@@ -163,7 +165,7 @@ pub struct BootReport {
 }
 
 /// The audit of every (host, boot) seen.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AuditReport {
     /// One entry per (host, boot), sorted.
     pub boots: Vec<BootReport>,

@@ -20,8 +20,9 @@ pub struct CollectConfig {
     /// The stream (default `CNLINK`).
     pub stream: String,
     /// The durable consumer's name (default `cnlink-collect`): a second run resumes after the last message the
-    /// first acknowledged.
-    pub durable: String,
+    /// first acknowledged. `None`: a consumer of this run only, from the stream's first message (the server
+    /// removes it a minute after the run; a reconnect resumes after the last message handled).
+    pub durable: Option<String>,
     /// Only subjects matching this (default: the whole stream).
     pub filter_subject: Option<String>,
     /// Messages fetched per request (default 500).
@@ -38,7 +39,7 @@ impl CollectConfig {
         CollectConfig {
             connect,
             stream: "CNLINK".into(),
-            durable: "cnlink-collect".into(),
+            durable: Some("cnlink-collect".into()),
             filter_subject: None,
             batch: 500,
             idle_exit: None,
@@ -73,7 +74,7 @@ pub struct Collected<'a> {
     pub kind: CollectedKind,
     /// The JSON payload as published.
     pub payload: &'a [u8],
-    /// The message's headers (`Nats-Msg-Id`, `Cnlink-Host`, ...), sorted by name.
+    /// The message's headers (`Nats-Msg-Id`, `Cnlink-Schema`), sorted by name.
     pub headers: Vec<(String, String)>,
 }
 
@@ -90,6 +91,8 @@ pub struct CollectStats {
     pub malformed: u64,
     /// Why the last malformed message was.
     pub last_malformed: Option<String>,
+    /// The stream sequence number of the last message handled (0 before the first).
+    pub last_stream_seq: u64,
 }
 
 /// Why collection stopped early.
@@ -136,15 +139,49 @@ pub fn parse_message<'a>(stream_seq: u64, subject: &'a str, payload: &'a [u8]) -
     })
 }
 
+/// What the collector hands to [`collect_all`]'s callback, message by message, in stream order.
+#[derive(Debug, Clone, Copy)]
+pub enum Delivery<'a> {
+    /// A well-formed event or ledger record.
+    Record(&'a Collected<'a>),
+    /// A message that is not a cnlink record (it is acknowledged and skipped after the callback).
+    Malformed {
+        /// Its sequence number in the stream.
+        stream_seq: u64,
+        /// Its subject.
+        subject: &'a str,
+        /// Why it is malformed.
+        why: &'a str,
+    },
+    /// A fetched batch was handed over: a moment to flush.
+    BatchEnd,
+    /// A failure (no connection, no stream yet, a cluster electing a leader) that is retried; collection
+    /// gives up after [`CollectConfig::retry_for`] without progress.
+    Retrying(&'a CollectError),
+}
+
 /// Consumes the stream through the durable consumer, calling `on_message` for each well-formed message in
 /// stream order and acknowledging it after; returns when `stop` is set, or when idle (see
 /// [`CollectConfig::idle_exit`]). Blocking: it runs its own current-thread runtime. A lost connection or a
 /// cluster that is electing a leader is retried (every 250 ms) for [`CollectConfig::retry_for`] after the
-/// last progress; a failing callback stops at once.
+/// last progress; a failing callback stops at once. Malformed messages are counted and skipped; see
+/// [`collect_all`] to see them too.
 pub fn collect<E: std::fmt::Display>(
     config: &CollectConfig,
     stop: &AtomicBool,
     mut on_message: impl FnMut(&Collected<'_>) -> Result<(), E>,
+) -> Result<CollectStats, CollectError> {
+    collect_all(config, stop, |delivery| match delivery {
+        Delivery::Record(collected) => on_message(collected),
+        Delivery::Malformed { .. } | Delivery::BatchEnd | Delivery::Retrying(_) => Ok(()),
+    })
+}
+
+/// As [`collect`], with the malformed messages handed to the callback as well (before they are acknowledged).
+pub fn collect_all<E: std::fmt::Display>(
+    config: &CollectConfig,
+    stop: &AtomicBool,
+    mut on_message: impl FnMut(Delivery<'_>) -> Result<(), E>,
 ) -> Result<CollectStats, CollectError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -164,7 +201,10 @@ pub fn collect<E: std::fmt::Display>(
                 Err(error @ CollectError::Callback(_)) => return Err(error),
                 Err(error) if last_progress.elapsed() >= config.retry_for => return Err(error),
                 Err(_) if stop.load(Ordering::SeqCst) => return Ok(stats),
-                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                Err(error) => {
+                    on_message(Delivery::Retrying(&error)).map_err(|e| CollectError::Callback(e.to_string()))?;
+                    tokio::time::sleep(Duration::from_millis(250)).await
+                }
             }
         }
     })
@@ -173,7 +213,7 @@ pub fn collect<E: std::fmt::Display>(
 async fn session<E: std::fmt::Display>(
     config: &CollectConfig,
     stop: &AtomicBool,
-    on_message: &mut impl FnMut(&Collected<'_>) -> Result<(), E>,
+    on_message: &mut impl FnMut(Delivery<'_>) -> Result<(), E>,
     stats: &mut CollectStats,
 ) -> Result<(), CollectError> {
     let client = config.connect.connect().await.map_err(CollectError::Setup)?;
@@ -182,18 +222,26 @@ async fn session<E: std::fmt::Display>(
         .get_stream(&config.stream)
         .await
         .map_err(|e| CollectError::Setup(format!("stream {}: {e}", config.stream)))?;
-    let consumer: consumer::PullConsumer = stream
-        .get_or_create_consumer(
-            &config.durable,
-            consumer::pull::Config {
-                durable_name: Some(config.durable.clone()),
-                ack_policy: consumer::AckPolicy::Explicit,
-                filter_subject: config.filter_subject.clone().unwrap_or_default(),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| CollectError::Setup(format!("consumer {}: {e}", config.durable)))?;
+    let mut consumer_config = consumer::pull::Config {
+        durable_name: config.durable.clone(),
+        ack_policy: consumer::AckPolicy::Explicit,
+        filter_subject: config.filter_subject.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    let consumer: consumer::PullConsumer = match &config.durable {
+        Some(durable) => stream
+            .get_or_create_consumer(durable, consumer_config)
+            .await
+            .map_err(|e| CollectError::Setup(format!("consumer {durable}: {e}")))?,
+        None => {
+            consumer_config.inactive_threshold = Duration::from_secs(60);
+            if stats.last_stream_seq > 0 {
+                consumer_config.deliver_policy =
+                    consumer::DeliverPolicy::ByStartSequence { start_sequence: stats.last_stream_seq + 1 };
+            }
+            stream.create_consumer(consumer_config).await.map_err(|e| CollectError::Setup(format!("consumer: {e}")))?
+        }
+    };
     let mut last_message = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         let mut batch = consumer
@@ -220,20 +268,26 @@ async fn session<E: std::fmt::Display>(
                             .collect();
                         collected.headers.sort();
                     }
-                    on_message(&collected).map_err(|e| CollectError::Callback(e.to_string()))?;
+                    on_message(Delivery::Record(&collected)).map_err(|e| CollectError::Callback(e.to_string()))?;
                     match collected.kind {
                         CollectedKind::Event(_) => stats.events += 1,
                         CollectedKind::Ledger(_) => stats.ledgers += 1,
                     }
                 }
                 Err(why) => {
+                    let subject = message.subject.as_str();
+                    on_message(Delivery::Malformed { stream_seq, subject, why: &why })
+                        .map_err(|e| CollectError::Callback(e.to_string()))?;
                     stats.malformed += 1;
                     stats.last_malformed = Some(why);
                 }
             }
+            // Handled: a consumer of this run only resumes after it, even if the ack is lost.
+            stats.last_stream_seq = stats.last_stream_seq.max(stream_seq);
             message.ack().await.map_err(|e| CollectError::Consume(format!("ack: {e}")))?;
         }
         if got > 0 {
+            on_message(Delivery::BatchEnd).map_err(|e| CollectError::Callback(e.to_string()))?;
             last_message = Instant::now();
             continue;
         }

@@ -23,6 +23,9 @@ pub const LEDGER_TOKEN: &str = "ledger";
 pub struct UpstreamCounts {
     /// Events the kernel dropped, per CPU (from the per-CPU sequence gaps).
     pub kernel_lost_per_cpu: Vec<u64>,
+    /// Events the kernel dropped that no CPU is known for (the socket's drop counter, with the kernel-side
+    /// filter on).
+    pub kernel_lost_other: u64,
     /// Events dropped by the monitor's queue between its receive and writer threads.
     pub queue_lost: u64,
     /// Events the user's filter left out (not a loss; counted so the totals add up).
@@ -50,9 +53,9 @@ pub struct LedgerRecord {
     pub first_seq: u64,
     /// The last sink sequence number covered (this record's own).
     pub last_seq: u64,
-    /// Kernel losses, all CPUs.
+    /// Kernel losses, all of them: the per-CPU ones and those no CPU is known for.
     pub kernel_lost: u64,
-    /// Kernel losses per CPU.
+    /// Kernel losses per CPU (their sum is at most `kernel_lost`).
     pub kernel_lost_per_cpu: Vec<u64>,
     /// Losses in the monitor's queue.
     pub queue_lost: u64,

@@ -149,7 +149,7 @@ impl Sink {
             time_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
             first_seq: state.boot_first_seq,
             last_seq: seq,
-            kernel_lost: upstream.kernel_lost_per_cpu.iter().sum(),
+            kernel_lost: upstream.kernel_lost_per_cpu.iter().sum::<u64>() + upstream.kernel_lost_other,
             kernel_lost_per_cpu: upstream.kernel_lost_per_cpu.clone(),
             queue_lost: upstream.queue_lost,
             filtered: upstream.filtered,

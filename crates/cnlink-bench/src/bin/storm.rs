@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p cnlink-bench --bin storm -- [--children N] [--workers 2] \
-//!     [--kind thread|fork|exec|all] [--nice 19] [--listeners cnlink,example,cloop,forkstat] \
+//!     [--kind thread|fork|exec|all] [--nice 19] [--listeners cnlink,example,cloop,forkstat,sink] \
 //!     [--rounds 3] [--json PATH]
 //! ```
 //!
@@ -45,6 +45,7 @@ use storm::listener;
 use storm::parse::Format;
 use storm::prepare;
 use storm::report::{self, Medians, RunResult};
+use storm::sink;
 
 /// Proc-event storm: events lost and CPU per event for each proc-connector listener.
 #[derive(Parser, Debug)]
@@ -62,7 +63,8 @@ struct Args {
     /// Niceness of the listeners (the storm stays at the harness's priority).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     nice: i32,
-    /// Listeners to run, in order.
+    /// Listeners to run, in order (`sink` is `cnlink proc --sink` to a nats-server the harness starts, read back
+    /// with `cnlink collect --audit`; it is not in the default list).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Format::Cnlink, Format::Example, Format::Cloop, Format::Forkstat])]
     listeners: Vec<Format>,
     /// Rounds; each runs every listener once.
@@ -78,7 +80,7 @@ struct Args {
     /// The label of this run in the summary file (an entry with the same label is replaced).
     #[arg(long)]
     label: Option<String>,
-    /// Extra argument for `cnlink proc --format json` (repeatable), e.g. `--cnlink-arg=--latency=5ms`.
+    /// Extra argument for `cnlink proc --format json` and `--sink` (repeatable), e.g. `--cnlink-arg=--latency=5ms`.
     #[arg(long = "cnlink-arg", allow_hyphen_values = true)]
     cnlink_args: Vec<String>,
     /// Do not run `cargo build` for cnlink and the example (use what is in the target dir).
@@ -179,6 +181,9 @@ fn run() -> Result<ExitCode> {
     for m in &medians {
         println!("{}", report::median_row(m, floor));
     }
+    if let Some(verdict) = report::sink_verdict(&medians) {
+        println!("\n{verdict}");
+    }
 
     let raw = serde_json::json!({
         "command": command,
@@ -211,7 +216,14 @@ fn one_run(
     out_dir: &std::path::Path,
 ) -> Result<RunResult> {
     let out = out_dir.join(format!("{}-r{round}.out", spec.name));
-    let mut running = listener::start(spec, args.nice, &out)?;
+    // The sink gets a server, a spool and a stream of its own for the run.
+    let mut broker = match spec.format {
+        Format::Sink => Some(sink::Broker::start(&out_dir.join(format!("sink-r{round}")))?),
+        _ => None,
+    };
+    let mut spec = spec.clone();
+    spec.argv.extend(broker.iter().flat_map(sink::Broker::args));
+    let mut running = listener::start(&spec, args.nice, &out)?;
     let storm = match gen::run(args.kind, args.children, args.workers) {
         Ok(s) => s,
         Err(e) => {
@@ -219,9 +231,21 @@ fn one_run(
             return Err(e).context("storm");
         }
     };
-    let drained = running.drain_marked(spec.format, Duration::from_secs(120));
-    let usage = running.stop()?;
+    let limit = Duration::from_secs(120);
+    let drained = match &mut broker {
+        // The sink's output is the stream: a marker's exit acknowledged by the server.
+        Some(b) => running.drain_with(limit, |markers| Ok(b.shipped(markers))),
+        None => running.drain_marked(spec.format, limit),
+    };
+    let usage = running.stop_within(if broker.is_some() { sink::STOP_GRACE } else { Duration::from_secs(5) })?;
     let drained = drained.with_context(|| format!("draining; stderr: {}", running.stderr()))?;
+    let sink = match broker {
+        Some(broker) => {
+            let stderr = std::fs::read_to_string(out.with_extension("stderr")).unwrap_or_default();
+            Some(broker.finish(&spec.argv[0], &out, &stderr).with_context(|| format!("stderr: {stderr}"))?)
+        }
+        None => None,
+    };
     let mut tally = Tally::read(&out, spec.format, storm_pid).context("reading the listener's output")?;
     tally.forget(&running.markers);
     if !args.keep_output {
@@ -243,5 +267,7 @@ fn one_run(
         lost_reported: tally.lost_reported,
         overruns: tally.overruns,
         drain_secs: drained.as_secs_f64(),
+        stop_secs: usage.stop_secs,
+        sink,
     })
 }

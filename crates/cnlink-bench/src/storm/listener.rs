@@ -57,6 +57,8 @@ pub(crate) struct Usage {
     /// Messages the kernel dropped at the listener's socket (receive buffer full), from
     /// `/proc/net/netlink`, read just before stopping it.
     pub(crate) kernel_drops: u64,
+    /// Seconds from SIGINT to its exit (a sink drains its spool then).
+    pub(crate) stop_secs: f64,
 }
 
 /// Starts `spec` at niceness `nice` with its output in `out` and waits until it receives events.
@@ -170,21 +172,11 @@ impl Running {
     /// case one was lost) and its socket's queue is empty, or until it has gone quiet (see
     /// [`Running::settle`]); at most `limit`.
     pub(crate) fn drain_marked(&mut self, format: Format, limit: Duration) -> Result<Duration> {
+        use std::io::Read;
         let mut file = File::open(&self.out)?;
         let mut text = Vec::new();
-        let mut last_marker: Option<Instant> = None;
-        // This drain's markers (those of the readiness check were printed long ago).
-        let mut mine = Vec::new();
         let mut seen = false;
-        let mut markers = Vec::new();
-        let r = self.settle(limit, || {
-            use std::io::Read;
-            if last_marker.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
-                let pid = gen::marker()?;
-                markers.push(pid);
-                mine.push(pid);
-                last_marker = Some(Instant::now());
-            }
+        self.drain_with(limit, |mine| {
             file.read_to_end(&mut text)?;
             let end = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
             for line in String::from_utf8_lossy(&text[..end]).lines() {
@@ -194,6 +186,25 @@ impl Running {
             }
             text.drain(..end);
             Ok(seen)
+        })
+    }
+
+    /// As [`Running::drain_marked`], for a listener whose output is elsewhere (the sink's stream): `handled` is
+    /// asked, with this drain's markers so far, whether the exit of one of them is out.
+    pub(crate) fn drain_with(
+        &mut self,
+        limit: Duration,
+        mut handled: impl FnMut(&[i32]) -> Result<bool>,
+    ) -> Result<Duration> {
+        let mut last_marker: Option<Instant> = None;
+        // This drain's markers (those of the readiness check were handled long ago).
+        let mut markers = Vec::new();
+        let r = self.settle(limit, || {
+            if last_marker.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
+                markers.push(gen::marker()?);
+                last_marker = Some(Instant::now());
+            }
+            handled(&markers)
         });
         self.markers.extend(markers);
         r
@@ -223,11 +234,17 @@ impl Running {
 
     /// Stops the listener with SIGINT (SIGKILL after 5 s) and returns its resource usage.
     pub(crate) fn stop(&self) -> Result<Usage> {
+        self.stop_within(Duration::from_secs(5))
+    }
+
+    /// Stops the listener with SIGINT (SIGKILL after `grace`) and returns its resource usage.
+    pub(crate) fn stop_within(&self, grace: Duration) -> Result<Usage> {
         let kernel_drops = procfs::socket_by_inode(self.socket.inode).ok().flatten().map_or(0, |s| s.drops);
         let hwm = procfs::peak_rss_kib(self.pid).ok();
         let _ = kill_process(self.pid(), Signal::CONT);
         let _ = kill_process(self.pid(), Signal::INT);
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let stopping = Instant::now();
+        let deadline = stopping + grace;
         let (_, ru) = loop {
             if let Some(r) = reap(self.pid, false)? {
                 break r;
@@ -243,6 +260,7 @@ impl Running {
             cpu_us: us(ru.ru_utime) + us(ru.ru_stime),
             max_rss_kib: hwm.unwrap_or(ru.ru_maxrss as u64),
             kernel_drops,
+            stop_secs: stopping.elapsed().as_secs_f64(),
         })
     }
 }

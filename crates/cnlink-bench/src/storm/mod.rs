@@ -9,3 +9,4 @@ pub(crate) mod parse;
 pub(crate) mod prepare;
 pub(crate) mod procfs;
 pub(crate) mod report;
+pub(crate) mod sink;

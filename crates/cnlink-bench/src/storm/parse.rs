@@ -1,7 +1,9 @@
 //! One line parser per listener: each turns a line of the listener's output into a [`Line`].
 //!
 //! Formats:
-//! - `cnlink proc --format json` (JSON Lines, docs/json.md): `{"event":"fork", "child_pid":..,
+//! - `cnlink proc --format json` (JSON Lines, docs/json.md), and the records `cnlink collect` reads back after
+//!   `cnlink proc --sink` (the same objects with `host_id`, `boot_id`, `sink_seq` in front; ledger and audit
+//!   records have no `event`): `{"event":"fork", "child_pid":..,
 //!   "child_tgid":.., "parent_pid":.., "parent_tgid":..}`, `{"event":"exit", "pid":.., "tgid":..,
 //!   "parent_tgid":..}` (`process_pid`/`process_tgid` are accepted too), `{"event":"lost",
 //!   "count":N}`, `{"event":"overrun"}`; any other `event` is another kind of event.
@@ -22,6 +24,9 @@ use serde_json::Value;
 pub(crate) enum Format {
     /// `cnlink proc --format json`.
     Cnlink,
+    /// `cnlink proc --sink` to a nats-server the harness starts; what `cnlink collect` reads back from the stream
+    /// (the same JSON Lines) is what is counted.
+    Sink,
     /// The library's `proc_listen` example.
     Example,
     /// The minimal C loop.
@@ -59,7 +64,7 @@ impl Line {
 /// Parses one line printed by a listener of format `format`.
 pub(crate) fn parse(format: Format, line: &str) -> Line {
     match format {
-        Format::Cnlink => json(line),
+        Format::Cnlink | Format::Sink => json(line),
         Format::Example => key_value(line),
         Format::Cloop => cloop(line),
         Format::Forkstat => forkstat(line),

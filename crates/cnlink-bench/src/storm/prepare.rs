@@ -81,6 +81,17 @@ pub(crate) fn prepare(format: Format, build: bool, cnlink_args: &[String]) -> Re
                 .map_err(|e| format!("`cnlink proc` not available yet ({e})"))?;
             Ok(Spec { name: "cnlink", format, argv })
         }
+        Format::Sink => {
+            cargo_build(&["-p", "cnlink-cli", "--bin", "cnlink"], build)?;
+            let bin = release.join("cnlink");
+            run(Command::new(&bin).args(["collect", "--help"]).stdout(Stdio::null()))
+                .map_err(|e| format!("`cnlink collect` not available ({e})"))?;
+            cnlink_testnats::find_server()?;
+            // The server, spool and stream of each run are added by `super::sink`.
+            let mut argv = vec![bin.display().to_string(), "proc".into()];
+            argv.extend(cnlink_args.iter().cloned());
+            Ok(Spec { name: "sink", format, argv })
+        }
         Format::Example => {
             cargo_build(&["-p", "cnlink", "--example", "proc_listen"], build)?;
             let bin = release.join("examples/proc_listen");

@@ -2,6 +2,8 @@
 
 use serde_json::{json, Value};
 
+use super::sink::SinkFigures;
+
 /// The outcome of one listener facing one storm.
 #[derive(Clone, Debug)]
 pub(crate) struct RunResult {
@@ -31,6 +33,10 @@ pub(crate) struct RunResult {
     pub(crate) overruns: u64,
     /// Seconds from the storm's end until the listener had printed a marker's exit.
     pub(crate) drain_secs: f64,
+    /// Seconds from SIGINT until it exited (a sink drains its spool then).
+    pub(crate) stop_secs: f64,
+    /// The sink's figures (the `sink` listener only).
+    pub(crate) sink: Option<SinkFigures>,
 }
 
 impl RunResult {
@@ -54,9 +60,23 @@ impl RunResult {
         self.cpu_us as f64 / self.events.max(1) as f64
     }
 
+    /// Events per second from the storm's start until they were all out (printed, or acknowledged by the sink's
+    /// server): every event the listener output, over the storm's time, the drain and the stop.
+    pub(crate) fn end_to_end_rate(&self) -> f64 {
+        let storm = self.children as f64 / self.rate.max(1e-9);
+        self.events as f64 / (storm + self.drain_secs + self.stop_secs).max(1e-9)
+    }
+
     /// Machine-readable form.
     pub(crate) fn to_json(&self) -> Value {
+        let sink = self.sink.map(|s| {
+            json!({
+                "spool_high_water_bytes": s.spool_high_water_bytes, "audit_complete": s.audit_complete,
+                "audit_missing": s.audit_missing, "broker_cpu_us": s.broker_cpu_us,
+            })
+        });
         json!({
+            "events_per_s_end_to_end": self.end_to_end_rate().round(), "stop_s": self.stop_secs, "sink": sink,
             "listener": self.listener, "round": self.round, "children": self.children,
             "rate_per_s": self.rate.round(), "forks_matched": self.forks_matched,
             "exits_matched": self.exits_matched, "fork_loss_pct": self.fork_loss_pct(),
@@ -76,12 +96,12 @@ fn loss(created: u64, matched: u64) -> f64 {
 }
 
 /// The header of the per-run table.
-pub(crate) const HEADER: &str = "listener  round  children   rate/s  fork-loss%  exit-loss%    lost  events  µs/event  maxRSS-MiB  kdrops  reported";
+pub(crate) const HEADER: &str = "listener  round  children   rate/s  fork-loss%  exit-loss%    lost  events  µs/event  maxRSS-MiB  kdrops  reported  e2e-ev/s";
 
 /// One row of the per-run table.
 pub(crate) fn row(r: &RunResult) -> String {
     format!(
-        "{:<9} {:>5} {:>9} {:>8.0} {:>11.3} {:>11.3} {:>7} {:>7} {:>9.2} {:>11.1} {:>7} {:>9}",
+        "{:<9} {:>5} {:>9} {:>8.0} {:>11.3} {:>11.3} {:>7} {:>7} {:>9.2} {:>11.1} {:>7} {:>9} {:>9.0}{}",
         r.listener,
         r.round,
         r.children,
@@ -94,6 +114,14 @@ pub(crate) fn row(r: &RunResult) -> String {
         r.max_rss_kib as f64 / 1024.0,
         r.kernel_drops,
         r.lost_reported + r.overruns,
+        r.end_to_end_rate(),
+        r.sink.map_or_else(String::new, |s| format!(
+            "  [sink: spool high-water {:.1} MiB, audit {} ({} missing), server CPU {:.2} µs/event]",
+            s.spool_high_water_bytes as f64 / (1 << 20) as f64,
+            if s.audit_complete { "complete" } else { "INCOMPLETE" },
+            s.audit_missing,
+            s.broker_cpu_us as f64 / r.events.max(1) as f64
+        )),
     )
 }
 
@@ -116,6 +144,11 @@ pub(crate) struct Medians {
     pub(crate) cpu_per_event: f64,
     /// Largest peak RSS, KiB.
     pub(crate) max_rss_kib: u64,
+    /// Median events per second end to end.
+    pub(crate) end_to_end_rate: f64,
+    /// The sink's: the largest spool high-water mark (bytes), runs whose audit was complete, the most records
+    /// missing from a stream, and the server's median CPU µs per event.
+    pub(crate) sink: Option<(u64, usize, u64, f64)>,
 }
 
 impl Medians {
@@ -131,6 +164,19 @@ impl Medians {
             worst_lost: runs.iter().map(|r| r.lost()).max().unwrap_or(0),
             cpu_per_event: m(RunResult::cpu_per_event),
             max_rss_kib: runs.iter().map(|r| r.max_rss_kib).max().unwrap_or(0),
+            end_to_end_rate: m(RunResult::end_to_end_rate),
+            sink: runs.iter().any(|r| r.sink.is_some()).then(|| {
+                let figures: Vec<(SinkFigures, u64)> =
+                    runs.iter().filter_map(|r| r.sink.map(|s| (s, r.events))).collect();
+                let broker =
+                    figures.iter().map(|(s, e)| s.broker_cpu_us as f64 / (*e).max(1) as f64).collect::<Vec<_>>();
+                (
+                    figures.iter().map(|(s, _)| s.spool_high_water_bytes).max().unwrap_or(0),
+                    figures.iter().filter(|(s, _)| s.audit_complete).count(),
+                    figures.iter().map(|(s, _)| s.audit_missing).max().unwrap_or(0),
+                    crate::common::median(&broker),
+                )
+            }),
         }
     }
 
@@ -141,19 +187,24 @@ impl Medians {
             "fork_loss_pct": self.fork_loss_pct, "exit_loss_pct": self.exit_loss_pct,
             "worst_run_events_lost": self.worst_lost, "cpu_us_per_event": self.cpu_per_event,
             "cpu_ratio_to_cloop": floor.map(|f| self.cpu_per_event / f), "max_rss_kib": self.max_rss_kib,
+            "events_per_s_end_to_end": self.end_to_end_rate.round(),
+            "sink": self.sink.map(|(high_water, complete, missing, broker)| json!({
+                "spool_high_water_bytes_max": high_water, "audits_complete": complete,
+                "audit_missing_max": missing, "broker_cpu_us_per_event": broker,
+            })),
         })
     }
 }
 
 /// The header of the medians table.
 pub(crate) const MEDIAN_HEADER: &str =
-    "listener  runs   rate/s  fork-loss%  exit-loss%  worst-lost  µs/event  ×cloop  maxRSS-MiB";
+    "listener  runs   rate/s  fork-loss%  exit-loss%  worst-lost  µs/event  ×cloop  maxRSS-MiB  e2e-ev/s";
 
 /// One row of the medians table; `floor` is the C loop's median µs/event.
 pub(crate) fn median_row(m: &Medians, floor: Option<f64>) -> String {
     let ratio = floor.map_or_else(|| "-".to_string(), |f| format!("{:.2}", m.cpu_per_event / f));
     format!(
-        "{:<9} {:>4} {:>8.0} {:>11.3} {:>11.3} {:>11} {:>9.2} {:>7} {:>11.1}",
+        "{:<9} {:>4} {:>8.0} {:>11.3} {:>11.3} {:>11} {:>9.2} {:>7} {:>11.1} {:>9.0}",
         m.listener,
         m.runs,
         m.rate,
@@ -163,7 +214,30 @@ pub(crate) fn median_row(m: &Medians, floor: Option<f64>) -> String {
         m.cpu_per_event,
         ratio,
         m.max_rss_kib as f64 / 1024.0,
+        m.end_to_end_rate,
     )
+}
+
+/// The sink against `cnlink proc --format json` to a file, from the medians of one run: CPU per event ratio
+/// (the goal is at most 3), end-to-end rates, the spool's high-water mark and the audits.
+pub(crate) fn sink_verdict(medians: &[Medians]) -> Option<String> {
+    let sink = medians.iter().find(|m| m.listener == "sink")?;
+    let file = medians.iter().find(|m| m.listener == "cnlink")?;
+    let (high_water, complete, missing, broker) = sink.sink?;
+    Some(format!(
+        "sink vs cnlink --format json to a file: {:.2}x the CPU per event (goal: at most 3x; {:.2} vs {:.2} µs), \
+         {:.0} vs {:.0} events/s end to end; spool high-water {:.1} MiB; audits complete in {complete} of {} runs, \
+         at most {missing} records missing, worst run {} storm events lost; the server took {:.2} µs/event more",
+        sink.cpu_per_event / file.cpu_per_event,
+        sink.cpu_per_event,
+        file.cpu_per_event,
+        sink.end_to_end_rate,
+        file.end_to_end_rate,
+        high_water as f64 / (1 << 20) as f64,
+        sink.runs,
+        sink.worst_lost,
+        broker
+    ))
 }
 
 #[cfg(test)]

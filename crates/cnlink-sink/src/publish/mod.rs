@@ -1,32 +1,32 @@
 //! The JetStream publisher: reads the spool in order and publishes each record, on its own thread with a
 //! current-thread tokio runtime inside, so the caller stays synchronous.
 //!
-//! - Subject `PREFIX.HOST.proc.TOKEN` (host made safe by [`subject_token`]).
-//! - Headers: `Nats-Msg-Id: HOST_ID:BOOT_ID:SEQ` (the server drops repeats within its duplicate window),
-//!   `Cnlink-Host`, `Cnlink-Boot`, `Cnlink-Seq`, and `Cnlink-Schema` (`cnlink-proc/1` or `cnlink-ledger/1`).
-//! - At most `window` publishes wait for their acknowledgement; acknowledgements are taken in spool order, so
-//!   the cursor only moves over a contiguous acknowledged prefix.
+//! - Subject `PREFIX.HOST.proc.TOKEN` (host made safe by [`crate::subject_token`]).
+//! - Headers: `Nats-Msg-Id: HOST_ID:BOOT_ID:SEQ` (the server drops repeats within its duplicate window) and
+//!   `Cnlink-Schema` (`cnlink-proc/1` or `cnlink-ledger/1`). Nothing else: the host, boot and number are in the
+//!   id (and in the payload), and every header costs the publisher a few allocations per message.
+//! - At most `window` publishes wait for their acknowledgement; the cursor only moves over a contiguous
+//!   acknowledged prefix. Each publish names a reply subject `INBOX.SEQ` on one subscription of the session, so
+//!   an ack finds its record by its subject (no request machinery per message; see `session`).
 //! - Any failure (no connection, an ack timeout, a missing stream) drops what is in flight, waits (100 ms,
 //!   doubling to `max_backoff`), and publishes again from the cursor; the server removes the repeats.
 
 mod options;
+mod session;
 mod stream;
 
 pub use options::{Auth, ConnectConfig, PublishConfig, StreamConfig, Tls};
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
-use async_nats::HeaderMap;
+use async_nats::jetstream;
 use tokio::sync::Notify;
 
-use crate::spool::record::RecordKind;
-use crate::spool::{SpoolHandle, SpoolStats, SpooledRecord};
-use crate::subject_token;
+use crate::spool::{SpoolHandle, SpoolStats};
+use session::Session;
 
 /// The schema header of event records.
 pub const EVENT_SCHEMA: &str = "cnlink-proc/1";
@@ -192,10 +192,8 @@ async fn run(spool: SpoolHandle, config: PublishConfig, control: Arc<Control>) {
         }
     };
     control.update(|s| s.connected = true);
-    let js = jetstream::ContextBuilder::new()
-        .timeout(config.ack_timeout)
-        .max_ack_inflight(config.window.max(1) * 2)
-        .build(client.clone());
+    // The context makes the stream; publishing and its acks go through the client (see `session`).
+    let js = jetstream::ContextBuilder::new().timeout(config.ack_timeout).build(client.clone());
     let mut reader = spool.reader();
     let mut session = Session::new(&spool, &config);
     while !control.stop.load(Ordering::SeqCst) {
@@ -212,7 +210,7 @@ async fn run(spool: SpoolHandle, config: PublishConfig, control: Arc<Control>) {
                 continue;
             }
         }
-        match session.pump(&js, &mut reader, &control).await {
+        match session.pump(&client, &mut reader, &control).await {
             Ok(()) => break,
             Err(message) => {
                 control.fail(message);
@@ -251,155 +249,5 @@ impl Backoff {
             let _ = tokio::time::timeout_at(until, control.notify.notified()).await;
         }
         self.next = (self.next * 2).min(self.max);
-    }
-}
-
-/// Counts not yet added to the status (added once per batch of acks, not per record).
-#[derive(Default)]
-struct Counts {
-    published: u64,
-    published_current: u64,
-    acked: u64,
-    duplicates: u64,
-}
-
-struct InFlight {
-    seq: u64,
-    current_boot: bool,
-    ack: PublishAckFuture,
-}
-
-/// One publishing session's state: the window in flight and the acks not yet given to the spool.
-struct Session {
-    spool: SpoolHandle,
-    prefix: String,
-    window: usize,
-    batch: VecDeque<SpooledRecord>,
-    in_flight: VecDeque<InFlight>,
-    acked_through: Option<u64>,
-    acked_current: u64,
-    acks_held: u32,
-    counts: Counts,
-    last_persist: Instant,
-    progressed: bool,
-    host: (Arc<str>, String),
-}
-
-impl Session {
-    fn new(spool: &SpoolHandle, config: &PublishConfig) -> Self {
-        Session {
-            spool: spool.clone(),
-            prefix: config.stream.subject_prefix.clone(),
-            window: config.window.max(1),
-            batch: VecDeque::new(),
-            in_flight: VecDeque::new(),
-            acked_through: None,
-            acked_current: 0,
-            acks_held: 0,
-            counts: Counts::default(),
-            last_persist: Instant::now(),
-            progressed: false,
-            host: (Arc::from(""), String::new()),
-        }
-    }
-
-    /// Publishes until stopped (then `Ok`) or until something fails (then the message).
-    async fn pump(
-        &mut self,
-        js: &jetstream::Context,
-        reader: &mut crate::spool::SpoolReader,
-        control: &Control,
-    ) -> Result<(), String> {
-        let mut scratch = Vec::new();
-        loop {
-            if control.stop.load(Ordering::SeqCst) {
-                self.give_acks(control);
-                return Ok(());
-            }
-            while self.in_flight.len() < self.window {
-                if self.batch.is_empty() {
-                    scratch.clear();
-                    reader.read_batch(self.window - self.in_flight.len(), &mut scratch);
-                    self.batch.extend(scratch.drain(..));
-                }
-                let Some(record) = self.batch.pop_front() else {
-                    break;
-                };
-                let current_boot = *record.boot_id == *self.spool.boot_id();
-                let seq = record.seq;
-                let (subject, publish) = self.message(record);
-                let ack = js.send_publish(subject, publish).await.map_err(|e| format!("publish: {e}"))?;
-                self.counts.published += 1;
-                self.counts.published_current += u64::from(current_boot);
-                self.in_flight.push_back(InFlight { seq, current_boot, ack });
-            }
-            let Some(next) = self.in_flight.pop_front() else {
-                self.give_acks(control);
-                let _ = tokio::time::timeout(Duration::from_millis(200), control.notify.notified()).await;
-                continue;
-            };
-            let ack = next.ack.await.map_err(|e| format!("publish of record {}: {e}", next.seq))?;
-            self.counts.acked += 1;
-            self.counts.duplicates += u64::from(ack.duplicate);
-            self.progressed = true;
-            self.acked_through = Some(next.seq);
-            self.acked_current += u64::from(next.current_boot);
-            self.acks_held += 1;
-            if self.in_flight.is_empty() || self.acks_held >= 64 {
-                self.give_acks(control);
-            }
-        }
-    }
-
-    fn message(&mut self, record: SpooledRecord) -> (String, PublishMessage) {
-        if !Arc::ptr_eq(&self.host.0, &record.host_id) {
-            self.host = (record.host_id.clone(), subject_token(&record.host_id));
-        }
-        let subject = format!("{}.{}.proc.{}", self.prefix, self.host.1, record.token);
-        let schema = match record.kind {
-            RecordKind::Ledger => LEDGER_SCHEMA,
-            _ => EVENT_SCHEMA,
-        };
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", format!("{}:{}:{}", record.host_id, record.boot_id, record.seq).as_str());
-        headers.insert("Cnlink-Host", &*record.host_id);
-        headers.insert("Cnlink-Boot", &*record.boot_id);
-        headers.insert("Cnlink-Seq", record.seq.to_string().as_str());
-        headers.insert("Cnlink-Schema", schema);
-        let publish = PublishMessage::build().payload(record.payload.into()).headers(headers);
-        (subject, publish)
-    }
-
-    /// Moves the spool's cursor over the acknowledged prefix (writing it at most every 200 ms), and adds the
-    /// counts to the status.
-    fn give_acks(&mut self, control: &Control) {
-        let counts = std::mem::take(&mut self.counts);
-        if counts.published_current > 0 {
-            self.spool.note_published(counts.published_current);
-        }
-        if counts.published + counts.acked > 0 {
-            control.update(|s| {
-                s.published += counts.published;
-                s.acked += counts.acked;
-                s.duplicates += counts.duplicates;
-            });
-        }
-        if let Some(seq) = self.acked_through.take() {
-            self.spool.ack_through(seq, self.acked_current);
-            self.acked_current = 0;
-            self.acks_held = 0;
-        }
-        if self.last_persist.elapsed() >= Duration::from_millis(200) {
-            let _ = self.spool.persist();
-            self.last_persist = Instant::now();
-        }
-    }
-
-    /// After a failure: keeps the acks received, forgets what is in flight, and reads again from the cursor.
-    fn abandon(&mut self, reader: &mut crate::spool::SpoolReader, control: &Control) {
-        self.give_acks(control);
-        self.in_flight.clear();
-        self.batch.clear();
-        reader.rewind();
     }
 }

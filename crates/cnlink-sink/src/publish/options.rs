@@ -172,6 +172,9 @@ pub struct PublishConfig {
     pub ack_timeout: Duration,
     /// The longest pause between attempts after a failure (default 5 s; it starts at 100 ms and doubles).
     pub max_backoff: Duration,
+    /// Once caught up, how long to let new records gather before publishing them (default 5 ms): fewer,
+    /// fuller rounds of publishes and acks, for that much latency.
+    pub linger: Duration,
 }
 
 impl PublishConfig {
@@ -183,6 +186,7 @@ impl PublishConfig {
             window: 256,
             ack_timeout: Duration::from_secs(5),
             max_backoff: Duration::from_secs(5),
+            linger: Duration::from_millis(5),
         }
     }
 }

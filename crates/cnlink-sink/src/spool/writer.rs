@@ -173,6 +173,10 @@ fn check_options(options: &SpoolOptions, identity: &Identity) -> Result<(), Spoo
         if id.is_empty() || id.len() > 255 {
             return Err(SpoolError::Invalid(format!("id {id:?} must be 1 to 255 bytes")));
         }
+        // Ids go into headers (no line breaks) and into `Nats-Msg-Id` as `host:boot:seq` (no `:`).
+        if id.chars().any(|c| c.is_control() || c == ':') {
+            return Err(SpoolError::Invalid(format!("id {id:?} must hold no control character and no ':'")));
+        }
     }
     Ok(())
 }

@@ -1,0 +1,10 @@
+//! `cnlink proc --sink`: every event to NATS JetStream through a disk spool, with a ledger of every loss
+//! (`cnlink-sink` does the work; docs/sink.md). Here: the flags ([`args`], [`nats_flags`], shared with `cnlink
+//! collect`), the sink's stage ([`stage`]) and the monitor's output that feeds it ([`output`]), and the loss
+//! counts carried across restarts ([`upstream`]).
+
+pub(crate) mod args;
+pub(crate) mod nats_flags;
+pub(crate) mod output;
+pub(crate) mod stage;
+pub(crate) mod upstream;
