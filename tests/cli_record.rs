@@ -175,3 +175,62 @@ fn listen_records_every_datagram_for_tshark_and_replay() {
         assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
     }
 }
+
+#[test]
+fn listen_records_a_datagram_that_does_not_decode_as_received() {
+    if !root_or_skip("listen_records_a_datagram_that_does_not_decode_as_received") {
+        return;
+    }
+    use cnlink::socket::{NlAddr, Protocol, Socket};
+    use cnlink::wire::{CbId, CnMsgHdr};
+    use cnlink_capture::{Block, Reader};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("raw.pcapng");
+    // Connector group 21: no kernel user; a root process may multicast there.
+    let run = Running::start(&["listen", "--group", "21", "--record", file.to_str().unwrap(), "-D", "30"]);
+    let sock = Socket::open(Protocol::Connector).unwrap();
+    // A netlink header whose message is too short for a cn_msg: the client counts it malformed, shows nothing.
+    let broken = |n: u8| {
+        let mut d = Vec::new();
+        d.extend_from_slice(&20u32.to_ne_bytes()); // nlmsg_len: the header and 4 bytes
+        d.extend_from_slice(&3u16.to_ne_bytes()); // nlmsg_type NLMSG_DONE
+        d.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // flags, seq, pid
+        d.extend_from_slice(&[0xde, 0xad, 0xbe, n]); // not a cn_msg
+        d
+    };
+    let mut sent = Vec::new();
+    let mut seen = None;
+    for n in 0..50u8 {
+        let bad = broken(n);
+        sock.send_to(&bad, NlAddr { port: 0, groups: 1 << 20 }).unwrap();
+        sent.push(bad);
+        let good = cnlink::wire::datagram(
+            CnMsgHdr { id: CbId::new(21, 1), seq: u32::from(n), ..Default::default() },
+            b"ok",
+            0,
+        )
+        .unwrap();
+        sock.send_to(&good, NlAddr { port: 0, groups: 1 << 20 }).unwrap();
+        if run.wait_for(Duration::from_millis(200), |l| l.contains("cn_msg id=21.1")).is_some() {
+            seen = Some(n);
+            break;
+        }
+    }
+    let n = seen.expect("listen showed none of the messages");
+    run.interrupt();
+    let (code, err, _) = run.finish(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{err}");
+    let bytes = std::fs::read(&file).unwrap();
+    let packets: Vec<Vec<u8>> = Reader::new(&bytes)
+        .filter_map(|b| match b.unwrap() {
+            Block::Packet(p) => Some(p.data.to_vec()),
+            _ => None,
+        })
+        .collect();
+    // The broken datagram sent just before the message listen showed is in the file, byte for byte.
+    assert!(packets.contains(&sent[usize::from(n)]), "{packets:?}");
+    // Replay decodes it as live did: counted malformed, not shown; the message after it is shown.
+    let (code, out, err) = replay(&[file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("cn_msg id=21.1") && !out.contains("deadbe"), "{out}");
+}

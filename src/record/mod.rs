@@ -148,10 +148,10 @@ pub(crate) struct MonitorInput {
 
 impl Input for MonitorInput {
     fn recv(&mut self, wait: Duration) -> Recv {
-        let ev = match self.recorder.recv(wait) {
-            Some(ev) => ev,
-            None if self.recorder.is_closed() => return Recv::Closed,
-            None => return Recv::Idle,
+        let ev = match self.recorder.recv_timeout(wait) {
+            Ok(ev) => ev,
+            Err(RecvTimeoutError::Disconnected) => return Recv::Closed,
+            Err(RecvTimeoutError::Timeout) => return Recv::Idle,
         };
         Recv::Entry(match to_capture(ev, self.offset, wall_ns()) {
             Captured::Datagram { timestamp_ns, from_kernel, bytes } => Entry::Datagram {

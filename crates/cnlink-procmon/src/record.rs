@@ -19,8 +19,8 @@
 //! Each [`ProcAnswer`] is stored as bytes with an encoding number ([`ProcAnswer::ENCODING`]), for the capture
 //! format's opaque snapshot and exec-observation records.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -195,23 +195,43 @@ impl RecorderTx {
 pub struct Recorder {
     rx: Receiver<RecorderEvent>,
     missed: Arc<AtomicU64>,
+    /// A receive found the channel empty and the monitor gone.
+    closed: AtomicBool,
 }
 
 impl Recorder {
     /// The next event, waiting at most `timeout`; `None` when the timeout passed or the monitor is gone and
-    /// everything was taken.
+    /// everything was taken (then [`Recorder::is_closed`] says so).
     pub fn recv(&self, timeout: Duration) -> Option<RecorderEvent> {
-        self.rx.recv_timeout(timeout).ok()
+        self.recv_timeout(timeout).ok()
+    }
+
+    /// The next event, waiting at most `timeout`; the error says whether the time passed or the monitor is
+    /// gone and everything was taken.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<RecorderEvent, RecvTimeoutError> {
+        let r = self.rx.recv_timeout(timeout);
+        if let Err(RecvTimeoutError::Disconnected) = r {
+            self.closed.store(true, Ordering::Relaxed);
+        }
+        r
     }
 
     /// The next event if one is there.
     pub fn try_recv(&self) -> Option<RecorderEvent> {
-        self.rx.try_recv().ok()
+        match self.rx.try_recv() {
+            Ok(ev) => Some(ev),
+            Err(TryRecvError::Disconnected) => {
+                self.closed.store(true, Ordering::Relaxed);
+                None
+            }
+            Err(TryRecvError::Empty) => None,
+        }
     }
 
-    /// Whether the monitor has gone (no event can come any more once the channel is empty).
+    /// Whether a receive has found the channel empty and the monitor gone: no event can come any more. It never
+    /// takes an event itself.
     pub fn is_closed(&self) -> bool {
-        matches!(self.rx.try_recv(), Err(TryRecvError::Disconnected))
+        self.closed.load(Ordering::Relaxed)
     }
 
     /// Events that did not fit in the channel.
@@ -225,7 +245,11 @@ impl Iterator for Recorder {
 
     /// Blocks until the next event; `None` once the monitor is gone and everything was taken.
     fn next(&mut self) -> Option<RecorderEvent> {
-        self.rx.recv().ok()
+        let ev = self.rx.recv().ok();
+        if ev.is_none() {
+            self.closed.store(true, Ordering::Relaxed);
+        }
+        ev
     }
 }
 
@@ -233,7 +257,10 @@ impl Iterator for Recorder {
 pub fn recorder(capacity: usize) -> (RecorderHandle, Recorder) {
     let (tx, rx) = mpsc::sync_channel(capacity.max(1));
     let missed = Arc::new(AtomicU64::new(0));
-    (RecorderHandle(RecorderTx { tx, missed: missed.clone(), pending: 0 }), Recorder { rx, missed })
+    (
+        RecorderHandle(RecorderTx { tx, missed: missed.clone(), pending: 0 }),
+        Recorder { rx, missed, closed: AtomicBool::new(false) },
+    )
 }
 
 /// The monitor's end of a recorder channel (see [`recorder`]).
@@ -298,8 +325,12 @@ mod tests {
         assert_eq!(rec.try_recv(), Some(RecorderEvent::Overrun { timestamp_ns: 1 }));
         tx.send(RecorderEvent::Overrun { timestamp_ns: 9 });
         assert_eq!(rec.try_recv(), Some(RecorderEvent::Missed { count: 3 }));
-        assert_eq!(rec.try_recv(), Some(RecorderEvent::Overrun { timestamp_ns: 9 }));
         drop(tx);
+        // Asking whether it is closed takes nothing: the last event is still there.
+        assert!(!rec.is_closed());
+        assert_eq!(rec.recv_timeout(Duration::ZERO), Ok(RecorderEvent::Overrun { timestamp_ns: 9 }));
+        assert!(!rec.is_closed());
+        assert_eq!(rec.recv_timeout(Duration::ZERO), Err(RecvTimeoutError::Disconnected));
         assert!(rec.is_closed());
     }
 }
