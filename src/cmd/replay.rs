@@ -19,7 +19,9 @@ use cnlink_procmon::{HostIdentity, MonitorBuilder, RecordedProc, ReplayEvents, R
 
 use super::proc::{self, ProcArgs};
 use crate::cmd::send::Printer;
+use crate::cmd::Format;
 use crate::monitor;
+use crate::monitor::clock::{LocalClock, Reading};
 
 /// Show a recording again.
 #[derive(Debug, clap::Args)]
@@ -68,8 +70,8 @@ impl FromStr for Speed {
 /// What the monitor runs from in a replay.
 #[derive(Debug)]
 pub(crate) struct Replay {
-    /// `realtime - monotonic` when the recording started: the time column's clock.
-    pub(crate) offset: i64,
+    /// The time column's clock: what the recording program took as local time.
+    pub(crate) clock: LocalClock,
     events: ReplayEvents,
     proc: RecordedProc,
     host: Option<HostIdentity>,
@@ -174,13 +176,21 @@ pub(crate) fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         RecordingItem::Answer(a) => Some(*a),
         _ => None,
     });
-    let replay = Replay {
-        offset: head.offset(),
-        events,
-        proc: RecordedProc::new(answers),
-        host: session_host(&session),
-        pid: session.pid,
-    };
+    // The clock records say what local time the live time column printed; a recording without them gets the
+    // host record's offset and this machine's time zone.
+    let clock = match a.proc.format() {
+        Format::Text => LocalClock::recorded(RecordingReader::clocks(&a.files)),
+        Format::Json => None,
+    }
+    .unwrap_or_else(|| {
+        LocalClock::starting(Reading {
+            monotonic_ns: 0,
+            realtime_minus_monotonic_ns: head.offset(),
+            utc_offset_s: chrono::Local::now().offset().local_minus_utc(),
+        })
+    });
+    let replay =
+        Replay { clock, events, proc: RecordedProc::new(answers), host: session_host(&session), pid: session.pid };
     let mut cfg = proc::config(a.proc, "replay")?;
     // Without /proc reads live, the recording holds none to give.
     cfg.enrich &= ms.enrich;

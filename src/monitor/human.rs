@@ -11,6 +11,7 @@ use std::io::Write;
 use cnlink::wire::{escape_into, EventData, ExitStatus};
 use cnlink_procmon::{EntryLeaderKind, LostEvents, ProcRecord, ProcessInfo};
 
+use super::clock::SharedClock;
 use super::tty;
 
 /// How to name a process.
@@ -35,39 +36,30 @@ pub(crate) struct Columns {
     pub(crate) cgroup: bool,
 }
 
-/// Where the time column's offset from the kernel's clock to local time comes from.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Clock {
-    /// Computed by this function once per batch (it moves across a suspend, a clock step, a time zone change).
-    Live(fn() -> i128),
-    /// Fixed (a replay: from the recording's clocks).
-    Fixed(i128),
-}
-
 /// What the text writer takes from the machine.
 pub(crate) struct TextEnv {
     /// The pid column's width.
     pub(crate) pid_width: usize,
-    /// The time column's clock.
-    pub(crate) clock: Clock,
+    /// The time column's clock (the main loop moves it, or a replay's recording fixes it).
+    pub(crate) clock: SharedClock,
     /// A user's name by uid.
     pub(crate) user_name: Box<dyn Fn(u32) -> Option<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for TextEnv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TextEnv").field("pid_width", &self.pid_width).field("clock", &self.clock).finish()
+        f.debug_struct("TextEnv").field("pid_width", &self.pid_width).field("clock", &self.clock.borrow()).finish()
     }
 }
 
 impl TextEnv {
-    /// This machine: the pid column as wide as `pid_max`, the local clock, user names through NSS.
-    pub(crate) fn live() -> TextEnv {
+    /// This machine: the pid column as wide as `pid_max`, `clock`, user names through NSS.
+    pub(crate) fn live(clock: SharedClock) -> TextEnv {
         let pid_max =
             std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|s| s.trim().parse::<u64>().ok());
         TextEnv {
             pid_width: pid_max.map_or(7, |m| m.to_string().len()).max(5),
-            clock: Clock::Live(local_offset_ns),
+            clock,
             user_name: Box::new(crate::sys::user_name),
         }
     }
@@ -79,8 +71,6 @@ pub(crate) struct Human {
     style: NameStyle,
     cols: Columns,
     env: TextEnv,
-    /// The kernel-clock-to-local-time offset in ns, as of the last [`Human::resync_clock`].
-    mono_to_local_ns: i128,
     /// User names by uid, escaped; bounded by [`USER_CACHE`].
     users: RefCell<HashMap<u32, String>>,
 }
@@ -88,35 +78,9 @@ pub(crate) struct Human {
 /// The most user names remembered.
 const USER_CACHE: usize = 4096;
 
-/// `CLOCK_REALTIME - CLOCK_MONOTONIC` plus the local time zone's offset now, in ns: what turns a kernel timestamp
-/// into local wall-clock time. It changes when the machine resumes from suspend (the monotonic clock stops), when
-/// the clock is stepped, and at daylight-saving changes.
-fn local_offset_ns() -> i128 {
-    use rustix::time::{clock_gettime, ClockId};
-    let ns = |t: rustix::time::Timespec| t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128;
-    let real_minus_mono = ns(clock_gettime(ClockId::Realtime)) - ns(clock_gettime(ClockId::Monotonic));
-    real_minus_mono + tz_offset_ns()
-}
-
-/// The local time zone's offset from UTC now, in ns.
-pub(crate) fn tz_offset_ns() -> i128 {
-    chrono::Local::now().offset().local_minus_utc() as i128 * 1_000_000_000
-}
-
 impl Human {
     pub(crate) fn new(style: NameStyle, cols: Columns, env: TextEnv) -> Self {
-        let mono_to_local_ns = match env.clock {
-            Clock::Live(f) => f(),
-            Clock::Fixed(o) => o,
-        };
-        Human { style, cols, env, mono_to_local_ns, users: RefCell::new(HashMap::new()) }
-    }
-
-    /// Recomputes the offset from kernel timestamps to local time; called once per batch of events.
-    pub(crate) fn resync_clock(&mut self) {
-        if let Clock::Live(f) = self.env.clock {
-            self.mono_to_local_ns = f();
-        }
+        Human { style, cols, env, users: RefCell::new(HashMap::new()) }
     }
 
     pub(crate) fn header(&self, out: &mut Vec<u8>) {
@@ -138,7 +102,7 @@ impl Human {
     }
 
     fn time(&self, out: &mut Vec<u8>, ts: u64) {
-        let local = (ts as i128 + self.mono_to_local_ns).max(0) / 1_000_000_000;
+        let local = (ts as i128 + self.env.clock.borrow().offset_ns(ts)).max(0) / 1_000_000_000;
         let day = (local % 86_400) as u32;
         let _ = write!(out, "{:02}:{:02}:{:02} ", day / 3600, day / 60 % 60, day % 60);
     }

@@ -3,6 +3,7 @@
 //! columns ([`human`]), the native JSON ([`json`]), and room for others), keeps the `-S` statistics
 //! ([`stats`]), and reports to the service manager and the metrics endpoint.
 
+pub(crate) mod clock;
 pub(crate) mod dispatch;
 pub(crate) mod human;
 pub(crate) mod json;
@@ -114,11 +115,16 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
     }
     let (mut daemon, metrics) = Daemon::start(cfg.metrics, Metrics::proc)?;
     let mut builder = cfg.builder();
-    let mut env = TextEnv::live();
     let replay = cfg.replay.take();
+    let live = replay.is_none();
     let mut host_info = None;
+    // The time column's clock: moved by the main loop live, fixed by the recording in a replay.
+    let clock = match &replay {
+        Some(r) => r.clock.clone(),
+        None => clock::LocalClock::starting(clock::read()),
+    }
+    .shared();
     if let Some(r) = replay {
-        env.clock = human::Clock::Fixed(i128::from(r.offset) + human::tz_offset_ns());
         builder = r.setup(builder);
     } else if cfg.record.is_some() {
         let host = cnlink_procmon::HostIdentity::read().context("reading the host identity")?;
@@ -136,14 +142,17 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
     let kernel_filtered = mon.kernel_filtered();
     let rcvbuf = mon.recv_buffer();
     let recording = match (&cfg.record, recorder) {
-        (Some(to), Some(rec)) => Some(crate::record::monitor(to, &mon, cfg.enrich, host_info, rec)?),
+        (Some(to), Some(rec)) => {
+            let steps = clock.borrow().steps().to_vec();
+            Some(crate::record::monitor(to, &mon, cfg.enrich, host_info, &steps, rec)?)
+        }
         _ => None,
     };
 
     let mut outputs = Outputs::default();
     if !cfg.quiet {
         let look = TerminalStyle { style: cfg.style, columns: cfg.columns, line_buffered: cfg.line_buffered };
-        outputs.push(output::terminal(cfg.format, look, env, std::io::stdout())?);
+        outputs.push(output::terminal(cfg.format, look, TextEnv::live(clock.clone()), std::io::stdout())?);
     }
     let names = (cfg.stats && cfg.format == Format::Text).then(Names::default);
     let mut glue = Dispatch { outputs, names };
@@ -153,6 +162,17 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
     daemon.ready();
 
     let mut items = Vec::new();
+    // Before each batch is printed: a clock step applies from the reading before, which every event printed
+    // so far came before.
+    let tick_clock = || {
+        if !live {
+            return;
+        }
+        let step = clock.borrow_mut().update(clock::read());
+        if let (Some(step), Some(r)) = (step, &recording) {
+            r.clock(step);
+        }
+    };
     let result: anyhow::Result<()> = loop {
         if stop.load(Ordering::Acquire) || deadline.is_some_and(|d| Instant::now() >= d) || mon.is_finished() {
             break Ok(());
@@ -164,9 +184,11 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
         items.clear();
         if let Err(e) = mon.recv(&mut items, Some(wait.min(Duration::from_millis(200)))) {
             // What came before the failure is still shown.
+            tick_clock();
             glue.items(&items)?;
             break Err(e.into());
         }
+        tick_clock();
         glue.items(&items)?;
     };
     daemon.stopping();
@@ -176,6 +198,7 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
         while !mon.is_finished() {
             items.clear();
             mon.recv(&mut items, Some(Duration::ZERO))?;
+            tick_clock();
             glue.items(&items)?;
         }
     }

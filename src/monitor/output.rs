@@ -17,7 +17,7 @@ pub(crate) trait Output {
         false
     }
 
-    /// A batch begins (text: the clock offset is brought up to date).
+    /// A batch begins.
     fn batch_start(&mut self) {}
 
     /// One record; `json` is its native JSON line when some output wants it, else empty.
@@ -62,10 +62,6 @@ struct TextOutput<W: Write> {
 }
 
 impl<W: Write> Output for TextOutput<W> {
-    fn batch_start(&mut self) {
-        self.human.resync_clock();
-    }
-
     fn record(&mut self, rec: &ProcRecord, _: &[u8]) -> io::Result<()> {
         self.human.record(&mut self.term.buf, rec);
         self.term.line_done()
@@ -226,7 +222,8 @@ mod tests {
     use cnlink_procmon::{LossCause, LostEvents};
 
     use super::*;
-    use crate::monitor::human::{Clock, TextEnv};
+    use crate::monitor::clock::LocalClock;
+    use crate::monitor::human::TextEnv;
     use crate::monitor::testkit::{handle, machine, TICK};
 
     /// A writer whose bytes the test can see, counting writes.
@@ -247,7 +244,7 @@ mod tests {
     }
 
     fn env() -> TextEnv {
-        TextEnv { pid_width: 5, clock: Clock::Fixed(0), user_name: Box::new(|_| None) }
+        TextEnv { pid_width: 5, clock: LocalClock::fixed(0).shared(), user_name: Box::new(|_| None) }
     }
 
     fn outputs(format: Format, line_buffered: bool) -> (Outputs, Shared) {

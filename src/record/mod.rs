@@ -17,7 +17,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cnlink_capture::{Loss, LossKind, Record};
+use cnlink_capture::{Clock, Loss, LossKind, Record};
 use cnlink_procmon::capture::{to_capture, Captured};
 use cnlink_procmon::Recorder;
 
@@ -137,17 +137,22 @@ impl Input for RecordRx {
     }
 }
 
-/// The process monitor's recorder channel as the writer thread's input.
+/// The process monitor's recorder channel as the writer thread's input, with the time column's clock steps.
 #[derive(Debug)]
 pub(crate) struct MonitorInput {
     /// The channel.
     pub(crate) recorder: Recorder,
     /// `realtime - monotonic` at start.
     pub(crate) offset: i64,
+    /// Clock steps from the main loop.
+    pub(crate) clock: Receiver<Clock>,
 }
 
 impl Input for MonitorInput {
     fn recv(&mut self, wait: Duration) -> Recv {
+        if let Ok(step) = self.clock.try_recv() {
+            return Recv::Entry(Entry::Record(Record::Clock(step)));
+        }
         let ev = match self.recorder.recv_timeout(wait) {
             Ok(ev) => ev,
             Err(RecvTimeoutError::Disconnected) => return Recv::Closed,
@@ -174,15 +179,18 @@ impl Input for MonitorInput {
 pub(crate) struct MonitorRecording {
     recording: writer::Recording,
     command: &'static str,
+    clock: mpsc::Sender<Clock>,
 }
 
 /// Starts recording `mon` (built with `rec`'s handle as its recorder) as `to` says: the host record, a session
-/// record with the monitor's settings, then everything the recorder delivers.
+/// record with the monitor's settings, the time column's clock (`clock`, its steps so far), then everything the
+/// recorder delivers and every later clock step ([`MonitorRecording::clock`]).
 pub(crate) fn monitor(
     to: &crate::monitor::RecordTo,
     mon: &cnlink_procmon::Monitor,
     enrich: bool,
     host: Option<cnlink_procmon::HostIdentity>,
+    clock: &[Clock],
     rec: Recorder,
 ) -> anyhow::Result<MonitorRecording> {
     let info = cnlink_capture::HostInfo::collect();
@@ -201,15 +209,23 @@ pub(crate) fn monitor(
         }),
         ..Session::new(to.command)
     };
-    let header = cnlink_capture::FileHeader::netlink(&[cnlink_capture::NETLINK_CONNECTOR])
+    let mut header = cnlink_capture::FileHeader::netlink(&[cnlink_capture::NETLINK_CONNECTOR])
         .with_host(info)
         .with_record(session.record(wall_ns()));
-    let input = MonitorInput { recorder: rec, offset };
+    header.records.extend(clock.iter().map(|&c| Record::Clock(c)));
+    let (clock_tx, clock_rx) = mpsc::channel();
+    let input = MonitorInput { recorder: rec, offset, clock: clock_rx };
     let recording = spawn(to.rotation.config(&to.path), header, Box::new(|| None), input)?;
-    Ok(MonitorRecording { recording, command: to.command })
+    Ok(MonitorRecording { recording, command: to.command, clock: clock_tx })
 }
 
 impl MonitorRecording {
+    /// Records a step of the time column's clock.
+    pub(crate) fn clock(&self, step: Clock) {
+        // The writer thread is gone only after a write error, which `finish_and_report` reports.
+        let _ = self.clock.send(step);
+    }
+
     /// Waits for everything to be written (after the monitor is dropped) and says on stderr what was.
     pub(crate) fn finish_and_report(self) -> anyhow::Result<()> {
         let w = self.recording.finish()?;

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use cnlink::wire::{self, CbId, CnMsg, CnMsgHdr, EventData, EventMask, McastOp, NlMsg, ProcEvent, ProcInput};
 use cnlink_capture::{
-    ByteOrder, CaptureWriter, FileHeader, HostInfo, Loss, LossKind, Note, Record, Session, Snapshot, SnapshotReason,
+    ByteOrder, CaptureWriter, Clock, FileHeader, HostInfo, Loss, LossKind, Note, Record, Session, Snapshot,
+    SnapshotReason,
 };
 
 const LUA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../contrib/wireshark/cnlink.lua");
@@ -342,6 +343,7 @@ fn lua_dissector_shows_cnlink_records() {
         }),
         Record::Note(Note { timestamp_ns: 8, text: "fork storm at 12:00".into() }),
         Record::Session(Session { encoding: 1, timestamp_ns: 9, data: br#"{"command":"record"}"#.to_vec() }),
+        Record::Clock(Clock { from_monotonic_ns: 10, realtime_minus_monotonic_ns: -11, utc_offset_s: 3600 }),
     ];
     let file = write_file(dir.path(), "records.pcapng", ByteOrder::NATIVE, &fixture_packets()[..1], &records);
     let got = fields(
@@ -357,6 +359,9 @@ fn lua_dissector_shows_cnlink_records() {
             "cnlink_record.loss.before_seq",
             "cnlink_record.note.text",
             "cnlink_record.session.text",
+            "cnlink_record.clock.from_monotonic_ns",
+            "cnlink_record.clock.realtime_minus_monotonic_ns",
+            "cnlink_record.clock.utc_offset_s",
         ],
     );
     let release = HostInfo::collect().kernel_release;
@@ -364,12 +369,13 @@ fn lua_dissector_shows_cnlink_records() {
     assert_eq!(
         got,
         [
-            vec!["1", &release, "", "", "", "", "", "", ""],
-            vec!["2", "", "1", "", "", "", "", "", ""],
-            vec!["3", "", "", "1", "42", "1", "1234", "", ""],
-            vec!["3", "", "", "2", "", "", "", "", ""],
-            vec!["5", "", "", "", "", "", "", "fork storm at 12:00", ""],
-            vec!["6", "", "", "", "", "", "", "", r#"{"command":"record"}"#],
+            vec!["1", &release, "", "", "", "", "", "", "", "", "", ""],
+            vec!["2", "", "1", "", "", "", "", "", "", "", "", ""],
+            vec!["3", "", "", "1", "42", "1", "1234", "", "", "", "", ""],
+            vec!["3", "", "", "2", "", "", "", "", "", "", "", ""],
+            vec!["5", "", "", "", "", "", "", "fork storm at 12:00", "", "", "", ""],
+            vec!["6", "", "", "", "", "", "", "", r#"{"command":"record"}"#, "", "", ""],
+            vec!["7", "", "", "", "", "", "", "", "", "10", "-11", "3600"],
         ]
     );
     let summary = tshark(&["-X", &format!("lua_script:{LUA}"), "-n", "-r", file.to_str().unwrap()]);
