@@ -141,7 +141,7 @@ pub(crate) fn run(a: ListenArgs) -> anyhow::Result<ExitCode> {
             .with_host(host)
             .with_record(session.record(wall_ns()));
         let (tx, rx) = record::channel(RECORD_QUEUE);
-        recording = Some(record::spawn(a.rotation.config(path), header, Box::new(|| None), rx)?);
+        recording = Some(record::spawn(a.rotation.config(path), header, rx)?);
         c.set_tap(tap(tx.clone(), offset));
         recorder = Some(Recorder { tx, dropped: 0 });
     }

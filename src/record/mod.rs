@@ -39,8 +39,39 @@ pub(crate) enum Entry {
         /// The bytes.
         bytes: Arc<[u8]>,
     },
-    /// A cnlink record (loss, snapshot, observation, note).
+    /// A cnlink record (loss, snapshot, observation, note, clock).
     Record(Record),
+    /// The model's state, asked for with [`Input::request_state`]: the next file starts with `record` (a
+    /// rotation snapshot), after the first `datagrams` datagrams the producers showed (see
+    /// [`cnlink_procmon::RecorderEvent::State`]).
+    State {
+        /// The rotation snapshot.
+        record: Record,
+        /// Datagrams shown before it.
+        datagrams: u64,
+    },
+}
+
+impl Entry {
+    /// Which producer made it: the receiving side (datagrams and the losses found with them) or not (`/proc`
+    /// answers, clock steps, holes).
+    fn received(&self) -> bool {
+        match self {
+            Entry::Datagram { .. } => true,
+            Entry::Record(Record::Loss(l)) => l.kind != LossKind::Recording,
+            _ => false,
+        }
+    }
+
+    /// About how many bytes it takes in a file.
+    fn size(&self) -> u64 {
+        match self {
+            Entry::Datagram { bytes, .. } => 64 + bytes.len() as u64,
+            Entry::Record(Record::Snapshot(s)) => 64 + s.data.len() as u64,
+            Entry::Record(Record::ExecObservation(o)) => 64 + o.data.len() as u64,
+            _ => 64,
+        }
+    }
 }
 
 /// What the writer thread's input gave.
@@ -61,6 +92,15 @@ pub(crate) trait Input: Send + 'static {
 
     /// Entries the producers could not hand over so far (the channel was full).
     fn missed(&self) -> u64;
+
+    /// Whether a new file must start with the model's state ([`Input::request_state`], then an
+    /// [`Entry::State`]); otherwise files start with the clock only.
+    fn has_state(&self) -> bool {
+        false
+    }
+
+    /// Asks the producers for the model's state once the first `after` datagrams they showed were handled.
+    fn request_state(&self, _after: u64) {}
 }
 
 /// The producers' end of a recording channel: sending never waits. What does not fit is counted and, once
@@ -166,11 +206,20 @@ impl Input for MonitorInput {
                 bytes: Arc::from(bytes),
             },
             Captured::Record(r) => Entry::Record(r),
+            Captured::State { record, datagrams } => Entry::State { record, datagrams },
         })
     }
 
     fn missed(&self) -> u64 {
         self.recorder.missed()
+    }
+
+    fn has_state(&self) -> bool {
+        true
+    }
+
+    fn request_state(&self, after: u64) {
+        self.recorder.request_state(after);
     }
 }
 
@@ -215,7 +264,7 @@ pub(crate) fn monitor(
     header.records.extend(clock.iter().map(|&c| Record::Clock(c)));
     let (clock_tx, clock_rx) = mpsc::channel();
     let input = MonitorInput { recorder: rec, offset, clock: clock_rx };
-    let recording = spawn(to.rotation.config(&to.path), header, Box::new(|| None), input)?;
+    let recording = spawn(to.rotation.config(&to.path), header, input)?;
     Ok(MonitorRecording { recording, command: to.command, clock: clock_tx })
 }
 

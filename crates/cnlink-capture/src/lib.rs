@@ -80,5 +80,5 @@ pub use record::{
     Clock, ExecObservation, HostInfo, Loss, LossKind, Note, Record, RecordError, Session, Snapshot, SnapshotReason,
     CNLINK_PEN,
 };
-pub use rotate::{BadLimit, RotateConfig, RotateLimit, RotatingWriter, StateFn};
+pub use rotate::{BadLimit, RotateConfig, RotateLimit, RotatingWriter};
 pub use writer::{CaptureWriter, FileHeader};

@@ -514,15 +514,22 @@ fn tshark_reads_every_rotated_file() {
         max_files: Some(3),
         ..RotateConfig::single(dir.path().join("rot.pcapng"))
     };
-    let snapshot =
-        || Some(Snapshot { reason: SnapshotReason::Rotation, encoding: 1, timestamp_ns: 1, data: vec![7; 32] });
+    let snapshot = Record::Snapshot(Snapshot {
+        reason: SnapshotReason::Rotation,
+        encoding: 1,
+        timestamp_ns: 1,
+        data: vec![7; 32],
+    });
     let header = FileHeader::netlink(&[11]).with_host(HostInfo::collect());
     let t0 = Instant::now();
-    let mut w = RotatingWriter::create(config, header, Box::new(snapshot), t0).unwrap();
+    let mut w = RotatingWriter::create(config, header, t0).unwrap();
     let packets = fixture_packets();
     let mut written = Vec::new();
     for round in 0..8u64 {
         for (ts, d) in &packets {
+            if w.rotation_due(t0, 64 + d.len() as u64) {
+                w.rotate(t0, std::slice::from_ref(&snapshot)).unwrap();
+            }
             w.write_datagram(t0, ts + round, 11, d).unwrap();
             written.push(ts + round);
         }

@@ -61,6 +61,16 @@ pub enum RecorderEvent {
         /// How many.
         count: u64,
     },
+    /// The process table as the recorder asked for it ([`Recorder::request_state`]), taken between two
+    /// batches: the first `datagrams` datagrams the tap showed (counted from the start, sent or missed) had been
+    /// handled, no later one had. A recording starts its next file with it.
+    State {
+        /// The table as a snapshot ([`crate::ProcessTable::as_snapshot`]): a [`ProcAnswer::Snapshot`], so that a
+        /// replay seeds its table with it as with the start-up snapshot.
+        answer: ProcAnswer,
+        /// Datagrams shown before the state.
+        datagrams: u64,
+    },
 }
 
 /// One answer of a [`ProcSource`], as the table or a filter used it.
@@ -137,32 +147,61 @@ impl ProcAnswer {
     }
 }
 
-/// A tap for `cnlink::proc` that shows a recorder every datagram received on the subscribed socket.
+/// A tap for `cnlink::proc` that shows a recorder every datagram received on the subscribed socket, and counts
+/// them.
 pub(crate) fn datagram_tap(mut tx: RecorderTx) -> cnlink::proc::Tap {
     Box::new(move |ev| {
         if let cnlink::proc::TapEvent::Received { path: cnlink::proc::Path::Main, meta, datagram } = ev {
             let timestamp_ns = crate::pipeline::source::monotonic_ns();
+            tx.state.datagrams.fetch_add(1, Ordering::Relaxed);
             tx.send(RecorderEvent::Datagram { timestamp_ns, from_port: meta.from.port, bytes: datagram.to_vec() });
         }
     })
 }
+
+/// What the producers and the recorder share besides the channel.
+#[derive(Debug)]
+struct StateShare {
+    /// The recorder wants the table's state once this many datagrams were handled ([`NOT_WANTED`]: it does not).
+    wanted: AtomicU64,
+    /// Datagrams the tap has shown (sent or missed).
+    datagrams: AtomicU64,
+}
+
+/// [`StateShare::wanted`] when no state is wanted.
+const NOT_WANTED: u64 = u64::MAX;
 
 /// A producer's end of the recorder channel.
 #[derive(Debug)]
 pub(crate) struct RecorderTx {
     tx: SyncSender<RecorderEvent>,
     missed: Arc<AtomicU64>,
+    state: Arc<StateShare>,
     /// Misses of this producer not yet marked in the channel.
     pending: u64,
 }
 
 impl Clone for RecorderTx {
     fn clone(&self) -> Self {
-        RecorderTx { tx: self.tx.clone(), missed: self.missed.clone(), pending: 0 }
+        RecorderTx { tx: self.tx.clone(), missed: self.missed.clone(), state: self.state.clone(), pending: 0 }
     }
 }
 
 impl RecorderTx {
+    /// Datagrams the tap has shown so far.
+    pub(crate) fn datagrams(&self) -> u64 {
+        self.state.datagrams.load(Ordering::Relaxed)
+    }
+
+    /// Whether the recorder wants the table's state now that `handled` datagrams were handled (once per
+    /// asking).
+    pub(crate) fn state_wanted(&self, handled: u64) -> bool {
+        let after = self.state.wanted.load(Ordering::Relaxed);
+        after != NOT_WANTED
+            && handled >= after
+            && self.state.wanted.compare_exchange(after, NOT_WANTED, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    }
+
     /// Sends without waiting; a full or closed channel counts a miss.
     pub(crate) fn send(&mut self, ev: RecorderEvent) {
         if self.pending > 0 {
@@ -195,6 +234,7 @@ impl RecorderTx {
 pub struct Recorder {
     rx: Receiver<RecorderEvent>,
     missed: Arc<AtomicU64>,
+    state: Arc<StateShare>,
     /// A receive found the channel empty and the monitor gone.
     closed: AtomicBool,
 }
@@ -234,6 +274,13 @@ impl Recorder {
         self.closed.load(Ordering::Relaxed)
     }
 
+    /// Asks the monitor for its table's state once it has handled at least the first `after` datagrams the tap
+    /// showed (what the recording holds so far): it sends a [`RecorderEvent::State`] between two batches, before
+    /// it handles the next one or when its consumer next asks for items.
+    pub fn request_state(&self, after: u64) {
+        self.state.wanted.store(after, Ordering::Relaxed);
+    }
+
     /// Events that did not fit in the channel.
     pub fn missed(&self) -> u64 {
         self.missed.load(Ordering::Relaxed)
@@ -257,9 +304,10 @@ impl Iterator for Recorder {
 pub fn recorder(capacity: usize) -> (RecorderHandle, Recorder) {
     let (tx, rx) = mpsc::sync_channel(capacity.max(1));
     let missed = Arc::new(AtomicU64::new(0));
+    let state = Arc::new(StateShare { wanted: AtomicU64::new(NOT_WANTED), datagrams: AtomicU64::new(0) });
     (
-        RecorderHandle(RecorderTx { tx, missed: missed.clone(), pending: 0 }),
-        Recorder { rx, missed, closed: AtomicBool::new(false) },
+        RecorderHandle(RecorderTx { tx, missed: missed.clone(), state: state.clone(), pending: 0 }),
+        Recorder { rx, missed, state, closed: AtomicBool::new(false) },
     )
 }
 

@@ -37,6 +37,14 @@ pub enum Captured {
     },
     /// A cnlink record.
     Record(Record),
+    /// The process table's state, as a rotation snapshot record, with the datagrams shown before it (see
+    /// [`RecorderEvent::State`]): what a recording starts its next file with.
+    State {
+        /// The snapshot record.
+        record: Record,
+        /// Datagrams shown before it.
+        datagrams: u64,
+    },
 }
 
 /// `CLOCK_MONOTONIC` ns as wall clock, with `offset` = realtime - monotonic at start.
@@ -108,6 +116,15 @@ pub fn to_capture(ev: RecorderEvent, offset: i64, now_ns: u64) -> Captured {
             before: None,
         })),
         RecorderEvent::Answer(a) => Captured::Record(answer_record(&a, now_ns)),
+        RecorderEvent::State { answer, datagrams } => {
+            let record = match answer_record(&answer, now_ns) {
+                Record::Snapshot(s) => {
+                    Record::Snapshot(cnlink_capture::Snapshot { reason: SnapshotReason::Rotation, ..s })
+                }
+                other => other,
+            };
+            Captured::State { record, datagrams }
+        }
     }
 }
 
