@@ -145,10 +145,16 @@ fn ancestors_only(a: ProcAnswer, pids: &[i32]) -> ProcAnswer {
     ProcAnswer::Snapshot { wants, snapshot: cnlink_procmon::Snapshot { processes, ..snapshot } }
 }
 
+/// A block the golden keeps, in order.
+enum Kept {
+    Packet(u64, CookedHeader, Vec<u8>),
+    Record(Record),
+}
+
 /// Writes the header blocks of `from` (host, session, clock) and the kept blocks; returns the roots' parents.
 fn write_kept(from: &[u8], roots: &[i32], answers: &[ProcAnswer], to: &Path) -> Vec<i32> {
     let mut header = FileHeader::netlink(&[cnlink_capture::NETLINK_CONNECTOR]);
-    let mut body: Vec<(Option<(u64, CookedHeader, Vec<u8>)>, Option<Record>)> = Vec::new();
+    let mut body: Vec<Kept> = Vec::new();
     let mut w = Workload { roots: roots.iter().copied().collect(), live: HashSet::new(), parents: Vec::new() };
     let mut seen_packet = false;
     for b in Reader::new(from) {
@@ -158,13 +164,13 @@ fn write_kept(from: &[u8], roots: &[i32], answers: &[ProcAnswer], to: &Path) -> 
             }
             Block::Record(Record::Host(h)) => header.host = Some(h),
             Block::Record(r @ (Record::Session(_) | Record::Clock(_))) if !seen_packet => header.records.push(r),
-            Block::Record(r @ Record::Clock(_)) => body.push((None, Some(r))),
-            Block::Record(Record::Loss(l)) if l.kind != LossKind::Recording => body.push((None, Some(Record::Loss(l)))),
+            Block::Record(r @ Record::Clock(_)) => body.push(Kept::Record(r)),
+            Block::Record(Record::Loss(l)) if l.kind != LossKind::Recording => body.push(Kept::Record(Record::Loss(l))),
             Block::Packet(p) => {
                 seen_packet = true;
                 if p.protocol() == Some(cnlink_capture::NETLINK_CONNECTOR) && w.keeps(p.data) {
                     let cooked = p.cooked.expect("a cooked header");
-                    body.push((Some((p.timestamp_ns, cooked, p.data.to_vec())), None));
+                    body.push(Kept::Packet(p.timestamp_ns, cooked, p.data.to_vec()));
                 }
             }
             _ => {}
@@ -179,12 +185,10 @@ fn write_kept(from: &[u8], roots: &[i32], answers: &[ProcAnswer], to: &Path) -> 
         };
         out.write_record(&r).unwrap();
     }
-    for (packet, record) in body {
-        if let Some((ts, cooked, data)) = packet {
-            out.write_packet(ts, &cooked, &data).unwrap();
-        }
-        if let Some(r) = record {
-            out.write_record(&r).unwrap();
+    for k in body {
+        match k {
+            Kept::Packet(ts, cooked, data) => out.write_packet(ts, &cooked, &data).unwrap(),
+            Kept::Record(r) => out.write_record(&r).unwrap(),
         }
     }
     std::fs::write(to, out.into_inner().unwrap()).unwrap();
