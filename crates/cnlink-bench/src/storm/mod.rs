@@ -8,4 +8,5 @@ pub(crate) mod listener;
 pub(crate) mod parse;
 pub(crate) mod prepare;
 pub(crate) mod procfs;
+pub(crate) mod recording;
 pub(crate) mod report;

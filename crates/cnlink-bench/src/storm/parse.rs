@@ -22,6 +22,8 @@ use serde_json::Value;
 pub(crate) enum Format {
     /// `cnlink proc --format json`.
     Cnlink,
+    /// `cnlink record FILE`: nothing on stdout; its recording is read back with `cnlink replay --format json`.
+    CnlinkRecord,
     /// The library's `proc_listen` example.
     Example,
     /// The minimal C loop.
@@ -59,7 +61,7 @@ impl Line {
 /// Parses one line printed by a listener of format `format`.
 pub(crate) fn parse(format: Format, line: &str) -> Line {
     match format {
-        Format::Cnlink => json(line),
+        Format::Cnlink | Format::CnlinkRecord => json(line),
         Format::Example => key_value(line),
         Format::Cloop => cloop(line),
         Format::Forkstat => forkstat(line),

@@ -31,6 +31,38 @@ pub(crate) struct RunResult {
     pub(crate) overruns: u64,
     /// Seconds from the storm's end until the listener had printed a marker's exit.
     pub(crate) drain_secs: f64,
+    /// For a recorder: how fast its recording replays.
+    pub(crate) replay: Option<ReplaySpeed>,
+}
+
+/// `cnlink replay --speed max` of a recorder's recording to `/dev/null`, in both formats.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReplaySpeed {
+    /// Events the replay printed.
+    pub(crate) events: u64,
+    /// JSON: wall-clock seconds and CPU microseconds (all threads).
+    pub(crate) json: (f64, u64),
+    /// Text: wall-clock seconds and CPU microseconds.
+    pub(crate) text: (f64, u64),
+}
+
+impl ReplaySpeed {
+    /// Events per wall-clock second, JSON and text.
+    pub(crate) fn rates(&self) -> (f64, f64) {
+        let eps = |s: f64| self.events as f64 / s.max(1e-9);
+        (eps(self.json.0), eps(self.text.0))
+    }
+
+    /// Machine-readable form.
+    pub(crate) fn to_json(self) -> Value {
+        let (json_eps, text_eps) = self.rates();
+        let per = |us: u64| us as f64 / self.events.max(1) as f64;
+        json!({
+            "events": self.events, "json_s": self.json.0, "text_s": self.text.0,
+            "json_events_per_s": json_eps.round(), "text_events_per_s": text_eps.round(),
+            "json_cpu_us_per_event": per(self.json.1), "text_cpu_us_per_event": per(self.text.1),
+        })
+    }
 }
 
 impl RunResult {
@@ -64,6 +96,7 @@ impl RunResult {
             "cpu_us_per_event": self.cpu_per_event(), "max_rss_kib": self.max_rss_kib,
             "kernel_drops": self.kernel_drops, "lost_reported": self.lost_reported,
             "overruns": self.overruns, "drain_s": self.drain_secs,
+            "replay": self.replay.map(ReplaySpeed::to_json),
         })
     }
 }
@@ -76,12 +109,12 @@ fn loss(created: u64, matched: u64) -> f64 {
 }
 
 /// The header of the per-run table.
-pub(crate) const HEADER: &str = "listener  round  children   rate/s  fork-loss%  exit-loss%    lost  events  µs/event  maxRSS-MiB  kdrops  reported";
+pub(crate) const HEADER: &str = "listener      round  children   rate/s  fork-loss%  exit-loss%    lost  events  µs/event  maxRSS-MiB  kdrops  reported";
 
 /// One row of the per-run table.
 pub(crate) fn row(r: &RunResult) -> String {
     format!(
-        "{:<9} {:>5} {:>9} {:>8.0} {:>11.3} {:>11.3} {:>7} {:>7} {:>9.2} {:>11.1} {:>7} {:>9}",
+        "{:<13} {:>5} {:>9} {:>8.0} {:>11.3} {:>11.3} {:>7} {:>7} {:>9.2} {:>11.1} {:>7} {:>9}",
         r.listener,
         r.round,
         r.children,
@@ -116,6 +149,8 @@ pub(crate) struct Medians {
     pub(crate) cpu_per_event: f64,
     /// Largest peak RSS, KiB.
     pub(crate) max_rss_kib: u64,
+    /// For a recorder: median replay rates, events per second, JSON and text.
+    pub(crate) replay_eps: Option<(f64, f64)>,
 }
 
 impl Medians {
@@ -131,6 +166,11 @@ impl Medians {
             worst_lost: runs.iter().map(|r| r.lost()).max().unwrap_or(0),
             cpu_per_event: m(RunResult::cpu_per_event),
             max_rss_kib: runs.iter().map(|r| r.max_rss_kib).max().unwrap_or(0),
+            replay_eps: runs.iter().all(|r| r.replay.is_some()).then(|| {
+                let rates: Vec<(f64, f64)> = runs.iter().filter_map(|r| Some(r.replay?.rates())).collect();
+                let med = |f: fn(&(f64, f64)) -> f64| crate::common::median(&rates.iter().map(f).collect::<Vec<_>>());
+                (med(|r| r.0), med(|r| r.1))
+            }),
         }
     }
 
@@ -141,19 +181,21 @@ impl Medians {
             "fork_loss_pct": self.fork_loss_pct, "exit_loss_pct": self.exit_loss_pct,
             "worst_run_events_lost": self.worst_lost, "cpu_us_per_event": self.cpu_per_event,
             "cpu_ratio_to_cloop": floor.map(|f| self.cpu_per_event / f), "max_rss_kib": self.max_rss_kib,
+            "replay_json_events_per_s": self.replay_eps.map(|r| r.0.round()),
+            "replay_text_events_per_s": self.replay_eps.map(|r| r.1.round()),
         })
     }
 }
 
 /// The header of the medians table.
 pub(crate) const MEDIAN_HEADER: &str =
-    "listener  runs   rate/s  fork-loss%  exit-loss%  worst-lost  µs/event  ×cloop  maxRSS-MiB";
+    "listener      runs   rate/s  fork-loss%  exit-loss%  worst-lost  µs/event  ×cloop  maxRSS-MiB";
 
 /// One row of the medians table; `floor` is the C loop's median µs/event.
 pub(crate) fn median_row(m: &Medians, floor: Option<f64>) -> String {
     let ratio = floor.map_or_else(|| "-".to_string(), |f| format!("{:.2}", m.cpu_per_event / f));
     format!(
-        "{:<9} {:>4} {:>8.0} {:>11.3} {:>11.3} {:>11} {:>9.2} {:>7} {:>11.1}",
+        "{:<13} {:>4} {:>8.0} {:>11.3} {:>11.3} {:>11} {:>9.2} {:>7} {:>11.1}",
         m.listener,
         m.runs,
         m.rate,

@@ -4,7 +4,9 @@
 //! (the receive time for other datagrams); an overrun and every loss become loss records (a sequence gap keeps
 //! the message it came before); a `/proc` answer becomes a snapshot record (the start-up snapshot) or an exec
 //! observation record (every other answer), both of encoding [`crate::ProcAnswer::ENCODING`]; a recorder miss
-//! becomes a loss of kind [`LossKind::Recording`]. The head of each file holds the host record and a [`Session`].
+//! becomes a loss of kind [`LossKind::Recording`]; the table's state ([`RecorderEvent::State`]) becomes a snapshot
+//! record of reason rotation, for the writer to start its next file with. The head of each file holds the host
+//! record and a [`Session`].
 //!
 //! Reading ([`RecordingReader`]): one or more files in order (a rotated set), block by block, back into
 //! [`crate::ReplayInput`]s for [`crate::ReplayEvents`] and [`ProcAnswer`]s for [`crate::RecordedProc`], with every
