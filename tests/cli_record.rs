@@ -200,6 +200,12 @@ fn tshark_reads_a_recording_and_a_cut_one_is_replayed_up_to_the_damage() {
     let full: Vec<&str> = out.lines().collect();
     let part: Vec<&str> = cut_out.lines().collect();
     assert!(!part.is_empty() && part.len() <= full.len());
+    // The same events up to the damage (the /proc answers for the last of them may have been written after it:
+    // those are then shown without what was read).
+    let events = |ls: &[&str]| -> Vec<(serde_json::Value, serde_json::Value, serde_json::Value)> {
+        ls.iter().filter_map(|l| json(l)).map(|v| (v["event"].clone(), v["cpu"].clone(), v["seq"].clone())).collect()
+    };
+    let (part, full) = (events(&part), events(&full));
     assert_eq!(part[..part.len() - 1], full[..part.len() - 1], "the same events up to the damage");
 }
 
@@ -230,4 +236,150 @@ fn listen_records_every_datagram_for_tshark_and_replay() {
     if let Ok(t) = Command::new("tshark").args(["-n", "-r", file.to_str().unwrap()]).output() {
         assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
     }
+}
+
+#[test]
+fn listen_records_a_datagram_that_does_not_decode_as_received() {
+    if !root_or_skip("listen_records_a_datagram_that_does_not_decode_as_received") {
+        return;
+    }
+    use cnlink::socket::{NlAddr, Protocol, Socket};
+    use cnlink::wire::{CbId, CnMsgHdr};
+    use cnlink_capture::{Block, Reader};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("raw.pcapng");
+    // Connector group 21: no kernel user; a root process may multicast there.
+    let run = Running::start(&["listen", "--group", "21", "--record", file.to_str().unwrap(), "-D", "30"]);
+    let sock = Socket::open(Protocol::Connector).unwrap();
+    // A netlink header whose message is too short for a cn_msg: the client counts it malformed, shows nothing.
+    let broken = |n: u8| {
+        let mut d = Vec::new();
+        d.extend_from_slice(&20u32.to_ne_bytes()); // nlmsg_len: the header and 4 bytes
+        d.extend_from_slice(&3u16.to_ne_bytes()); // nlmsg_type NLMSG_DONE
+        d.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // flags, seq, pid
+        d.extend_from_slice(&[0xde, 0xad, 0xbe, n]); // not a cn_msg
+        d
+    };
+    let mut sent = Vec::new();
+    let mut seen = None;
+    for n in 0..50u8 {
+        let bad = broken(n);
+        sock.send_to(&bad, NlAddr { port: 0, groups: 1 << 20 }).unwrap();
+        sent.push(bad);
+        let good = cnlink::wire::datagram(
+            CnMsgHdr { id: CbId::new(21, 1), seq: u32::from(n), ..Default::default() },
+            b"ok",
+            0,
+        )
+        .unwrap();
+        sock.send_to(&good, NlAddr { port: 0, groups: 1 << 20 }).unwrap();
+        if run.wait_for(Duration::from_millis(200), |l| l.contains("cn_msg id=21.1")).is_some() {
+            seen = Some(n);
+            break;
+        }
+    }
+    let n = seen.expect("listen showed none of the messages");
+    run.interrupt();
+    let (code, err, _) = run.finish(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{err}");
+    let bytes = std::fs::read(&file).unwrap();
+    let packets: Vec<Vec<u8>> = Reader::new(&bytes)
+        .filter_map(|b| match b.unwrap() {
+            Block::Packet(p) => Some(p.data.to_vec()),
+            _ => None,
+        })
+        .collect();
+    // The broken datagram sent just before the message listen showed is in the file, byte for byte.
+    assert!(packets.contains(&sent[usize::from(n)]), "{packets:?}");
+    // Replay decodes it as live did: counted malformed, not shown; the message after it is shown.
+    let (code, out, err) = replay(&[file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("cn_msg id=21.1") && !out.contains("deadbe"), "{out}");
+}
+
+/// The (cpu, seq) of an event line, `None` for other lines.
+fn event_key(v: &serde_json::Value) -> Option<(u64, u64)> {
+    Some((v["cpu"].as_u64()?, v["seq"].as_u64()?))
+}
+
+#[test]
+fn each_file_of_a_rotated_recording_replays_alone() {
+    if !root_or_skip("each_file_of_a_rotated_recording_replays_alone") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rot.pcapng");
+    let run = Running::start(&["proc", "--record", file.to_str().unwrap(), "--rotate", "48K", "--format", "json"]);
+    run.wait_ready_json();
+    let files = |dir: &Path| {
+        let mut f: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        f.sort();
+        f
+    };
+    // Programs with a marker in their argv, at least 20, until the recording has rotated at least twice.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut n = 0;
+    let mut last = 0;
+    while (n < 20 || files(dir.path()).len() < 3) && std::time::Instant::now() < deadline {
+        let mut c = Command::new("sh").args(["-c", "sleep 0.02; exit 4", &format!("cnlink-rot-{n}")]).spawn().unwrap();
+        last = i64::from(c.id());
+        c.wait().unwrap();
+        n += 1;
+    }
+    // The last program's exit is shown: everything before it was received.
+    let seen = run.wait_for(Duration::from_secs(20), |l| {
+        json(l).is_some_and(|v| v["event"] == "exit" && v["pid"].as_i64() == Some(last))
+    });
+    run.interrupt();
+    let (code, err, live) = run.finish(Duration::from_secs(20));
+    assert!(seen.is_some(), "the last program's exit ({last}); stderr: {}", err.chars().take(400).collect::<String>());
+    assert_eq!(code, Some(0), "{err}");
+    let files = files(dir.path());
+    assert!(files.len() >= 3, "{n} programs made {} files: {files:?}", files.len());
+    let parse = |lines: &[String]| -> Vec<serde_json::Value> { lines.iter().filter_map(|l| json(l)).collect() };
+    let live = parse(&live);
+    let by_key: std::collections::HashMap<_, _> = live.iter().filter_map(|v| Some((event_key(v)?, v))).collect();
+    // The files in order replay as the live run printed.
+    let paths: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
+    let mut args = paths.clone();
+    args.extend(["--format", "json"]);
+    let (code, out, err) = replay(&args);
+    assert_eq!(code, Some(0), "{err}");
+    let all: Vec<String> = out.lines().map(str::to_string).collect();
+    assert_eq!(parse(&all), live, "the whole set replays as live");
+    // Each file alone: its events, once each across the files, with the ids and programs live showed.
+    let mut keys = Vec::new();
+    let mut marked = vec![0u32; paths.len()];
+    for (i, f) in paths.iter().enumerate() {
+        let (code, out, err) = replay(&[f, "--format", "json"]);
+        assert_eq!(code, Some(0), "{f}: {err}");
+        for v in parse(&out.lines().map(str::to_string).collect::<Vec<_>>()) {
+            let Some(k) = event_key(&v) else { continue };
+            keys.push(k);
+            let l = by_key.get(&k).unwrap_or_else(|| panic!("{f}: {v} was not shown live"));
+            assert_eq!(v["event"], l["event"]);
+            // A process with an id from its start time (one whose id came from an event is not in a snapshot).
+            let ours =
+                l["cmdline"].as_str().is_some_and(|c| c.contains("cnlink-rot-")) && l["entity_id_source"] == "stat";
+            if ours && (v["event"] == "exec" || v["event"] == "exit") {
+                marked[i] += 1;
+                for key in ["entity_id", "parent_entity_id", "cmdline", "exe", "cwd", "uid", "cgroup"] {
+                    assert_eq!(v[key], l[key], "{f}: {key} of {v}");
+                }
+                let ids = |x: &serde_json::Value| -> Vec<serde_json::Value> {
+                    x["ancestors"].as_array().into_iter().flatten().map(|a| a["entity_id"].clone()).collect()
+                };
+                assert_eq!(ids(&v), ids(l), "{f}: ancestry of {v}");
+            }
+        }
+    }
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), keys.len(), "no event in two files");
+    assert_eq!(keys.len(), by_key.len(), "every event in some file");
+    // Programs of ours in files that start with a rotation snapshot were checked (an exec read after the program
+    // had exited has no command line, live and replayed: those are not).
+    let checked: u32 = marked[1..].iter().sum();
+    assert!(checked >= 10, "exec and exit lines of ours checked, per file: {marked:?}");
 }

@@ -93,6 +93,7 @@ cnlink.fields = f_list
 -- Records (docs/capture-format.md, "cnlink records").
 local record_kinds = {
     [1] = "host", [2] = "snapshot", [3] = "loss", [4] = "exec observation", [5] = "note", [6] = "session",
+    [7] = "clock",
 }
 local loss_kinds = { [0] = "unknown", [1] = "seq gap", [2] = "overrun", [3] = "queue", [4] = "socket drops", [5] = "recording" }
 local snapshot_reasons = { [1] = "start", [2] = "rotation" }
@@ -126,6 +127,10 @@ local r = {
     loss_before_cpu = ProtoField.uint32("cnlink_record.loss.before_cpu", "Before the message of cpu", base.DEC),
     loss_before_seq = ProtoField.uint32("cnlink_record.loss.before_seq", "Before the message of seq", base.DEC),
     session = ProtoField.string("cnlink_record.session.text", "Settings"),
+    clock_from = ProtoField.uint64("cnlink_record.clock.from_monotonic_ns", "from_monotonic_ns", base.DEC),
+    clock_offset = ProtoField.int64("cnlink_record.clock.realtime_minus_monotonic_ns", "realtime_minus_monotonic_ns",
+        base.DEC),
+    clock_utc = ProtoField.int32("cnlink_record.clock.utc_offset_s", "utc_offset_s", base.DEC),
 }
 local r_list = {}
 for _, v in pairs(r) do r_list[#r_list + 1] = v end
@@ -379,6 +384,11 @@ function cnrec.dissector(tvb, pinfo, tree)
             t:add(r.session, tvb(b + 16, n - 16), text)
             info = "cnlink session: " .. text
         end
+    elseif kind == 7 and n >= 20 then
+        t:add_le(r.clock_from, tvb(b, 8))
+        t:add_le(r.clock_offset, tvb(b + 8, 8))
+        t:add_le(r.clock_utc, tvb(b + 16, 4))
+        info = string.format("cnlink clock from %s: UTC%+d s", tostring(tvb(b, 8):le_uint64()), tvb(b + 16, 4):le_int())
     end
     pinfo.cols.protocol = "CNLINK"
     pinfo.cols.info = info

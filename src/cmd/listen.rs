@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use cnlink::proc::{Tap, TapEvent};
 use cnlink::socket::Protocol;
 use cnlink::wire::{CbId, NlAddr, PROC_CN_MCAST_IGNORE, PROC_CN_MCAST_LISTEN};
 use cnlink::{ClientItem, Connector, MatchRule, Trust};
@@ -24,8 +25,8 @@ use crate::record::{self, wall_ns, Entry, RecordArgs, RecordTx, Session};
 sends them, and unsubscribes at the end. When the receive buffer overflows (a burst faster than the terminal), \
 the kernel drops messages: that is printed as an `overrun` line and counted, and listening goes on.\n\nWith \
 --record FILE, every datagram received is also written to FILE (pcapng, readable by tshark and `cnlink replay`), \
-byte for byte, on a thread of its own: overruns and what that thread could not keep up with are written as loss \
-records.")]
+byte for byte as received, before it is decoded (one that does not decode too), on a thread of its own: overruns \
+and what that thread could not keep up with are written as loss records.")]
 pub(crate) struct ListenArgs {
     /// Multicast group(s) to join (on the connector, the idx of the sender's id).
     #[arg(short, long = "group", value_name = "N", value_delimiter = ',')]
@@ -59,46 +60,49 @@ pub(crate) struct ListenArgs {
 /// Entries that may wait for the recording thread before more are dropped (and counted).
 const RECORD_QUEUE: usize = 1 << 16;
 
-/// The recording side of `listen`: the channel to the writer thread and what it needs to date datagrams.
+/// The recording side of `listen`: the connector's tap hands the writer thread every datagram as received,
+/// before it is decoded (one that does not decode is written too), and every overrun; the main loop adds the
+/// connector's own queue drops.
 struct Recorder {
     tx: RecordTx,
-    /// `realtime - monotonic` at start: a proc event's kernel time as wall clock.
-    offset: i64,
-    /// The last datagram sent (the messages of one datagram share it).
-    last: Option<Arc<[u8]>>,
     /// The connector's queue drops already recorded.
     dropped: u64,
 }
 
-impl Recorder {
-    fn datagram(&mut self, d: &Arc<[u8]>, from_kernel: bool) {
-        if self.last.as_ref().is_some_and(|l| Arc::ptr_eq(l, d)) {
-            return;
+/// A loss record of `kind` dated now.
+fn loss(kind: LossKind, count: Option<u64>) -> (u64, Entry) {
+    let now = wall_ns();
+    let loss = Loss { kind, count, lower_bound: false, cpu: None, timestamp_ns: now, before: None };
+    (now, Entry::Record(Record::Loss(loss)))
+}
+
+/// The tap that records: `offset` (`realtime - monotonic` at start) dates a proc event by its kernel time.
+fn tap(mut tx: RecordTx, offset: i64) -> Tap {
+    Box::new(move |ev| match ev {
+        TapEvent::Received { meta, datagram, .. } => {
+            let now = wall_ns();
+            let ts = proc_event_timestamp(datagram).map_or(now, |t| monotonic_to_wall(t, offset));
+            let bytes = Arc::from(datagram);
+            let from_kernel = meta.from.port == 0;
+            tx.send(
+                now,
+                Entry::Datagram { timestamp_ns: ts, protocol: cnlink_capture::NETLINK_CONNECTOR, from_kernel, bytes },
+            );
         }
-        let now = wall_ns();
-        let ts = proc_event_timestamp(d).map_or(now, |t| monotonic_to_wall(t, self.offset));
-        self.tx.send(
-            now,
-            Entry::Datagram {
-                timestamp_ns: ts,
-                protocol: cnlink_capture::NETLINK_CONNECTOR,
-                from_kernel,
-                bytes: d.clone(),
-            },
-        );
-        self.last = Some(d.clone());
-    }
+        TapEvent::Overrun { .. } => {
+            let (now, entry) = loss(LossKind::Overrun, None);
+            tx.send(now, entry);
+        }
+        _ => {}
+    })
+}
 
-    fn loss(&mut self, kind: LossKind, count: Option<u64>) {
-        let now = wall_ns();
-        let loss = Loss { kind, count, lower_bound: false, cpu: None, timestamp_ns: now, before: None };
-        self.tx.send(now, Entry::Record(Record::Loss(loss)));
-    }
-
+impl Recorder {
     /// Records the connector's own queue drops since the last call.
     fn drops(&mut self, dropped: u64) {
         if dropped > self.dropped {
-            self.loss(LossKind::Queue, Some(dropped - self.dropped));
+            let (now, entry) = loss(LossKind::Queue, Some(dropped - self.dropped));
+            self.tx.send(now, entry);
             self.dropped = dropped;
         }
     }
@@ -137,8 +141,9 @@ pub(crate) fn run(a: ListenArgs) -> anyhow::Result<ExitCode> {
             .with_host(host)
             .with_record(session.record(wall_ns()));
         let (tx, rx) = record::channel(RECORD_QUEUE);
-        recording = Some(record::spawn(a.rotation.config(path), header, Box::new(|| None), rx)?);
-        recorder = Some(Recorder { tx, offset, last: None, dropped: 0 });
+        recording = Some(record::spawn(a.rotation.config(path), header, rx)?);
+        c.set_tap(tap(tx.clone(), offset));
+        recorder = Some(Recorder { tx, dropped: 0 });
     }
     let proc_group = groups.contains(&CbId::PROC.idx);
     if proc_group {
@@ -151,6 +156,8 @@ pub(crate) fn run(a: ListenArgs) -> anyhow::Result<ExitCode> {
     if let Some(mut r) = recorder {
         r.drops(c.counters().dropped);
     }
+    // The tap holds a sender too: the writer thread ends once both are gone.
+    drop(c.take_tap());
     if let Some(rec) = recording {
         let w = rec.finish()?;
         let files: Vec<String> = w.files.iter().map(|f| f.display().to_string()).collect();
@@ -191,11 +198,6 @@ fn listen(
         let wait = left.unwrap_or(Duration::from_millis(200)).min(Duration::from_millis(200));
         let item = c.recv(Some(wait)).context("receiving")?;
         if let Some(r) = recorder.as_deref_mut() {
-            match &item {
-                Some(ClientItem::Message(msg)) => r.datagram(&msg.datagram, msg.from.port == 0),
-                Some(ClientItem::Overrun) => r.loss(LossKind::Overrun, None),
-                _ => {}
-            }
             r.drops(c.counters().dropped);
         }
         match item {

@@ -157,6 +157,11 @@ fn resolve_uid(u: &str) -> anyhow::Result<u32> {
 }
 
 impl ProcArgs {
+    /// The output format.
+    pub(crate) fn format(&self) -> ProcFormat {
+        self.format
+    }
+
     /// The output format of a recording of `cnlink listen` (text or JSON: ECS and the tree are views of process
     /// events).
     pub(crate) fn listen_format(&self) -> anyhow::Result<Format> {

@@ -17,9 +17,10 @@ use cnlink::{ClientItem, MatchRule, Trust};
 use cnlink_procmon::capture::{RecordingItem, RecordingReader, Session};
 use cnlink_procmon::{HostIdentity, MonitorBuilder, RecordedProc, ReplayEvents, ReplayInput};
 
-use super::proc::{self, ProcArgs};
+use super::proc::{self, ProcArgs, ProcFormat};
 use crate::cmd::send::Printer;
 use crate::monitor;
+use crate::monitor::clock::{LocalClock, Reading};
 
 /// Show a recording again.
 #[derive(Debug, clap::Args)]
@@ -69,8 +70,8 @@ impl FromStr for Speed {
 /// What the monitor runs from in a replay.
 #[derive(Debug)]
 pub(crate) struct Replay {
-    /// `realtime - monotonic` when the recording started: the time column's clock.
-    pub(crate) offset: i64,
+    /// The time column's clock: what the recording program took as local time.
+    pub(crate) clock: LocalClock,
     /// The recorded host's name (ECS `host.name`).
     pub(crate) host_name: Option<String>,
     events: ReplayEvents,
@@ -177,8 +178,21 @@ pub(crate) fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         RecordingItem::Answer(a) => Some(*a),
         _ => None,
     });
+    // The clock records say what times the live run printed (the text time column, ECS's `@timestamp`); a
+    // recording without them gets the host record's offset and this machine's time zone.
+    let clock = match a.proc.format() {
+        ProcFormat::Text | ProcFormat::Ecs => LocalClock::recorded(RecordingReader::clocks(&a.files)),
+        ProcFormat::Json => None,
+    }
+    .unwrap_or_else(|| {
+        LocalClock::starting(Reading {
+            monotonic_ns: 0,
+            realtime_minus_monotonic_ns: head.offset(),
+            utc_offset_s: chrono::Local::now().offset().local_minus_utc(),
+        })
+    });
     let replay = Replay {
-        offset: head.offset(),
+        clock,
         host_name: head.host.as_ref().map(|h| h.hostname.clone()),
         events,
         proc: RecordedProc::new(answers),

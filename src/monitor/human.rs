@@ -11,6 +11,7 @@ use std::io::Write;
 use cnlink::wire::{escape_into, EventData, ExitStatus};
 use cnlink_procmon::{EntryLeaderKind, LostEvents, ProcRecord, ProcessInfo};
 
+use super::clock::SharedClock;
 use super::tty;
 
 /// How to name a process.
@@ -35,73 +36,31 @@ pub(crate) struct Columns {
     pub(crate) cgroup: bool,
 }
 
-/// What turns a kernel timestamp (`CLOCK_MONOTONIC`, ns) into wall-clock time.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Offsets {
-    /// `CLOCK_REALTIME - CLOCK_MONOTONIC`: to UTC (ECS `@timestamp`).
-    pub(crate) utc_ns: i128,
-    /// The local time zone's offset from UTC (the time column of the text views).
-    pub(crate) tz_ns: i128,
-}
-
-impl Offsets {
-    /// This machine's now: they move across a suspend, a clock step, a time zone change.
-    pub(crate) fn now() -> Offsets {
-        use rustix::time::{clock_gettime, ClockId};
-        let ns = |t: rustix::time::Timespec| t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128;
-        let utc_ns = ns(clock_gettime(ClockId::Realtime)) - ns(clock_gettime(ClockId::Monotonic));
-        Offsets { utc_ns, tz_ns: tz_offset_ns() }
-    }
-
-    /// From the kernel's clock to local time.
-    pub(crate) fn local_ns(self) -> i128 {
-        self.utc_ns + self.tz_ns
-    }
-}
-
-/// Where the writers' offsets from the kernel's clock to wall-clock time come from.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Clock {
-    /// Read by this function once per batch ([`Offsets::now`] live).
-    Live(fn() -> Offsets),
-    /// Fixed: a recording's clocks (a replay, and the live run that records, so that both print the same).
-    Fixed(Offsets),
-}
-
-impl Clock {
-    /// The offsets now.
-    pub(crate) fn offsets(&self) -> Offsets {
-        match *self {
-            Clock::Live(f) => f(),
-            Clock::Fixed(o) => o,
-        }
-    }
-}
-
 /// What the writers take from the machine (text, the tree view, and the ECS output's clock).
 pub(crate) struct TextEnv {
     /// The pid column's width.
     pub(crate) pid_width: usize,
-    /// The clock of the time column and of ECS's `@timestamp`.
-    pub(crate) clock: Clock,
+    /// The clock of the time column and of ECS's `@timestamp` (the main loop moves it, or a replay's
+    /// recording fixes it).
+    pub(crate) clock: SharedClock,
     /// A user's name by uid.
     pub(crate) user_name: Box<dyn Fn(u32) -> Option<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for TextEnv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TextEnv").field("pid_width", &self.pid_width).field("clock", &self.clock).finish()
+        f.debug_struct("TextEnv").field("pid_width", &self.pid_width).field("clock", &self.clock.borrow()).finish()
     }
 }
 
 impl TextEnv {
-    /// This machine: the pid column as wide as `pid_max`, the local clock, user names through NSS.
-    pub(crate) fn live() -> TextEnv {
+    /// This machine: the pid column as wide as `pid_max`, `clock`, user names through NSS.
+    pub(crate) fn live(clock: SharedClock) -> TextEnv {
         let pid_max =
             std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|s| s.trim().parse::<u64>().ok());
         TextEnv {
             pid_width: pid_max.map_or(7, |m| m.to_string().len()).max(5),
-            clock: Clock::Live(Offsets::now),
+            clock,
             user_name: Box::new(crate::sys::user_name),
         }
     }
@@ -113,8 +72,6 @@ pub(crate) struct Human {
     style: NameStyle,
     cols: Columns,
     env: TextEnv,
-    /// The kernel-clock-to-local-time offset in ns, as of the last [`Human::resync_clock`].
-    mono_to_local_ns: i128,
     /// User names by uid, escaped; bounded by [`USER_CACHE`].
     users: RefCell<HashMap<u32, String>>,
 }
@@ -122,22 +79,9 @@ pub(crate) struct Human {
 /// The most user names remembered.
 const USER_CACHE: usize = 4096;
 
-/// The local time zone's offset from UTC now, in ns.
-pub(crate) fn tz_offset_ns() -> i128 {
-    chrono::Local::now().offset().local_minus_utc() as i128 * 1_000_000_000
-}
-
 impl Human {
     pub(crate) fn new(style: NameStyle, cols: Columns, env: TextEnv) -> Self {
-        let mono_to_local_ns = env.clock.offsets().local_ns();
-        Human { style, cols, env, mono_to_local_ns, users: RefCell::new(HashMap::new()) }
-    }
-
-    /// Recomputes the offset from kernel timestamps to local time; called once per batch of events.
-    pub(crate) fn resync_clock(&mut self) {
-        if let Clock::Live(f) = self.env.clock {
-            self.mono_to_local_ns = f().local_ns();
-        }
+        Human { style, cols, env, users: RefCell::new(HashMap::new()) }
     }
 
     pub(crate) fn header(&self, out: &mut Vec<u8>) {
@@ -165,7 +109,7 @@ impl Human {
 
     /// The time column.
     pub(crate) fn time(&self, out: &mut Vec<u8>, ts: u64) {
-        let local = (ts as i128 + self.mono_to_local_ns).max(0) / 1_000_000_000;
+        let local = (ts as i128 + self.env.clock.borrow().offset_ns(ts)).max(0) / 1_000_000_000;
         let day = (local % 86_400) as u32;
         let _ = write!(out, "{:02}:{:02}:{:02} ", day / 3600, day / 60 % 60, day % 60);
     }

@@ -4,6 +4,7 @@
 //! native JSON ([`json`]), ECS documents (`cnlink_procmon::ecs`), and room for others), keeps the `-S`
 //! statistics ([`stats`]), and reports to the service manager and the metrics endpoint.
 
+pub(crate) mod clock;
 pub(crate) mod dispatch;
 pub(crate) mod human;
 pub(crate) mod json;
@@ -31,7 +32,7 @@ use crate::service::reports;
 use crate::sink::output::{upstream_counts, SinkOutput};
 use crate::sink::stage::SinkStage;
 use dispatch::Dispatch;
-use human::{Clock, Columns, NameStyle, Offsets, TextEnv};
+use human::{Columns, NameStyle, TextEnv};
 use json::JsonWriter;
 use output::{EcsHost, Outputs, TerminalStyle, View};
 use stats::{Names, Summary};
@@ -139,12 +140,17 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let mut builder = cfg.builder();
-    let mut env = TextEnv::live();
     let replay = cfg.replay.take();
+    let live = replay.is_none();
     let mut host_info = None;
     let mut host_name = None;
+    // The writers' clock: moved by the main loop live, fixed by the recording in a replay.
+    let clock = match &replay {
+        Some(r) => r.clock.clone(),
+        None => clock::LocalClock::starting(clock::read()),
+    }
+    .shared();
     if let Some(r) = replay {
-        env.clock = Clock::Fixed(Offsets { utc_ns: i128::from(r.offset), tz_ns: human::tz_offset_ns() });
         host_name = r.host_name.clone();
         builder = r.setup(builder);
     } else if cfg.record.is_some() {
@@ -163,13 +169,12 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
     let kernel_filtered = mon.kernel_filtered();
     let rcvbuf = mon.recv_buffer();
     let recording = match (&cfg.record, recorder) {
-        (Some(to), Some(rec)) => Some(crate::record::monitor(to, &mon, cfg.enrich, host_info, rec)?),
+        (Some(to), Some(rec)) => {
+            let steps = clock.borrow().steps().to_vec();
+            Some(crate::record::monitor(to, &mon, cfg.enrich, host_info, &steps, rec)?)
+        }
         _ => None,
     };
-    if let Some(r) = &recording {
-        // The clocks as recorded, so that a replay prints the times this run prints.
-        env.clock = Clock::Fixed(Offsets { utc_ns: i128::from(r.clock_offset()), tz_ns: human::tz_offset_ns() });
-    }
 
     let mut outputs = Outputs::default();
     // With a sink, events go there instead of stdout.
@@ -187,7 +192,7 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
                 View::Ecs(EcsHost { identity: mon.table().host().clone(), name })
             }
         };
-        outputs.push(output::terminal(view, look, env, std::io::stdout())?);
+        outputs.push(output::terminal(view, look, TextEnv::live(clock.clone()), std::io::stdout())?);
     }
     let names = (cfg.stats && cfg.format == ProcFormat::Text).then(Names::default);
     let mut glue = Dispatch { outputs, names };
@@ -197,6 +202,17 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
     daemon.ready();
 
     let mut items = Vec::new();
+    // Before each batch is printed: a clock step applies from the reading before, which every event printed
+    // so far came before.
+    let tick_clock = || {
+        if !live {
+            return;
+        }
+        let step = clock.borrow_mut().update(clock::read());
+        if let (Some(step), Some(r)) = (step, &recording) {
+            r.clock(step);
+        }
+    };
     let result: anyhow::Result<()> = loop {
         if stop.load(Ordering::Acquire) || deadline.is_some_and(|d| Instant::now() >= d) || mon.is_finished() {
             break Ok(());
@@ -215,9 +231,11 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
         items.clear();
         if let Err(e) = mon.recv(&mut items, Some(wait.min(Duration::from_millis(200)))) {
             // What came before the failure is still shown.
+            tick_clock();
             glue.items(&items, Some(mon.table()))?;
             break Err(e.into());
         }
+        tick_clock();
         glue.items(&items, Some(mon.table()))?;
     };
     daemon.stopping();
@@ -227,6 +245,7 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
         while !mon.is_finished() {
             items.clear();
             mon.recv(&mut items, Some(Duration::ZERO))?;
+            tick_clock();
             glue.items(&items, Some(mon.table()))?;
         }
     }

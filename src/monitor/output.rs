@@ -7,7 +7,8 @@ use std::io::{self, Write};
 use cnlink_procmon::ecs::EcsWriter;
 use cnlink_procmon::{HostIdentity, LostEvents, ProcRecord, ProcessTable};
 
-use super::human::{Clock, Columns, Human, NameStyle, TextEnv};
+use super::clock::SharedClock;
+use super::human::{Columns, Human, NameStyle, TextEnv};
 use super::json::{self, Fragments, JsonWriter};
 use super::tree::TreeView;
 
@@ -18,7 +19,7 @@ pub(crate) trait Output {
         false
     }
 
-    /// A batch begins (text: the clock offset is brought up to date).
+    /// A batch begins.
     fn batch_start(&mut self) {}
 
     /// One record; `json` is its native JSON line when some output wants it, else empty.
@@ -70,10 +71,6 @@ struct TextOutput<W: Write> {
 }
 
 impl<W: Write> Output for TextOutput<W> {
-    fn batch_start(&mut self) {
-        self.human.resync_clock();
-    }
-
     fn record(&mut self, rec: &ProcRecord, _: &[u8]) -> io::Result<()> {
         self.human.record(&mut self.term.buf, rec);
         self.term.line_done()
@@ -133,10 +130,6 @@ struct TreeOutput<W: Write> {
 }
 
 impl<W: Write> Output for TreeOutput<W> {
-    fn batch_start(&mut self) {
-        self.tree.resync_clock();
-    }
-
     fn record(&mut self, rec: &ProcRecord, json: &[u8]) -> io::Result<()> {
         self.record_with_table(rec, json, None)
     }
@@ -161,7 +154,7 @@ impl<W: Write> Output for TreeOutput<W> {
 struct EcsOutput<W: Write> {
     term: Terminal<W>,
     ecs: EcsWriter,
-    clock: Clock,
+    clock: SharedClock,
 }
 
 impl<W: Write> EcsOutput<W> {
@@ -173,16 +166,14 @@ impl<W: Write> EcsOutput<W> {
 }
 
 impl<W: Write> Output for EcsOutput<W> {
-    fn batch_start(&mut self) {
-        self.ecs.set_realtime_offset(self.clock.offsets().utc_ns);
-    }
-
     fn record(&mut self, rec: &ProcRecord, _: &[u8]) -> io::Result<()> {
+        self.ecs.set_realtime_offset(self.clock.borrow().utc_offset_ns(rec.event.timestamp_ns));
         self.ecs.record(rec);
         self.line_done()
     }
 
     fn lost(&mut self, lost: &LostEvents, _: &[u8]) -> io::Result<()> {
+        self.ecs.set_realtime_offset(self.clock.borrow().utc_offset_ns(lost.timestamp_ns));
         self.ecs.loss(lost);
         self.line_done()
     }
@@ -333,7 +324,8 @@ mod tests {
     use cnlink_procmon::{LossCause, LostEvents};
 
     use super::*;
-    use crate::monitor::human::{Clock, Offsets, TextEnv};
+    use crate::monitor::clock::LocalClock;
+    use crate::monitor::human::TextEnv;
     use crate::monitor::testkit::{handle, machine, TICK};
 
     /// A writer whose bytes the test can see, counting writes.
@@ -354,7 +346,7 @@ mod tests {
     }
 
     fn env() -> TextEnv {
-        TextEnv { pid_width: 5, clock: Clock::Fixed(Offsets::default()), user_name: Box::new(|_| None) }
+        TextEnv { pid_width: 5, clock: LocalClock::fixed(0, 0).shared(), user_name: Box::new(|_| None) }
     }
 
     fn outputs(view: View, line_buffered: bool) -> (Outputs, Shared) {
@@ -421,7 +413,9 @@ mod tests {
     }
 
     /// 2026-11-28T12:00:00Z minus one tick on the monotonic clock, and a time zone two hours east.
-    const CLOCK: Offsets = Offsets { utc_ns: 1_795_867_200_000_000_000 - TICK as i128, tz_ns: 7_200_000_000_000 };
+    fn clock() -> SharedClock {
+        LocalClock::fixed(1_795_867_200_000_000_000 - TICK as i64, 7200).shared()
+    }
 
     fn fork(parent: i32, child: i32) -> EventData {
         EventData::Fork { parent_pid: parent, parent_tgid: parent, child_pid: child, child_tgid: child }
@@ -432,7 +426,7 @@ mod tests {
         let (mut t, mut fake) = machine();
         let host = HostIdentity::new("0123456789abcdef0123456789abcdef", "ba9c04d6-63df-4a14-bbdd-20583d11a1b5");
         let view = View::Ecs(EcsHost { identity: host, name: "web-1".into() });
-        let clocked = TextEnv { clock: Clock::Fixed(CLOCK), ..env() };
+        let clocked = TextEnv { clock: clock(), ..env() };
         let (mut o, out) = outputs_with(view, false, clocked);
         o.batch_start();
         o.record(&handle(&mut t, &mut fake, TICK, EventData::Exec { process_pid: 100, process_tgid: 100 }), None)
@@ -455,10 +449,44 @@ mod tests {
     }
 
     #[test]
+    fn ecs_timestamps_take_the_clock_step_of_each_event() {
+        use crate::monitor::clock::Reading;
+        let (mut t, mut fake) = machine();
+        let host = HostIdentity::new("0123456789abcdef0123456789abcdef", "ba9c04d6-63df-4a14-bbdd-20583d11a1b5");
+        let view = View::Ecs(EcsHost { identity: host, name: "web-1".into() });
+        let base = 1_795_867_200_000_000_000 - TICK as i64;
+        let at = |mono: u64, offset: i64| Reading {
+            monotonic_ns: mono,
+            realtime_minus_monotonic_ns: offset,
+            utc_offset_s: 7200,
+        };
+        let shared = LocalClock::starting(at(2 * TICK, base)).shared();
+        let (mut o, out) = outputs_with(view, false, TextEnv { clock: shared.clone(), ..env() });
+        // Between the first event and the second the machine slept 60 s: a step from the reading before.
+        let step = shared.borrow_mut().update(at(4 * TICK, base + 60_000_000_000));
+        assert!(step.is_some());
+        o.batch_start();
+        o.record(&handle(&mut t, &mut fake, TICK, EventData::Exec { process_pid: 100, process_tgid: 100 }), None)
+            .unwrap();
+        o.record(&handle(&mut t, &mut fake, 3 * TICK, EventData::Exec { process_pid: 100, process_tgid: 100 }), None)
+            .unwrap();
+        o.lost(&LostEvents::exact(LossCause::Queue, 1, TICK / 2)).unwrap();
+        o.batch_end().unwrap();
+        let text = String::from_utf8(out.0.borrow().0.clone()).unwrap();
+        let docs: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let times: Vec<&str> = docs.iter().map(|d| d["@timestamp"].as_str().unwrap()).collect();
+        assert_eq!(
+            times,
+            ["2026-11-28T12:00:00.000000000Z", "2026-11-28T12:01:00.020000000Z", "2026-11-28T11:59:59.995000000Z"],
+            "each event at its own step, in UTC"
+        );
+    }
+
+    #[test]
     fn the_tree_view_has_its_header_the_local_time_and_the_tables_ancestry() {
         for with_table in [true, false] {
             let (mut t, mut fake) = machine();
-            let clocked = TextEnv { clock: Clock::Fixed(CLOCK), ..env() };
+            let clocked = TextEnv { clock: clock(), ..env() };
             let (mut o, out) = outputs_with(View::Tree, false, clocked);
             o.batch_start();
             let exec = handle(&mut t, &mut fake, TICK, EventData::Exec { process_pid: 100, process_tgid: 100 });

@@ -59,11 +59,6 @@ impl TreeView {
         TreeView { human: Human::new(style, cols, env), places: HashMap::new(), exited: VecDeque::new() }
     }
 
-    /// Recomputes the offset from kernel timestamps to local time; called once per batch.
-    pub(crate) fn resync_clock(&mut self) {
-        self.human.resync_clock();
-    }
-
     pub(crate) fn header(&self, out: &mut Vec<u8>) {
         self.human.header_named(out, "Process tree");
     }

@@ -17,7 +17,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cnlink_capture::{Loss, LossKind, Record};
+use cnlink_capture::{Clock, Loss, LossKind, Record};
 use cnlink_procmon::capture::{to_capture, Captured};
 use cnlink_procmon::Recorder;
 
@@ -39,8 +39,39 @@ pub(crate) enum Entry {
         /// The bytes.
         bytes: Arc<[u8]>,
     },
-    /// A cnlink record (loss, snapshot, observation, note).
+    /// A cnlink record (loss, snapshot, observation, note, clock).
     Record(Record),
+    /// The model's state, asked for with [`Input::request_state`]: the next file starts with `record` (a
+    /// rotation snapshot), after the first `datagrams` datagrams the producers showed (see
+    /// [`cnlink_procmon::RecorderEvent::State`]).
+    State {
+        /// The rotation snapshot.
+        record: Record,
+        /// Datagrams shown before it.
+        datagrams: u64,
+    },
+}
+
+impl Entry {
+    /// Which producer made it: the receiving side (datagrams and the losses found with them) or not (`/proc`
+    /// answers, clock steps, holes).
+    fn received(&self) -> bool {
+        match self {
+            Entry::Datagram { .. } => true,
+            Entry::Record(Record::Loss(l)) => l.kind != LossKind::Recording,
+            _ => false,
+        }
+    }
+
+    /// About how many bytes it takes in a file.
+    fn size(&self) -> u64 {
+        match self {
+            Entry::Datagram { bytes, .. } => 64 + bytes.len() as u64,
+            Entry::Record(Record::Snapshot(s)) => 64 + s.data.len() as u64,
+            Entry::Record(Record::ExecObservation(o)) => 64 + o.data.len() as u64,
+            _ => 64,
+        }
+    }
 }
 
 /// What the writer thread's input gave.
@@ -61,6 +92,15 @@ pub(crate) trait Input: Send + 'static {
 
     /// Entries the producers could not hand over so far (the channel was full).
     fn missed(&self) -> u64;
+
+    /// Whether a new file must start with the model's state ([`Input::request_state`], then an
+    /// [`Entry::State`]); otherwise files start with the clock only.
+    fn has_state(&self) -> bool {
+        false
+    }
+
+    /// Asks the producers for the model's state once the first `after` datagrams they showed were handled.
+    fn request_state(&self, _after: u64) {}
 }
 
 /// The producers' end of a recording channel: sending never waits. What does not fit is counted and, once
@@ -137,21 +177,26 @@ impl Input for RecordRx {
     }
 }
 
-/// The process monitor's recorder channel as the writer thread's input.
+/// The process monitor's recorder channel as the writer thread's input, with the time column's clock steps.
 #[derive(Debug)]
 pub(crate) struct MonitorInput {
     /// The channel.
     pub(crate) recorder: Recorder,
     /// `realtime - monotonic` at start.
     pub(crate) offset: i64,
+    /// Clock steps from the main loop.
+    pub(crate) clock: Receiver<Clock>,
 }
 
 impl Input for MonitorInput {
     fn recv(&mut self, wait: Duration) -> Recv {
-        let ev = match self.recorder.recv(wait) {
-            Some(ev) => ev,
-            None if self.recorder.is_closed() => return Recv::Closed,
-            None => return Recv::Idle,
+        if let Ok(step) = self.clock.try_recv() {
+            return Recv::Entry(Entry::Record(Record::Clock(step)));
+        }
+        let ev = match self.recorder.recv_timeout(wait) {
+            Ok(ev) => ev,
+            Err(RecvTimeoutError::Disconnected) => return Recv::Closed,
+            Err(RecvTimeoutError::Timeout) => return Recv::Idle,
         };
         Recv::Entry(match to_capture(ev, self.offset, wall_ns()) {
             Captured::Datagram { timestamp_ns, from_kernel, bytes } => Entry::Datagram {
@@ -161,11 +206,20 @@ impl Input for MonitorInput {
                 bytes: Arc::from(bytes),
             },
             Captured::Record(r) => Entry::Record(r),
+            Captured::State { record, datagrams } => Entry::State { record, datagrams },
         })
     }
 
     fn missed(&self) -> u64 {
         self.recorder.missed()
+    }
+
+    fn has_state(&self) -> bool {
+        true
+    }
+
+    fn request_state(&self, after: u64) {
+        self.recorder.request_state(after);
     }
 }
 
@@ -174,17 +228,18 @@ impl Input for MonitorInput {
 pub(crate) struct MonitorRecording {
     recording: writer::Recording,
     command: &'static str,
-    /// `realtime - monotonic` as recorded.
-    offset: i64,
+    clock: mpsc::Sender<Clock>,
 }
 
 /// Starts recording `mon` (built with `rec`'s handle as its recorder) as `to` says: the host record, a session
-/// record with the monitor's settings, then everything the recorder delivers.
+/// record with the monitor's settings, the time column's clock (`clock`, its steps so far), then everything the
+/// recorder delivers and every later clock step ([`MonitorRecording::clock`]).
 pub(crate) fn monitor(
     to: &crate::monitor::RecordTo,
     mon: &cnlink_procmon::Monitor,
     enrich: bool,
     host: Option<cnlink_procmon::HostIdentity>,
+    clock: &[Clock],
     rec: Recorder,
 ) -> anyhow::Result<MonitorRecording> {
     let info = cnlink_capture::HostInfo::collect();
@@ -203,18 +258,21 @@ pub(crate) fn monitor(
         }),
         ..Session::new(to.command)
     };
-    let header = cnlink_capture::FileHeader::netlink(&[cnlink_capture::NETLINK_CONNECTOR])
+    let mut header = cnlink_capture::FileHeader::netlink(&[cnlink_capture::NETLINK_CONNECTOR])
         .with_host(info)
         .with_record(session.record(wall_ns()));
-    let input = MonitorInput { recorder: rec, offset };
-    let recording = spawn(to.rotation.config(&to.path), header, Box::new(|| None), input)?;
-    Ok(MonitorRecording { recording, command: to.command, offset })
+    header.records.extend(clock.iter().map(|&c| Record::Clock(c)));
+    let (clock_tx, clock_rx) = mpsc::channel();
+    let input = MonitorInput { recorder: rec, offset, clock: clock_rx };
+    let recording = spawn(to.rotation.config(&to.path), header, input)?;
+    Ok(MonitorRecording { recording, command: to.command, clock: clock_tx })
 }
 
 impl MonitorRecording {
-    /// `realtime - monotonic` as the recording holds it (the clock a replay prints times with).
-    pub(crate) fn clock_offset(&self) -> i64 {
-        self.offset
+    /// Records a step of the time column's clock.
+    pub(crate) fn clock(&self, step: Clock) {
+        // The writer thread is gone only after a write error, which `finish_and_report` reports.
+        let _ = self.clock.send(step);
     }
 
     /// Waits for everything to be written (after the monitor is dropped) and says on stderr what was.

@@ -25,13 +25,28 @@ pub(crate) fn entry(benchmark: &str, label: &str, raw: &Value) -> Result<Value> 
     let machine = pick(&raw["machine"], MACHINE);
     let failures = |v: &Value| v.as_array().map_or(0, Vec::len);
     match benchmark {
-        "storm" => Ok(json!({
-            "label": label,
-            "params": raw["params"],
-            "machine": machine,
-            "medians": raw.get("medians").context("no medians in the storm result")?,
-            "failures": failures(&raw["failures"]),
-        })),
+        "storm" => {
+            let mut e = json!({
+                "label": label,
+                "params": raw["params"],
+                "machine": machine,
+                "medians": raw.get("medians").context("no medians in the storm result")?,
+                "failures": failures(&raw["failures"]),
+            });
+            // With `cnlink-record` and `cnlink` in the run: the recording's cost and its replay's speed.
+            if raw["record_vs_json"].is_object() {
+                e["record_vs_json"] = pick(
+                    &raw["record_vs_json"],
+                    &[
+                        "ratio_of_medians",
+                        "median_of_round_ratios",
+                        "replay_json_events_per_s",
+                        "replay_text_events_per_s",
+                    ],
+                );
+            }
+            Ok(e)
+        }
         "bus" => Ok(json!({
             "label": label,
             "params": raw["params"],

@@ -77,7 +77,8 @@ pub use host::{cpu_list_len, monotonic_to_wall, proc_event_timestamp};
 pub use order::ByteOrder;
 pub use reader::{Reader, StreamReader};
 pub use record::{
-    ExecObservation, HostInfo, Loss, LossKind, Note, Record, RecordError, Session, Snapshot, SnapshotReason, CNLINK_PEN,
+    Clock, ExecObservation, HostInfo, Loss, LossKind, Note, Record, RecordError, Session, Snapshot, SnapshotReason,
+    CNLINK_PEN,
 };
-pub use rotate::{BadLimit, RotateConfig, RotateLimit, RotatingWriter, StateFn};
+pub use rotate::{BadLimit, RotateConfig, RotateLimit, RotatingWriter};
 pub use writer::{CaptureWriter, FileHeader};

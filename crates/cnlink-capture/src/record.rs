@@ -43,6 +43,8 @@ pub const RECORD_EXEC_OBSERVATION: u16 = 4;
 pub const RECORD_NOTE: u16 = 5;
 /// Kind of [`Session`].
 pub const RECORD_SESSION: u16 = 6;
+/// Kind of [`Clock`].
+pub const RECORD_CLOCK: u16 = 7;
 
 /// A record that does not decode: too short for its kind or its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +67,8 @@ pub enum Record {
     Note(Note),
     /// What made the recording, and with which settings.
     Session(Session),
+    /// How the recording program turned kernel times into local time, from some moment on.
+    Clock(Clock),
     /// A kind this version does not know, kept as bytes.
     Unknown {
         /// The record kind.
@@ -300,6 +304,35 @@ pub struct Session {
     pub data: Vec<u8>,
 }
 
+/// From `from_monotonic_ns` on, a kernel time `t` (`CLOCK_MONOTONIC`) was local time
+/// `t + realtime_minus_monotonic_ns + utc_offset_s * 10^9` for the recording program: what its time column
+/// printed. One at the head of every file (from 0, or from the moment it was taken), then one whenever the
+/// offset moved (a suspend, a clock step, a time zone change); replay prints with exactly these.
+///
+/// ```text
+/// offset  size  field
+///      0     8  from_monotonic_ns            u64  applies to events at or after this kernel time
+///      8     8  realtime_minus_monotonic_ns  i64  CLOCK_REALTIME - CLOCK_MONOTONIC
+///     16     4  utc_offset_s                 i32  the local time zone's offset east of UTC, in seconds
+///     20     4  reserved                     0
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Clock {
+    /// The first kernel time (`CLOCK_MONOTONIC` ns) it applies to.
+    pub from_monotonic_ns: u64,
+    /// `CLOCK_REALTIME - CLOCK_MONOTONIC`, in ns.
+    pub realtime_minus_monotonic_ns: i64,
+    /// The local time zone's offset east of UTC, in seconds.
+    pub utc_offset_s: i32,
+}
+
+impl Clock {
+    /// The offset from a kernel time to local time, in ns.
+    pub fn local_offset_ns(&self) -> i128 {
+        i128::from(self.realtime_minus_monotonic_ns) + i128::from(self.utc_offset_s) * 1_000_000_000
+    }
+}
+
 /// Free text.
 ///
 /// ```text
@@ -345,6 +378,7 @@ impl Record {
             Record::ExecObservation(_) => RECORD_EXEC_OBSERVATION,
             Record::Note(_) => RECORD_NOTE,
             Record::Session(_) => RECORD_SESSION,
+            Record::Clock(_) => RECORD_CLOCK,
             Record::Unknown { kind, .. } => *kind,
         }
     }
@@ -403,6 +437,12 @@ impl Record {
                 LE.put_u32(out, 0);
                 LE.put_u64(out, s.timestamp_ns);
                 out.extend_from_slice(&s.data);
+            }
+            Record::Clock(c) => {
+                LE.put_u64(out, c.from_monotonic_ns);
+                LE.put_u64(out, c.realtime_minus_monotonic_ns as u64);
+                LE.put_u32(out, c.utc_offset_s as u32);
+                LE.put_u32(out, 0);
             }
             Record::Unknown { body, .. } => out.extend_from_slice(body),
         }
@@ -490,6 +530,14 @@ impl Record {
                 need(16)?;
                 Record::Session(Session { encoding: u32_at(0), timestamp_ns: u64_at(8), data: b[16..].to_vec() })
             }
+            RECORD_CLOCK => {
+                need(20)?;
+                Record::Clock(Clock {
+                    from_monotonic_ns: u64_at(0),
+                    realtime_minus_monotonic_ns: u64_at(8) as i64,
+                    utc_offset_s: u32_at(16) as i32,
+                })
+            }
             kind => Record::Unknown { kind, version, body: b.to_vec() },
         })
     }
@@ -547,6 +595,7 @@ mod tests {
             Record::ExecObservation(ExecObservation { encoding: 1, pid: -1, timestamp_ns: 2, data: vec![0xff] }),
             Record::Note(Note { timestamp_ns: 1, text: "héllo".into() }),
             Record::Session(Session { encoding: 1, timestamp_ns: 3, data: b"{}".to_vec() }),
+            Record::Clock(Clock { from_monotonic_ns: 7, realtime_minus_monotonic_ns: -5, utc_offset_s: -3600 }),
             Record::Unknown { kind: 999, version: 3, body: vec![9; 5] },
         ];
         for r in &records {
@@ -569,6 +618,19 @@ mod tests {
         assert_eq!(&v[..12], b"CNLK\x03\x00\x01\x00\x18\x00\x00\x00");
         assert_eq!(&v[12..20], &[2, 0b101, 0, 0, 3, 0, 0, 0]);
         assert_eq!(&v[20..28], &0x0102u64.to_le_bytes());
+    }
+
+    #[test]
+    fn clock_layout() {
+        let mut v = Vec::new();
+        let c =
+            Clock { from_monotonic_ns: 1, realtime_minus_monotonic_ns: 1_700_000_000_000_000_000, utc_offset_s: 7200 };
+        Record::Clock(c).emit(&mut v);
+        assert_eq!(&v[..12], b"CNLK\x07\x00\x01\x00\x18\x00\x00\x00");
+        assert_eq!(&v[12..20], &1u64.to_le_bytes());
+        assert_eq!(&v[20..28], &1_700_000_000_000_000_000i64.to_le_bytes());
+        assert_eq!(&v[28..36], &[0x20, 0x1c, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(c.local_offset_ns(), 1_700_000_000_000_000_000 + 7_200_000_000_000);
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //!
 //! Without a limit it writes one file at the path given. With one, the files are `STEM-000001.EXT`,
 //! `STEM-000002.EXT`, ... next to it; the oldest is deleted when a new one would make more than `max_files`. Every
-//! file starts with the Section Header, the interfaces, the host record and (from the second file on) a
-//! [`Snapshot`] with reason [`SnapshotReason::Rotation`] from the caller's `state` function, so a later file alone
-//! can be replayed.
+//! file starts with the Section Header, the interfaces, the host record and the header's records; the caller
+//! decides when to start the next one ([`RotatingWriter::rotation_due`]) and what else it starts with
+//! ([`RotatingWriter::rotate`]: a [`crate::Snapshot`] with reason [`crate::SnapshotReason::Rotation`], say), so a
+//! later file alone can be replayed.
 //!
 //! Writes go through a `BufWriter`; the buffer is handed to the kernel whenever [`RotatingWriter::flush`] is called
 //! (call it when the writer thread's queue runs dry), when `flush_interval` has passed at a write or a
@@ -20,7 +21,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use crate::cooked::CookedHeader;
-use crate::record::{Record, Snapshot, SnapshotReason};
+use crate::record::Record;
 use crate::writer::{CaptureWriter, FileHeader};
 
 /// When to start a new file.
@@ -125,16 +126,13 @@ impl RotateConfig {
     }
 }
 
-/// The caller's process table at rotation time, as a snapshot (its `reason` is set to `Rotation`).
-pub type StateFn = Box<dyn FnMut() -> Option<Snapshot> + Send>;
-
 /// Writes a capture into one file or a bounded series of files.
 ///
 /// Without a limit it writes one file at the path given. With one, the files are `STEM-000001.EXT`,
 /// `STEM-000002.EXT`, ... next to it; the oldest is deleted when a new one would make more than `max_files`. Every
-/// file starts with the Section Header, the interfaces, the host record and (from the second file on) a
-/// [`Snapshot`] with reason [`SnapshotReason::Rotation`] from the caller's `state` function, so a later file alone
-/// can be replayed.
+/// file starts with the Section Header, the interfaces, the host record and the header's records. Writing never
+/// starts a new file by itself: the caller asks [`RotatingWriter::rotation_due`] before each write (and when
+/// idle) and calls [`RotatingWriter::rotate`] with what the next file must start with to be replayed alone.
 ///
 /// Writes are buffered; the buffer is handed to the kernel by [`RotatingWriter::flush`] (call it when the writer
 /// thread's queue runs dry), when `flush_interval` has passed at a write or a [`RotatingWriter::tick`], and when a
@@ -142,9 +140,9 @@ pub type StateFn = Box<dyn FnMut() -> Option<Snapshot> + Send>;
 pub struct RotatingWriter {
     config: RotateConfig,
     header: FileHeader,
-    state: StateFn,
     current: CaptureWriter<BufWriter<File>>,
-    /// Bytes of the current file's header blocks: a file holding only them is never rotated.
+    /// Bytes of the current file's head (header blocks and the records it was started with): the size limit
+    /// counts what follows, and a file holding only its head is never rotated.
     header_bytes: u64,
     seq: u64,
     opened: Instant,
@@ -159,16 +157,14 @@ impl fmt::Debug for RotatingWriter {
 }
 
 impl RotatingWriter {
-    /// Creates the first file and writes its header blocks. `now` is the time rotation by duration counts from;
-    /// `state` gives the snapshot written at the start of each later file.
-    pub fn create(config: RotateConfig, header: FileHeader, state: StateFn, now: Instant) -> io::Result<Self> {
+    /// Creates the first file and writes its header blocks. `now` is the time rotation by duration counts from.
+    pub fn create(config: RotateConfig, header: FileHeader, now: Instant) -> io::Result<Self> {
         let path = config.file_name(1);
         let current = open(&config, &path, &header)?;
         let header_bytes = current.bytes_written();
         let mut w = RotatingWriter {
             config,
             header,
-            state,
             current,
             header_bytes,
             seq: 1,
@@ -181,7 +177,7 @@ impl RotatingWriter {
         Ok(w)
     }
 
-    /// Writes a datagram (see [`CaptureWriter::write_datagram`]), rotating first if the limit says so.
+    /// Writes a datagram (see [`CaptureWriter::write_datagram`]).
     pub fn write_datagram(
         &mut self,
         now: Instant,
@@ -189,13 +185,11 @@ impl RotatingWriter {
         protocol: u16,
         datagram: &[u8],
     ) -> io::Result<()> {
-        self.before(now, 64 + datagram.len() as u64)?;
         self.current.write_packet(timestamp_ns, &CookedHeader::for_datagram(protocol, datagram), datagram)?;
         self.after(now)
     }
 
-    /// Writes a packet with the cooked header given (see [`CaptureWriter::write_packet`]), rotating first if the
-    /// limit says so.
+    /// Writes a packet with the cooked header given (see [`CaptureWriter::write_packet`]).
     pub fn write_packet(
         &mut self,
         now: Instant,
@@ -203,21 +197,18 @@ impl RotatingWriter {
         cooked: &CookedHeader,
         data: &[u8],
     ) -> io::Result<()> {
-        self.before(now, 64 + data.len() as u64)?;
         self.current.write_packet(timestamp_ns, cooked, data)?;
         self.after(now)
     }
 
-    /// Writes a record, rotating first if the limit says so.
+    /// Writes a record.
     pub fn write_record(&mut self, now: Instant, record: &Record) -> io::Result<()> {
-        self.before(now, 64)?;
         self.current.write_record(record)?;
         self.after(now)
     }
 
-    /// Rotates by age and flushes by interval without writing anything.
+    /// Flushes by interval without writing anything.
     pub fn tick(&mut self, now: Instant) -> io::Result<()> {
-        self.before(now, 0)?;
         self.after(now)
     }
 
@@ -243,18 +234,17 @@ impl RotatingWriter {
         self.current.bytes_written()
     }
 
-    fn before(&mut self, now: Instant, next: u64) -> io::Result<()> {
+    /// Whether the limit says to start a new file before writing about `next` more bytes (0 when idle): what
+    /// follows the file's head (its header blocks and the records it was started with) would pass the size
+    /// limit, or the file is old enough. A file holding only its head is never due.
+    pub fn rotation_due(&self, now: Instant, next: u64) -> bool {
         let used = self.current.bytes_written();
-        let due = match self.config.limit {
+        match self.config.limit {
             None => false,
             Some(_) if used <= self.header_bytes => false,
-            Some(RotateLimit::Size(max)) => used + next > max,
+            Some(RotateLimit::Size(max)) => used - self.header_bytes + next > max,
             Some(RotateLimit::Duration(d)) => now.saturating_duration_since(self.opened) >= d,
-        };
-        if due {
-            self.rotate(now)?;
         }
-        Ok(())
     }
 
     fn after(&mut self, now: Instant) -> io::Result<()> {
@@ -265,15 +255,20 @@ impl RotatingWriter {
         Ok(())
     }
 
-    fn rotate(&mut self, now: Instant) -> io::Result<()> {
+    /// Finishes the current file (flushed and synced) and starts the next one, deleting the oldest beyond
+    /// `max_files`; the new file starts with the header blocks, then `head` (what it needs to be replayed alone:
+    /// the state of the caller's model when it starts). Without a limit, the file goes on.
+    pub fn rotate(&mut self, now: Instant, head: &[Record]) -> io::Result<()> {
+        if self.config.limit.is_none() {
+            return Ok(());
+        }
         self.current.flush()?;
         self.current.get_mut().get_ref().sync_data()?;
         let seq = self.seq + 1;
         let path = self.config.file_name(seq);
         let mut next = open(&self.config, &path, &self.header)?;
-        if let Some(mut snap) = (self.state)() {
-            snap.reason = SnapshotReason::Rotation;
-            next.write_record(&Record::Snapshot(snap))?;
+        for r in head {
+            next.write_record(r)?;
         }
         next.flush()?;
         self.header_bytes = next.bytes_written();

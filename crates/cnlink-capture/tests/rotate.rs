@@ -17,14 +17,23 @@ fn header() -> FileHeader {
 }
 
 /// A state function whose snapshots carry a counter, and the counter.
-fn counting_state() -> (cnlink_capture::StateFn, Arc<AtomicU64>) {
+fn counting_state() -> (impl FnMut() -> Record, Arc<AtomicU64>) {
     let n = Arc::new(AtomicU64::new(0));
     let c = n.clone();
-    let f = Box::new(move || {
+    let f = move || {
         let i = c.fetch_add(1, Ordering::SeqCst) + 1;
-        Some(Snapshot { reason: SnapshotReason::Start, encoding: 7, timestamp_ns: i, data: i.to_le_bytes().to_vec() })
-    });
+        let data = i.to_le_bytes().to_vec();
+        Record::Snapshot(Snapshot { reason: SnapshotReason::Rotation, encoding: 7, timestamp_ns: i, data })
+    };
     (f, n)
+}
+
+/// What a writer thread does before each write (and when idle, with `next` 0): a new file when due, started with
+/// the state.
+fn rotate_if_due(w: &mut RotatingWriter, now: Instant, next: u64, state: &mut impl FnMut() -> Record) {
+    if w.rotation_due(now, next) {
+        w.rotate(now, &[state()]).unwrap();
+    }
 }
 
 /// What one file holds: (kinds of its leading blocks, rotation snapshot counter, packet sequence numbers).
@@ -62,13 +71,14 @@ fn size_rotation_keeps_the_newest_files_each_replayable_alone() {
         max_files: Some(3),
         ..RotateConfig::single(dir.path().join("cap.pcapng"))
     };
-    let (state, calls) = counting_state();
+    let (mut state, calls) = counting_state();
     let t0 = Instant::now();
-    let mut w = RotatingWriter::create(config, header(), state, t0).unwrap();
+    let mut w = RotatingWriter::create(config, header(), t0).unwrap();
     for i in 0u32..300 {
         // A datagram of 76 bytes whose first word is its sequence number.
         let mut d = [0u8; 76];
         d[..4].copy_from_slice(&i.to_ne_bytes());
+        rotate_if_due(&mut w, t0, 64 + 76, &mut state);
         w.write_datagram(t0, 1_000 + u64::from(i), 11, &d).unwrap();
     }
     let files = w.finish().unwrap();
@@ -83,7 +93,13 @@ fn size_rotation_keeps_the_newest_files_each_replayable_alone() {
     for (k, f) in files.iter().enumerate() {
         let number = first + k as u64;
         assert_eq!(f.file_name().unwrap().to_str().unwrap(), format!("cap-{number:06}.pcapng"));
-        assert!(std::fs::metadata(f).unwrap().len() <= limit, "{} is within the limit", f.display());
+        // What follows the head (header blocks, the rotation snapshot) is within the limit.
+        let head = {
+            let mut w = cnlink_capture::CaptureWriter::new(Vec::new(), &header()).unwrap();
+            w.write_record(&counting_state().0()).unwrap();
+            w.bytes_written()
+        };
+        assert!(std::fs::metadata(f).unwrap().len() <= limit + head, "{} is within the limit", f.display());
         let (lead, snapshot, seqs) = contents(f);
         assert_eq!(lead, ["section", "interface", "host", "note", "snapshot"], "{}", f.display());
         assert_eq!(snapshot, Some(number - 1), "the snapshot taken when file {number} began");
@@ -104,15 +120,17 @@ fn duration_rotation_follows_the_callers_clock() {
         limit: Some(RotateLimit::Duration(Duration::from_secs(10))),
         ..RotateConfig::single(dir.path().join("cap"))
     };
-    let (state, _) = counting_state();
+    let (mut state, _) = counting_state();
     let t0 = Instant::now();
-    let mut w = RotatingWriter::create(config, header(), state, t0).unwrap();
+    let mut w = RotatingWriter::create(config, header(), t0).unwrap();
     let at = |s: u64| t0 + Duration::from_secs(s);
     for s in [0, 3, 9, 10, 15, 25] {
+        rotate_if_due(&mut w, at(s), 68, &mut state);
         w.write_datagram(at(s), s, 11, &(s as u32).to_ne_bytes()).unwrap();
     }
-    w.tick(at(40)).unwrap(); // rotates: the last file is 15 s old and holds a packet
-    w.tick(at(80)).unwrap(); // does not: the new file holds only its header
+    assert!(w.rotation_due(at(40), 0), "the last file is 15 s old and holds a packet");
+    rotate_if_due(&mut w, at(40), 0, &mut state);
+    assert!(!w.rotation_due(at(80), 0), "the new file holds only its header blocks");
     let files = w.finish().unwrap();
     let names: Vec<_> = files.iter().map(|f| f.file_name().unwrap().to_str().unwrap().to_string()).collect();
     assert_eq!(names, ["cap-000001", "cap-000002", "cap-000003", "cap-000004"]);
@@ -126,7 +144,7 @@ fn blocks_reach_the_file_by_the_flush_rules() {
     let path = dir.path().join("one.pcapng");
     let lazy = RotateConfig { flush_interval: Duration::from_secs(3600), ..RotateConfig::single(&path) };
     let t0 = Instant::now();
-    let mut w = RotatingWriter::create(lazy, header(), Box::new(|| None), t0).unwrap();
+    let mut w = RotatingWriter::create(lazy, header(), t0).unwrap();
     let header_len = std::fs::metadata(&path).unwrap().len();
     assert_eq!(header_len, w.current_bytes(), "the header blocks are on disk at once");
     w.write_datagram(t0, 1, 11, &[0; 76]).unwrap();
@@ -143,7 +161,9 @@ fn blocks_reach_the_file_by_the_flush_rules() {
 
     let eager_path = dir.path().join("eager.pcapng");
     let eager = RotateConfig { flush_interval: Duration::ZERO, ..RotateConfig::single(&eager_path) };
-    let mut w = RotatingWriter::create(eager, header(), Box::new(|| None), t0).unwrap();
+    let mut w = RotatingWriter::create(eager, header(), t0).unwrap();
+    w.rotate(t0, &[]).unwrap();
+    assert_eq!(w.files().count(), 1, "without a limit, rotating changes nothing");
     w.write_datagram(t0, 1, 11, &[0; 76]).unwrap();
     assert_eq!(std::fs::metadata(&eager_path).unwrap().len(), w.current_bytes(), "every block flushed");
     assert_eq!(w.finish().unwrap(), [eager_path]);

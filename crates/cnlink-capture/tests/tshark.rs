@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use cnlink::wire::{self, CbId, CnMsg, CnMsgHdr, EventData, EventMask, McastOp, NlMsg, ProcEvent, ProcInput};
 use cnlink_capture::{
-    ByteOrder, CaptureWriter, FileHeader, HostInfo, Loss, LossKind, Note, Record, Session, Snapshot, SnapshotReason,
+    ByteOrder, CaptureWriter, Clock, FileHeader, HostInfo, Loss, LossKind, Note, Record, Session, Snapshot,
+    SnapshotReason,
 };
 
 const LUA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../contrib/wireshark/cnlink.lua");
@@ -342,6 +343,7 @@ fn lua_dissector_shows_cnlink_records() {
         }),
         Record::Note(Note { timestamp_ns: 8, text: "fork storm at 12:00".into() }),
         Record::Session(Session { encoding: 1, timestamp_ns: 9, data: br#"{"command":"record"}"#.to_vec() }),
+        Record::Clock(Clock { from_monotonic_ns: 10, realtime_minus_monotonic_ns: -11, utc_offset_s: 3600 }),
     ];
     let file = write_file(dir.path(), "records.pcapng", ByteOrder::NATIVE, &fixture_packets()[..1], &records);
     let got = fields(
@@ -357,6 +359,9 @@ fn lua_dissector_shows_cnlink_records() {
             "cnlink_record.loss.before_seq",
             "cnlink_record.note.text",
             "cnlink_record.session.text",
+            "cnlink_record.clock.from_monotonic_ns",
+            "cnlink_record.clock.realtime_minus_monotonic_ns",
+            "cnlink_record.clock.utc_offset_s",
         ],
     );
     let release = HostInfo::collect().kernel_release;
@@ -364,12 +369,13 @@ fn lua_dissector_shows_cnlink_records() {
     assert_eq!(
         got,
         [
-            vec!["1", &release, "", "", "", "", "", "", ""],
-            vec!["2", "", "1", "", "", "", "", "", ""],
-            vec!["3", "", "", "1", "42", "1", "1234", "", ""],
-            vec!["3", "", "", "2", "", "", "", "", ""],
-            vec!["5", "", "", "", "", "", "", "fork storm at 12:00", ""],
-            vec!["6", "", "", "", "", "", "", "", r#"{"command":"record"}"#],
+            vec!["1", &release, "", "", "", "", "", "", "", "", "", ""],
+            vec!["2", "", "1", "", "", "", "", "", "", "", "", ""],
+            vec!["3", "", "", "1", "42", "1", "1234", "", "", "", "", ""],
+            vec!["3", "", "", "2", "", "", "", "", "", "", "", ""],
+            vec!["5", "", "", "", "", "", "", "fork storm at 12:00", "", "", "", ""],
+            vec!["6", "", "", "", "", "", "", "", r#"{"command":"record"}"#, "", "", ""],
+            vec!["7", "", "", "", "", "", "", "", "", "10", "-11", "3600"],
         ]
     );
     let summary = tshark(&["-X", &format!("lua_script:{LUA}"), "-n", "-r", file.to_str().unwrap()]);
@@ -508,15 +514,22 @@ fn tshark_reads_every_rotated_file() {
         max_files: Some(3),
         ..RotateConfig::single(dir.path().join("rot.pcapng"))
     };
-    let snapshot =
-        || Some(Snapshot { reason: SnapshotReason::Rotation, encoding: 1, timestamp_ns: 1, data: vec![7; 32] });
+    let snapshot = Record::Snapshot(Snapshot {
+        reason: SnapshotReason::Rotation,
+        encoding: 1,
+        timestamp_ns: 1,
+        data: vec![7; 32],
+    });
     let header = FileHeader::netlink(&[11]).with_host(HostInfo::collect());
     let t0 = Instant::now();
-    let mut w = RotatingWriter::create(config, header, Box::new(snapshot), t0).unwrap();
+    let mut w = RotatingWriter::create(config, header, t0).unwrap();
     let packets = fixture_packets();
     let mut written = Vec::new();
     for round in 0..8u64 {
         for (ts, d) in &packets {
+            if w.rotation_due(t0, 64 + d.len() as u64) {
+                w.rotate(t0, std::slice::from_ref(&snapshot)).unwrap();
+            }
             w.write_datagram(t0, ts + round, 11, d).unwrap();
             written.push(ts + round);
         }

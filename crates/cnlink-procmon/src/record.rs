@@ -19,8 +19,8 @@
 //! Each [`ProcAnswer`] is stored as bytes with an encoding number ([`ProcAnswer::ENCODING`]), for the capture
 //! format's opaque snapshot and exec-observation records.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +60,16 @@ pub enum RecorderEvent {
     Missed {
         /// How many.
         count: u64,
+    },
+    /// The process table as the recorder asked for it ([`Recorder::request_state`]), taken between two
+    /// batches: the first `datagrams` datagrams the tap showed (counted from the start, sent or missed) had been
+    /// handled, no later one had. A recording starts its next file with it.
+    State {
+        /// The table as a snapshot ([`crate::ProcessTable::as_snapshot`]): a [`ProcAnswer::Snapshot`], so that a
+        /// replay seeds its table with it as with the start-up snapshot.
+        answer: ProcAnswer,
+        /// Datagrams shown before the state.
+        datagrams: u64,
     },
 }
 
@@ -137,32 +147,61 @@ impl ProcAnswer {
     }
 }
 
-/// A tap for `cnlink::proc` that shows a recorder every datagram received on the subscribed socket.
+/// A tap for `cnlink::proc` that shows a recorder every datagram received on the subscribed socket, and counts
+/// them.
 pub(crate) fn datagram_tap(mut tx: RecorderTx) -> cnlink::proc::Tap {
     Box::new(move |ev| {
         if let cnlink::proc::TapEvent::Received { path: cnlink::proc::Path::Main, meta, datagram } = ev {
             let timestamp_ns = crate::pipeline::source::monotonic_ns();
+            tx.state.datagrams.fetch_add(1, Ordering::Relaxed);
             tx.send(RecorderEvent::Datagram { timestamp_ns, from_port: meta.from.port, bytes: datagram.to_vec() });
         }
     })
 }
+
+/// What the producers and the recorder share besides the channel.
+#[derive(Debug)]
+struct StateShare {
+    /// The recorder wants the table's state once this many datagrams were handled ([`NOT_WANTED`]: it does not).
+    wanted: AtomicU64,
+    /// Datagrams the tap has shown (sent or missed).
+    datagrams: AtomicU64,
+}
+
+/// [`StateShare::wanted`] when no state is wanted.
+const NOT_WANTED: u64 = u64::MAX;
 
 /// A producer's end of the recorder channel.
 #[derive(Debug)]
 pub(crate) struct RecorderTx {
     tx: SyncSender<RecorderEvent>,
     missed: Arc<AtomicU64>,
+    state: Arc<StateShare>,
     /// Misses of this producer not yet marked in the channel.
     pending: u64,
 }
 
 impl Clone for RecorderTx {
     fn clone(&self) -> Self {
-        RecorderTx { tx: self.tx.clone(), missed: self.missed.clone(), pending: 0 }
+        RecorderTx { tx: self.tx.clone(), missed: self.missed.clone(), state: self.state.clone(), pending: 0 }
     }
 }
 
 impl RecorderTx {
+    /// Datagrams the tap has shown so far.
+    pub(crate) fn datagrams(&self) -> u64 {
+        self.state.datagrams.load(Ordering::Relaxed)
+    }
+
+    /// Whether the recorder wants the table's state now that `handled` datagrams were handled (once per
+    /// asking).
+    pub(crate) fn state_wanted(&self, handled: u64) -> bool {
+        let after = self.state.wanted.load(Ordering::Relaxed);
+        after != NOT_WANTED
+            && handled >= after
+            && self.state.wanted.compare_exchange(after, NOT_WANTED, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    }
+
     /// Sends without waiting; a full or closed channel counts a miss.
     pub(crate) fn send(&mut self, ev: RecorderEvent) {
         if self.pending > 0 {
@@ -195,23 +234,51 @@ impl RecorderTx {
 pub struct Recorder {
     rx: Receiver<RecorderEvent>,
     missed: Arc<AtomicU64>,
+    state: Arc<StateShare>,
+    /// A receive found the channel empty and the monitor gone.
+    closed: AtomicBool,
 }
 
 impl Recorder {
     /// The next event, waiting at most `timeout`; `None` when the timeout passed or the monitor is gone and
-    /// everything was taken.
+    /// everything was taken (then [`Recorder::is_closed`] says so).
     pub fn recv(&self, timeout: Duration) -> Option<RecorderEvent> {
-        self.rx.recv_timeout(timeout).ok()
+        self.recv_timeout(timeout).ok()
+    }
+
+    /// The next event, waiting at most `timeout`; the error says whether the time passed or the monitor is
+    /// gone and everything was taken.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<RecorderEvent, RecvTimeoutError> {
+        let r = self.rx.recv_timeout(timeout);
+        if let Err(RecvTimeoutError::Disconnected) = r {
+            self.closed.store(true, Ordering::Relaxed);
+        }
+        r
     }
 
     /// The next event if one is there.
     pub fn try_recv(&self) -> Option<RecorderEvent> {
-        self.rx.try_recv().ok()
+        match self.rx.try_recv() {
+            Ok(ev) => Some(ev),
+            Err(TryRecvError::Disconnected) => {
+                self.closed.store(true, Ordering::Relaxed);
+                None
+            }
+            Err(TryRecvError::Empty) => None,
+        }
     }
 
-    /// Whether the monitor has gone (no event can come any more once the channel is empty).
+    /// Whether a receive has found the channel empty and the monitor gone: no event can come any more. It never
+    /// takes an event itself.
     pub fn is_closed(&self) -> bool {
-        matches!(self.rx.try_recv(), Err(TryRecvError::Disconnected))
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    /// Asks the monitor for its table's state once it has handled at least the first `after` datagrams the tap
+    /// showed (what the recording holds so far): it sends a [`RecorderEvent::State`] between two batches, before
+    /// it handles the next one or when its consumer next asks for items.
+    pub fn request_state(&self, after: u64) {
+        self.state.wanted.store(after, Ordering::Relaxed);
     }
 
     /// Events that did not fit in the channel.
@@ -225,7 +292,11 @@ impl Iterator for Recorder {
 
     /// Blocks until the next event; `None` once the monitor is gone and everything was taken.
     fn next(&mut self) -> Option<RecorderEvent> {
-        self.rx.recv().ok()
+        let ev = self.rx.recv().ok();
+        if ev.is_none() {
+            self.closed.store(true, Ordering::Relaxed);
+        }
+        ev
     }
 }
 
@@ -233,7 +304,11 @@ impl Iterator for Recorder {
 pub fn recorder(capacity: usize) -> (RecorderHandle, Recorder) {
     let (tx, rx) = mpsc::sync_channel(capacity.max(1));
     let missed = Arc::new(AtomicU64::new(0));
-    (RecorderHandle(RecorderTx { tx, missed: missed.clone(), pending: 0 }), Recorder { rx, missed })
+    let state = Arc::new(StateShare { wanted: AtomicU64::new(NOT_WANTED), datagrams: AtomicU64::new(0) });
+    (
+        RecorderHandle(RecorderTx { tx, missed: missed.clone(), state: state.clone(), pending: 0 }),
+        Recorder { rx, missed, state, closed: AtomicBool::new(false) },
+    )
 }
 
 /// The monitor's end of a recorder channel (see [`recorder`]).
@@ -298,8 +373,12 @@ mod tests {
         assert_eq!(rec.try_recv(), Some(RecorderEvent::Overrun { timestamp_ns: 1 }));
         tx.send(RecorderEvent::Overrun { timestamp_ns: 9 });
         assert_eq!(rec.try_recv(), Some(RecorderEvent::Missed { count: 3 }));
-        assert_eq!(rec.try_recv(), Some(RecorderEvent::Overrun { timestamp_ns: 9 }));
         drop(tx);
+        // Asking whether it is closed takes nothing: the last event is still there.
+        assert!(!rec.is_closed());
+        assert_eq!(rec.recv_timeout(Duration::ZERO), Ok(RecorderEvent::Overrun { timestamp_ns: 9 }));
+        assert!(!rec.is_closed());
+        assert_eq!(rec.recv_timeout(Duration::ZERO), Err(RecvTimeoutError::Disconnected));
         assert!(rec.is_closed());
     }
 }

@@ -12,10 +12,14 @@
 //!   live (a sequence gap before the message that revealed it, a drop-counter loss after the datagrams it came
 //!   with). A queue loss removes the events the live monitor dropped: the last `count` events decoded before
 //!   it (the live receive thread dropped a whole batch, whose datagrams the recording holds).
-//! - Answers are handed out in the order they were used. An answer that does not fit the question (another
-//!   pid or kind: the replay diverged) is not used; the question gets "gone" and the divergence is counted
-//!   ([`RecordedProc::mismatches`]).
+//! - Answers are handed out in the order they were used: each question takes the first answer that fits it (the
+//!   same kind and pid, and what was read) among the next [`WINDOW`]. Where the replay diverges from the live
+//!   run (a table that starts from a rotated file's snapshot knows less than the live one did, and asks other
+//!   questions), a question without a fitting answer gets "gone", and an answer passed over by [`PASSES`]
+//!   later ones is dropped; both are counted ([`RecordedProc::mismatches`]). A replay that asks what the live
+//!   run asked takes every answer in order.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -193,10 +197,16 @@ impl EventSource for ReplayEvents {
     }
 }
 
+/// How many recorded answers a question looks at.
+pub const WINDOW: usize = 64;
+/// How many later answers may be taken before an answer no question took is dropped.
+pub const PASSES: u32 = 16;
+
 /// Recorded answers as a [`ProcSource`], in the order they were used.
 pub struct RecordedProc {
     answers: Box<dyn Iterator<Item = ProcAnswer> + Send>,
-    next: Option<ProcAnswer>,
+    /// The next answers, each with how many later ones were taken before it.
+    window: VecDeque<(ProcAnswer, u32)>,
     mismatches: Arc<AtomicU64>,
 }
 
@@ -209,25 +219,41 @@ impl std::fmt::Debug for RecordedProc {
 impl RecordedProc {
     /// Answers from `answers`, in order.
     pub fn new(answers: impl IntoIterator<Item = ProcAnswer, IntoIter: Send + 'static>) -> RecordedProc {
-        RecordedProc { answers: Box::new(answers.into_iter()), next: None, mismatches: Arc::new(AtomicU64::new(0)) }
+        RecordedProc {
+            answers: Box::new(answers.into_iter()),
+            window: VecDeque::with_capacity(WINDOW),
+            mismatches: Arc::new(AtomicU64::new(0)),
+        }
     }
 
-    /// The count of questions the recording had no fitting answer for (shared: it can be read while the
-    /// monitor owns the source).
+    /// The count of questions the recording had no fitting answer for, and of answers no question took (shared:
+    /// it can be read while the monitor owns the source).
     pub fn mismatches(&self) -> Arc<AtomicU64> {
         self.mismatches.clone()
     }
 
-    /// The next answer if `fits` it; else it stays for a later question, and a mismatch is counted.
-    fn take(&mut self, fits: impl FnOnce(&ProcAnswer) -> bool) -> Option<ProcAnswer> {
-        if self.next.is_none() {
-            self.next = self.answers.next();
+    /// The first of the next [`WINDOW`] answers that `fits`; the answers before it stay for later questions
+    /// until [`PASSES`] later ones were taken. Without one, a mismatch is counted.
+    fn take(&mut self, fits: impl FnMut(&ProcAnswer) -> bool) -> Option<ProcAnswer> {
+        while self.window.len() < WINDOW {
+            match self.answers.next() {
+                Some(a) => self.window.push_back((a, 0)),
+                None => break,
+            }
         }
-        if self.next.as_ref().is_some_and(fits) {
-            return self.next.take();
+        let Some(i) = self.window.iter().map(|(a, _)| a).position(fits) else {
+            self.mismatches.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        for (_, passed) in self.window.iter_mut().take(i) {
+            *passed += 1;
         }
-        self.mismatches.fetch_add(1, Ordering::Relaxed);
-        None
+        let answer = self.window.remove(i).map(|(a, _)| a);
+        while self.window.front().is_some_and(|(_, passed)| *passed >= PASSES) {
+            self.window.pop_front();
+            self.mismatches.fetch_add(1, Ordering::Relaxed);
+        }
+        answer
     }
 }
 
@@ -258,5 +284,35 @@ impl ProcSource for RecordedProc {
             Some(ProcAnswer::Pgid { pgid, .. }) => pgid,
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exists(pid: i32) -> ProcAnswer {
+        ProcAnswer::Exists { pid, exists: pid % 2 == 0 }
+    }
+
+    #[test]
+    fn answers_are_taken_in_order_and_a_divergence_costs_only_itself() {
+        // In order: every answer taken, nothing counted.
+        let mut p = RecordedProc::new((1..=4).map(exists));
+        assert_eq!((1..=4).map(|pid| p.exists(pid)).collect::<Vec<_>>(), [false, true, false, true]);
+        assert_eq!(p.mismatches().load(Ordering::Relaxed), 0);
+        // A question the live run did not ask gets the default, and takes nothing.
+        let mut p = RecordedProc::new([exists(2), exists(4)]);
+        assert!(p.exists(9), "no answer: it exists");
+        assert!(p.exists(2) && p.exists(4));
+        assert_eq!(p.mismatches().load(Ordering::Relaxed), 1);
+        // A question the replay does not ask leaves an answer behind, which is dropped once enough later ones
+        // were taken; the questions after it get theirs.
+        let mut p = RecordedProc::new([exists(1)].into_iter().chain((2..40).map(|n| exists(2 * n))));
+        for n in 2..40 {
+            assert!(p.exists(2 * n), "{n}");
+        }
+        assert_eq!(p.mismatches().load(Ordering::Relaxed), 1, "the answer no question took");
+        assert_eq!(p.window.len(), 0);
     }
 }

@@ -24,6 +24,7 @@ pub(crate) mod driver;
 use std::time::{Duration, Instant};
 
 use crate::engine::{ClientCore, ClientCounters, ClientItem, MatchRule, OwnedMsg, PendingRequest, Trust};
+use crate::proc::{Tap, TapSlot};
 use crate::socket::{NlAddr, Protocol, RecvBatch, Socket};
 use crate::wire::{CbId, CnMsgHdr};
 use crate::Error;
@@ -38,6 +39,7 @@ pub struct Connector {
     batch: RecvBatch,
     /// What `SO_RCVTIMEO` is set to on the socket (`None`: no timeout, the kernel's default).
     rcvtimeo: Option<Duration>,
+    tap: TapSlot,
 }
 
 /// How much of a wait with `left` to go may be a blocking receive under `SO_RCVTIMEO`, if any.
@@ -64,7 +66,19 @@ impl Connector {
             core: ClientCore::new(peer, rule, trust, random_u32()?),
             batch: driver::batch(),
             rcvtimeo: None,
+            tap: TapSlot::default(),
         })
+    }
+
+    /// Sets a tap that sees every datagram received, before the core decodes (or rejects) it, and every overrun,
+    /// replacing any tap set before. It runs on the receiving thread: keep it short.
+    pub fn set_tap(&mut self, tap: Tap) {
+        self.tap.set(tap);
+    }
+
+    /// Removes the tap and returns it.
+    pub fn take_tap(&mut self) -> Option<Tap> {
+        self.tap.take()
     }
 
     /// The socket. While waiting, the connector bounds its blocking receives with `SO_RCVTIMEO`, so a receive on
@@ -123,7 +137,7 @@ impl Connector {
                 return outcome.map_err(|e| driver::request_error(e, timeout));
             }
             let deadline = pending.core().poll_timeout();
-            receive(&self.sock, &mut self.batch, &mut self.rcvtimeo, pending.core(), deadline)?;
+            receive(&self.sock, &mut self.batch, &mut self.rcvtimeo, pending.core(), &mut self.tap, deadline)?;
             pending.core().handle_timeout(Instant::now());
         }
     }
@@ -139,7 +153,7 @@ impl Connector {
             if deadline.is_some_and(|d| d <= Instant::now()) {
                 return Ok(None);
             }
-            receive(&self.sock, &mut self.batch, &mut self.rcvtimeo, &mut self.core, deadline)?;
+            receive(&self.sock, &mut self.batch, &mut self.rcvtimeo, &mut self.core, &mut self.tap, deadline)?;
         }
     }
 }
@@ -158,6 +172,7 @@ fn receive(
     batch: &mut RecvBatch,
     rcvtimeo: &mut Option<Duration>,
     core: &mut ClientCore,
+    tap: &mut TapSlot,
     deadline: Option<Instant>,
 ) -> Result<(), Error> {
     let slice = match deadline {
@@ -170,7 +185,7 @@ fn receive(
             *rcvtimeo = bound;
         }
         let got = sock.recv_batch(batch, true);
-        if driver::absorb(core, batch, got)? {
+        if driver::absorb(core, batch, got, tap)? {
             return Ok(());
         }
     }
@@ -179,7 +194,7 @@ fn receive(
         return Ok(());
     }
     let got = sock.recv_batch(batch, false);
-    driver::absorb(core, batch, got).map(drop)
+    driver::absorb(core, batch, got, tap).map(drop)
 }
 
 #[cfg(test)]

@@ -67,8 +67,9 @@ impl Default for ProcOptions {
     }
 }
 
-/// What a tap ([`ProcEvents::set_tap`], [`crate::tokio::ProcStream::set_tap`]) sees: every datagram as it was
-/// received, before it is decoded, every overrun, and every request sent.
+/// What a tap ([`ProcEvents::set_tap`], [`crate::tokio::ProcStream::set_tap`], [`crate::Connector::set_tap`])
+/// sees: every datagram as it was received, before it is decoded, every overrun, and every request sent (a
+/// connector's tap sees no requests; its socket is [`Path::Main`]).
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub enum TapEvent<'a> {
@@ -104,6 +105,12 @@ pub type Tap = Box<dyn FnMut(TapEvent<'_>) + Send>;
 /// drivers `Sync` although a tap need not be.
 #[derive(Default)]
 pub(crate) struct TapSlot(Option<std::sync::Mutex<Tap>>);
+
+impl std::fmt::Debug for TapSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_set() { "TapSlot(set)" } else { "TapSlot(none)" })
+    }
+}
 
 impl TapSlot {
     pub(crate) fn new(tap: Option<Tap>) -> TapSlot {

@@ -232,3 +232,30 @@ fn request_to_the_kernel_proc_connector_gets_its_ack() {
     let (ignore, n) = ProcInput::Legacy(cnlink::wire::McastOp::Ignore).to_bytes();
     c.send(CbId::PROC, &ignore[..n]).unwrap();
 }
+
+#[test]
+fn the_tap_sees_every_datagram_before_the_core_even_one_that_does_not_decode() {
+    let peer = Socket::open(Protocol::Usersock).unwrap();
+    let mut c = client_of(&peer);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
+    let s = seen.clone();
+    c.set_tap(Box::new(move |ev| {
+        if let cnlink::proc::TapEvent::Received { datagram, .. } = ev {
+            s.lock().unwrap().push(datagram.to_vec());
+        }
+    }));
+    let me = NlAddr::port(c.socket().port());
+    // A netlink header whose payload is too short for a cn_msg, then a good message.
+    let mut broken = Vec::new();
+    broken.extend_from_slice(&20u32.to_ne_bytes());
+    broken.extend_from_slice(&3u16.to_ne_bytes());
+    broken.extend_from_slice(&[0; 10]);
+    broken.extend_from_slice(b"oops");
+    peer.send_to(&broken, me).unwrap();
+    let good = wire::datagram(CnMsgHdr { id: CbId::new(14, 1), ..Default::default() }, b"fine", 0).unwrap();
+    peer.send_to(&good, me).unwrap();
+    assert_eq!(next_message(&mut c).data, b"fine");
+    assert_eq!(c.counters().malformed, 1);
+    assert_eq!(*seen.lock().unwrap(), [broken, good.to_vec()]);
+    assert!(c.take_tap().is_some() && c.take_tap().is_none());
+}

@@ -1,16 +1,15 @@
-use std::sync::atomic::{AtomicI64, Ordering};
-
 use cnlink_procmon::{LossCause, LostEvents};
 
 use super::*;
+use crate::monitor::clock::{LocalClock, Reading, SharedClock};
 use crate::monitor::testkit::{exit, handle, machine, process, TICK};
 
-fn env(clock: Clock) -> TextEnv {
+fn env(clock: SharedClock) -> TextEnv {
     TextEnv { pid_width: 7, clock, user_name: Box::new(|uid| (uid == 1000).then(|| b"alice\x1b".to_vec())) }
 }
 
 fn human(style: NameStyle, cols: Columns) -> Human {
-    Human::new(style, cols, env(Clock::Fixed(Offsets::default())))
+    Human::new(style, cols, env(LocalClock::fixed(0, 0).shared()))
 }
 
 fn text(h: &Human, rec: &ProcRecord) -> String {
@@ -81,37 +80,38 @@ fn exec_lines_name_the_entry_leader_with_extra_columns() {
     assert!(extra.trim_end().ends_with("vim (entry login: vim[60])"), "{extra}");
 }
 
-/// A fake monotonic-to-local offset: what a suspend or a clock step changes.
-static OFFSET_NS: AtomicI64 = AtomicI64::new(0);
-
 #[test]
-fn the_time_column_follows_clock_jumps_between_batches() {
-    OFFSET_NS.store(0, Ordering::Relaxed);
-    let clock = || Offsets { utc_ns: i128::from(OFFSET_NS.load(Ordering::Relaxed)), tz_ns: 0 };
-    let mut h = Human::new(NameStyle::default(), Columns::default(), env(Clock::Live(clock)));
+fn the_time_column_follows_clock_steps_and_replays_them_exactly() {
+    const S: u64 = 1_000_000_000;
+    let reading =
+        |mono: u64, offset: i64| Reading { monotonic_ns: mono, realtime_minus_monotonic_ns: offset, utc_offset_s: 0 };
+    // Kernel time 10:00:00 minus 5 ns is local 09:59:59, 5 ns before the next second.
+    let clock = LocalClock::starting(reading(36_000 * S - 10, -5)).shared();
+    let h = Human::new(NameStyle::default(), Columns::default(), env(clock.clone()));
     let (mut t, mut fake) = machine();
-    // 10:00:00 on the monotonic clock.
-    let rec = handle(&mut t, &mut fake, 36_000_000_000_000, EventData::Exec { process_pid: 100, process_tgid: 100 });
+    let exec = EventData::Exec { process_pid: 100, process_tgid: 100 };
     let mut out = Vec::new();
-    h.resync_clock();
-    h.record(&mut out, &rec);
+    let before = handle(&mut t, &mut fake, 36_000 * S, exec);
+    h.record(&mut out, &before);
+    // The next batch's reading differs by jitter only: the same second, as a replay will print it.
+    assert_eq!(clock.borrow_mut().update(reading(36_000 * S + 1_000, 60)), None);
+    h.record(&mut out, &before);
     // The machine slept 1 h 30 min: the monotonic clock stood still, wall-clock time did not.
-    OFFSET_NS.store(5_400_000_000_000, Ordering::Relaxed);
-    h.resync_clock();
-    h.record(&mut out, &rec);
+    let step = clock.borrow_mut().update(reading(36_001 * S, 5_400 * S as i64 - 5));
+    assert!(step.is_some());
+    let after = handle(&mut t, &mut fake, 36_000 * S + 2_000, exec);
+    h.record(&mut out, &after);
     let text = String::from_utf8(out).unwrap();
     let times: Vec<&str> = text.lines().map(|l| &l[..8]).collect();
-    assert_eq!(times, ["10:00:00", "11:30:00"], "{text}");
-    // A fixed clock (a replay's) does not move.
-    let mut fixed = Human::new(
-        NameStyle::default(),
-        Columns::default(),
-        env(Clock::Fixed(Offsets { utc_ns: 3_000_000_000_000, tz_ns: 600_000_000_000 })),
-    );
-    fixed.resync_clock();
-    let mut out = Vec::new();
-    fixed.record(&mut out, &rec);
-    assert!(out.starts_with(b"11:00:00"));
+    assert_eq!(times, ["09:59:59", "09:59:59", "11:30:00"], "{text}");
+    // A replay's clock, made of the recorded steps, prints the same lines.
+    let replayed = LocalClock::recorded(clock.borrow().steps().iter().copied()).unwrap().shared();
+    let r = Human::new(NameStyle::default(), Columns::default(), env(replayed));
+    let mut again = Vec::new();
+    for rec in [&before, &before, &after] {
+        r.record(&mut again, rec);
+    }
+    assert_eq!(String::from_utf8(again).unwrap(), text);
 }
 
 #[test]

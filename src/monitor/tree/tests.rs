@@ -8,7 +8,7 @@ use cnlink_procmon::procfs::{Exe, StatusFields};
 use cnlink_procmon::{EnrichStatus, HostIdentity, KernelEvent, Observation, ProcSource, Snapshot, TableConfig, Wants};
 
 use super::*;
-use crate::monitor::human::{Clock, Offsets};
+use crate::monitor::clock::LocalClock;
 
 const TICK: u64 = 10_000_000;
 
@@ -119,7 +119,7 @@ fn drawn(
 }
 
 fn view() -> TreeView {
-    let env = TextEnv { pid_width: 5, clock: Clock::Fixed(Offsets::default()), user_name: Box::new(|_| None) };
+    let env = TextEnv { pid_width: 5, clock: LocalClock::fixed(0, 0).shared(), user_name: Box::new(|_| None) };
     TreeView::new(NameStyle::default(), Columns::default(), env)
 }
 

@@ -2,9 +2,13 @@
 //!
 //! ```text
 //! cargo run --release -p cnlink-bench --bin storm -- [--children N] [--workers 2] \
-//!     [--kind thread|fork|exec|all] [--nice 19] [--listeners cnlink,example,cloop,forkstat,sink] \
+//!     [--kind thread|fork|exec|all] [--nice 19] [--listeners cnlink,cnlink-record,example,cloop,forkstat,sink] \
 //!     [--rounds 3] [--json PATH]
 //! ```
+//!
+//! `cnlink-record` is `cnlink record FILE` with the same arguments as the `cnlink` listener (`cnlink proc --format
+//! json`): its events are counted from `cnlink replay FILE --format json` after the run, and the replay's speed
+//! (`--speed max` to `/dev/null`, JSON and text) is reported too.
 //!
 //! For each round and each listener in turn (the order rotates every round), it:
 //! 1. starts the listener (at `nice -n NICE` if asked) with its output going to a file;
@@ -32,8 +36,8 @@ mod summary;
 #[path = "../sys.rs"]
 mod sys;
 
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -44,7 +48,7 @@ use storm::gen::{self, Kind};
 use storm::listener;
 use storm::parse::Format;
 use storm::prepare;
-use storm::report::{self, Medians, RunResult};
+use storm::report::{self, Medians, ReplaySpeed, RunResult};
 use storm::sink;
 
 /// Proc-event storm: events lost and CPU per event for each proc-connector listener.
@@ -115,6 +119,8 @@ fn run() -> Result<ExitCode> {
         "rmem_default": read_trim("/proc/sys/net/core/rmem_default"),
     });
     println!("storm: {command}");
+    let load_start = read_trim("/proc/loadavg");
+    println!("load average at start: {load_start}");
     println!(
         "machine: nproc={} kernel={} pid_max={} net.core.rmem_default={}",
         machine["nproc"], machine["kernel"], machine["pid_max"], machine["rmem_default"]
@@ -185,9 +191,17 @@ fn run() -> Result<ExitCode> {
         println!("\n{verdict}");
     }
 
+    let ratio = record_ratio(&results, &medians);
+    if let Some(r) = &ratio {
+        println!("\n{}", r["text"].as_str().unwrap_or_default());
+    }
+    let load_end = read_trim("/proc/loadavg");
+    println!("load average at end: {load_end}");
     let raw = serde_json::json!({
         "command": command,
         "machine": machine,
+        "load_average": {"start": load_start, "end": load_end},
+        "record_vs_json": ratio,
         "params": {"children": args.children, "workers": args.workers, "kind": args.kind.name(),
                    "nice": args.nice, "rounds": args.rounds, "cnlink_args": args.cnlink_args},
         "runs": results.iter().map(RunResult::to_json).collect::<Vec<_>>(),
@@ -246,12 +260,20 @@ fn one_run(
         }
         None => None,
     };
+    let replay = match &running.recording {
+        Some(rec) => Some(read_recording(&spec.argv[0], rec, &out)?),
+        None => None,
+    };
     let mut tally = Tally::read(&out, spec.format, storm_pid).context("reading the listener's output")?;
     tally.forget(&running.markers);
     if !args.keep_output {
         let _ = std::fs::remove_file(&out);
         let _ = std::fs::remove_file(out.with_extension("stderr"));
+        if let Some(rec) = &running.recording {
+            let _ = std::fs::remove_file(rec);
+        }
     }
+    let replay = replay.map(|(json, text)| ReplaySpeed { events: tally.events, json, text });
     let created = multiset(&storm.ids);
     Ok(RunResult {
         listener: spec.name,
@@ -269,5 +291,64 @@ fn one_run(
         drain_secs: drained.as_secs_f64(),
         stop_secs: usage.stop_secs,
         sink,
+        replay,
     })
+}
+
+/// Runs `cnlink replay` on a recorder's recording, as fast as it goes: JSON, then text, to `/dev/null` (wall
+/// seconds and CPU µs of each), then JSON into `out` for the tally.
+fn read_recording(cnlink: &str, recording: &Path, out: &Path) -> Result<((f64, u64), (f64, u64))> {
+    let timed = |format: &str, to: Stdio| -> Result<(f64, u64)> {
+        let start = std::time::Instant::now();
+        let child = Command::new(cnlink)
+            .arg("replay")
+            .arg(recording)
+            .args(["--speed", "max", "--format", format])
+            .stdout(to)
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting cnlink replay")?;
+        let pid = i32::try_from(child.id()).context("pid out of range")?;
+        let (status, ru) = sys::wait4(pid, true)?.context("cnlink replay vanished")?;
+        let secs = start.elapsed().as_secs_f64();
+        // Exit status 1: the recording itself missed events (its channel was full); still read.
+        if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) > 1 {
+            anyhow::bail!("cnlink replay {} failed (wait status {status})", recording.display());
+        }
+        let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        Ok((secs, us(ru.ru_utime) + us(ru.ru_stime)))
+    };
+    let json = timed("json", Stdio::null())?;
+    let text = timed("text", Stdio::null())?;
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    timed("json", Stdio::from(file))?;
+    Ok((json, text))
+}
+
+/// The recorder against `cnlink proc --format json` in the same run: CPU per event, the ratio of the medians and
+/// the median of each round's ratio, and the replay rates.
+fn record_ratio(results: &[RunResult], medians: &[Medians]) -> Option<serde_json::Value> {
+    let json = medians.iter().find(|m| m.listener == "cnlink")?;
+    let rec = medians.iter().find(|m| m.listener == "cnlink-record")?;
+    let per_round: Vec<f64> = results
+        .iter()
+        .filter(|r| r.listener == "cnlink-record")
+        .filter_map(|r| {
+            let j = results.iter().find(|j| j.listener == "cnlink" && j.round == r.round)?;
+            Some(r.cpu_per_event() / j.cpu_per_event())
+        })
+        .collect();
+    let of_medians = rec.cpu_per_event / json.cpu_per_event;
+    let median_of_rounds = common::median(&per_round);
+    let (json_eps, text_eps) = rec.replay_eps.unwrap_or((f64::NAN, f64::NAN));
+    let text = format!(
+        "cnlink record vs cnlink proc --format json: {:.2} vs {:.2} µs/event, {of_medians:.2}x (median of the \
+         rounds' ratios {median_of_rounds:.2}x; goal at most 1.5x)\nreplay --speed max to /dev/null (median): \
+         json {json_eps:.0} events/s, text {text_eps:.0} events/s",
+        rec.cpu_per_event, json.cpu_per_event
+    );
+    Some(serde_json::json!({
+        "ratio_of_medians": of_medians, "median_of_round_ratios": median_of_rounds, "round_ratios": per_round,
+        "replay_json_events_per_s": json_eps.round(), "replay_text_events_per_s": text_eps.round(), "text": text,
+    }))
 }

@@ -23,6 +23,7 @@ use rustix::process::{kill_process, Pid, Signal};
 
 use super::gen;
 use super::parse::Format;
+use super::prepare::RECORDING;
 use super::procfs::{self, NlSock};
 
 /// How to start one listener.
@@ -41,6 +42,8 @@ pub(crate) struct Running {
     pid: i32,
     socket: NlSock,
     out: PathBuf,
+    /// The listener's recording, for `cnlink record` (it prints nothing).
+    pub(crate) recording: Option<PathBuf>,
     err: PathBuf,
     /// Pids of the marker children forked to prove readiness (their events are not storm events).
     pub(crate) markers: Vec<i32>,
@@ -61,16 +64,26 @@ pub(crate) struct Usage {
     pub(crate) stop_secs: f64,
 }
 
-/// Starts `spec` at niceness `nice` with its output in `out` and waits until it receives events.
+/// Starts `spec` at niceness `nice` with its output in `out` (and its recording next to it, for a recorder) and
+/// waits until it receives events.
 pub(crate) fn start(spec: &Spec, nice: i32, out: &Path) -> Result<Running> {
     let err = out.with_extension("stderr");
+    let recording = spec.argv.iter().any(|a| a == RECORDING).then(|| out.with_extension("pcapng"));
+    let argv: Vec<String> = spec
+        .argv
+        .iter()
+        .map(|a| match (&recording, a == RECORDING) {
+            (Some(r), true) => r.display().to_string(),
+            _ => a.clone(),
+        })
+        .collect();
     let mut cmd = if nice != 0 {
         let mut c = Command::new("nice");
-        c.arg("-n").arg(nice.to_string()).args(&spec.argv);
+        c.arg("-n").arg(nice.to_string()).args(&argv);
         c
     } else {
-        let mut c = Command::new(&spec.argv[0]);
-        c.args(&spec.argv[1..]);
+        let mut c = Command::new(&argv[0]);
+        c.args(&argv[1..]);
         c
     };
     let child = cmd
@@ -78,13 +91,14 @@ pub(crate) fn start(spec: &Spec, nice: i32, out: &Path) -> Result<Running> {
         .stdout(File::create(out).with_context(|| format!("creating {}", out.display()))?)
         .stderr(File::create(&err)?)
         .spawn()
-        .with_context(|| format!("starting {:?}", spec.argv))?;
+        .with_context(|| format!("starting {argv:?}"))?;
     // The process is reaped with wait4 in `stop` (for its rusage), not through `Child`.
     let pid = i32::try_from(child.id()).context("pid out of range")?;
     let mut running = Running {
         pid,
         socket: NlSock { protocol: 0, port: 0, groups: 0, rmem: 0, drops: 0, inode: 0 },
         out: out.into(),
+        recording,
         err,
         markers: vec![],
     };
@@ -173,6 +187,9 @@ impl Running {
     /// [`Running::settle`]); at most `limit`.
     pub(crate) fn drain_marked(&mut self, format: Format, limit: Duration) -> Result<Duration> {
         use std::io::Read;
+        if let Some(path) = self.recording.clone() {
+            return self.drain_recording(&path, limit);
+        }
         let mut file = File::open(&self.out)?;
         let mut text = Vec::new();
         let mut seen = false;
@@ -210,6 +227,16 @@ impl Running {
         r
     }
 
+    /// [`Running::drain_marked`] for a recorder: the marker's exit is looked for in its recording.
+    fn drain_recording(&mut self, path: &Path, limit: Duration) -> Result<Duration> {
+        let mut scanner = super::recording::ExitScanner::open(path)?;
+        let mut seen = false;
+        self.drain_with(limit, |mine| {
+            seen |= scanner.exits()?.iter().any(|p| mine.contains(p));
+            Ok(seen)
+        })
+    }
+
     /// Polls every 50 ms until the listener's socket is empty and either `done` holds (a line the listener
     /// prints once it has handled the storm: other processes on the machine cannot hold that up) or the
     /// listener has gone quiet (its CPU time and output size unchanged for 200 ms: what a listener whose
@@ -221,7 +248,8 @@ impl Running {
         while start.elapsed() < limit {
             self.alive()?;
             let rmem = procfs::socket_by_inode(self.socket.inode)?.map_or(0, |s| s.rmem);
-            let now = (procfs::cpu_ticks(self.pid)?, std::fs::metadata(&self.out)?.len());
+            let out = self.recording.as_ref().unwrap_or(&self.out);
+            let now = (procfs::cpu_ticks(self.pid)?, std::fs::metadata(out)?.len());
             quiet = if rmem == 0 && now == last { quiet + 1 } else { 0 };
             last = now;
             if (done()? && rmem == 0) || quiet >= 4 {

@@ -8,5 +8,6 @@ pub(crate) mod listener;
 pub(crate) mod parse;
 pub(crate) mod prepare;
 pub(crate) mod procfs;
+pub(crate) mod recording;
 pub(crate) mod report;
 pub(crate) mod sink;

@@ -24,6 +24,8 @@ use serde_json::Value;
 pub(crate) enum Format {
     /// `cnlink proc --format json`.
     Cnlink,
+    /// `cnlink record FILE`: nothing on stdout; its recording is read back with `cnlink replay --format json`.
+    CnlinkRecord,
     /// `cnlink proc --sink` to a nats-server the harness starts; what `cnlink collect` reads back from the stream
     /// (the same JSON Lines) is what is counted.
     Sink,
@@ -64,7 +66,7 @@ impl Line {
 /// Parses one line printed by a listener of format `format`.
 pub(crate) fn parse(format: Format, line: &str) -> Line {
     match format {
-        Format::Cnlink | Format::Sink => json(line),
+        Format::Cnlink | Format::CnlinkRecord | Format::Sink => json(line),
         Format::Example => key_value(line),
         Format::Cloop => cloop(line),
         Format::Forkstat => forkstat(line),

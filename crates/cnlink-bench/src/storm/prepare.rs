@@ -62,6 +62,9 @@ pub(crate) fn compile_c(name: &str) -> Result<PathBuf, String> {
     Ok(out)
 }
 
+/// In a listener's arguments: the path of its recording (next to its output, `.pcapng`).
+pub(crate) const RECORDING: &str = "{recording}";
+
 /// Prepares the listener `format`; `build` says whether to (re)build it. Extra arguments for
 /// `cnlink proc` go in `cnlink_args`.
 pub(crate) fn prepare(format: Format, build: bool, cnlink_args: &[String]) -> Result<Spec, String> {
@@ -80,6 +83,16 @@ pub(crate) fn prepare(format: Format, build: bool, cnlink_args: &[String]) -> Re
             run(Command::new(&bin).args(["proc", "--help"]).stdout(Stdio::null()))
                 .map_err(|e| format!("`cnlink proc` not available yet ({e})"))?;
             Ok(Spec { name: "cnlink", format, argv })
+        }
+        Format::CnlinkRecord => {
+            cargo_build(&["-p", "cnlink-cli", "--bin", "cnlink"], build)?;
+            let bin = release.join("cnlink");
+            // The same selection as `cnlink proc --format json` with the same extra arguments.
+            let mut argv = vec![bin.display().to_string(), "record".into(), RECORDING.into()];
+            argv.extend(cnlink_args.iter().cloned());
+            run(Command::new(&bin).args(["record", "--help"]).stdout(Stdio::null()))
+                .map_err(|e| format!("`cnlink record` not available yet ({e})"))?;
+            Ok(Spec { name: "cnlink-record", format, argv })
         }
         Format::Sink => {
             cargo_build(&["-p", "cnlink-cli", "--bin", "cnlink"], build)?;

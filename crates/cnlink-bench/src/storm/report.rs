@@ -37,6 +37,38 @@ pub(crate) struct RunResult {
     pub(crate) stop_secs: f64,
     /// The sink's figures (the `sink` listener only).
     pub(crate) sink: Option<SinkFigures>,
+    /// For a recorder: how fast its recording replays.
+    pub(crate) replay: Option<ReplaySpeed>,
+}
+
+/// `cnlink replay --speed max` of a recorder's recording to `/dev/null`, in both formats.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReplaySpeed {
+    /// Events the replay printed.
+    pub(crate) events: u64,
+    /// JSON: wall-clock seconds and CPU microseconds (all threads).
+    pub(crate) json: (f64, u64),
+    /// Text: wall-clock seconds and CPU microseconds.
+    pub(crate) text: (f64, u64),
+}
+
+impl ReplaySpeed {
+    /// Events per wall-clock second, JSON and text.
+    pub(crate) fn rates(&self) -> (f64, f64) {
+        let eps = |s: f64| self.events as f64 / s.max(1e-9);
+        (eps(self.json.0), eps(self.text.0))
+    }
+
+    /// Machine-readable form.
+    pub(crate) fn to_json(self) -> Value {
+        let (json_eps, text_eps) = self.rates();
+        let per = |us: u64| us as f64 / self.events.max(1) as f64;
+        json!({
+            "events": self.events, "json_s": self.json.0, "text_s": self.text.0,
+            "json_events_per_s": json_eps.round(), "text_events_per_s": text_eps.round(),
+            "json_cpu_us_per_event": per(self.json.1), "text_cpu_us_per_event": per(self.text.1),
+        })
+    }
 }
 
 impl RunResult {
@@ -84,6 +116,7 @@ impl RunResult {
             "cpu_us_per_event": self.cpu_per_event(), "max_rss_kib": self.max_rss_kib,
             "kernel_drops": self.kernel_drops, "lost_reported": self.lost_reported,
             "overruns": self.overruns, "drain_s": self.drain_secs,
+            "replay": self.replay.map(ReplaySpeed::to_json),
         })
     }
 }
@@ -96,12 +129,12 @@ fn loss(created: u64, matched: u64) -> f64 {
 }
 
 /// The header of the per-run table.
-pub(crate) const HEADER: &str = "listener  round  children   rate/s  fork-loss%  exit-loss%    lost  events  µs/event  maxRSS-MiB  kdrops  reported  e2e-ev/s";
+pub(crate) const HEADER: &str = "listener      round  children   rate/s  fork-loss%  exit-loss%    lost  events  µs/event  maxRSS-MiB  kdrops  reported  e2e-ev/s";
 
 /// One row of the per-run table.
 pub(crate) fn row(r: &RunResult) -> String {
     format!(
-        "{:<9} {:>5} {:>9} {:>8.0} {:>11.3} {:>11.3} {:>7} {:>7} {:>9.2} {:>11.1} {:>7} {:>9} {:>9.0}{}",
+        "{:<13} {:>5} {:>9} {:>8.0} {:>11.3} {:>11.3} {:>7} {:>7} {:>9.2} {:>11.1} {:>7} {:>9} {:>9.0}{}",
         r.listener,
         r.round,
         r.children,
@@ -149,6 +182,8 @@ pub(crate) struct Medians {
     /// The sink's: the largest spool high-water mark (bytes), runs whose audit was complete, the most records
     /// missing from a stream, and the server's median CPU µs per event.
     pub(crate) sink: Option<(u64, usize, u64, f64)>,
+    /// For a recorder: median replay rates, events per second, JSON and text.
+    pub(crate) replay_eps: Option<(f64, f64)>,
 }
 
 impl Medians {
@@ -177,6 +212,11 @@ impl Medians {
                     crate::common::median(&broker),
                 )
             }),
+            replay_eps: runs.iter().all(|r| r.replay.is_some()).then(|| {
+                let rates: Vec<(f64, f64)> = runs.iter().filter_map(|r| Some(r.replay?.rates())).collect();
+                let med = |f: fn(&(f64, f64)) -> f64| crate::common::median(&rates.iter().map(f).collect::<Vec<_>>());
+                (med(|r| r.0), med(|r| r.1))
+            }),
         }
     }
 
@@ -192,19 +232,21 @@ impl Medians {
                 "spool_high_water_bytes_max": high_water, "audits_complete": complete,
                 "audit_missing_max": missing, "broker_cpu_us_per_event": broker,
             })),
+            "replay_json_events_per_s": self.replay_eps.map(|r| r.0.round()),
+            "replay_text_events_per_s": self.replay_eps.map(|r| r.1.round()),
         })
     }
 }
 
 /// The header of the medians table.
 pub(crate) const MEDIAN_HEADER: &str =
-    "listener  runs   rate/s  fork-loss%  exit-loss%  worst-lost  µs/event  ×cloop  maxRSS-MiB  e2e-ev/s";
+    "listener      runs   rate/s  fork-loss%  exit-loss%  worst-lost  µs/event  ×cloop  maxRSS-MiB  e2e-ev/s";
 
 /// One row of the medians table; `floor` is the C loop's median µs/event.
 pub(crate) fn median_row(m: &Medians, floor: Option<f64>) -> String {
     let ratio = floor.map_or_else(|| "-".to_string(), |f| format!("{:.2}", m.cpu_per_event / f));
     format!(
-        "{:<9} {:>4} {:>8.0} {:>11.3} {:>11.3} {:>11} {:>9.2} {:>7} {:>11.1} {:>9.0}",
+        "{:<13} {:>4} {:>8.0} {:>11.3} {:>11.3} {:>11} {:>9.2} {:>7} {:>11.1} {:>9.0}",
         m.listener,
         m.runs,
         m.rate,

@@ -4,7 +4,9 @@
 //! (the receive time for other datagrams); an overrun and every loss become loss records (a sequence gap keeps
 //! the message it came before); a `/proc` answer becomes a snapshot record (the start-up snapshot) or an exec
 //! observation record (every other answer), both of encoding [`crate::ProcAnswer::ENCODING`]; a recorder miss
-//! becomes a loss of kind [`LossKind::Recording`]. The head of each file holds the host record and a [`Session`].
+//! becomes a loss of kind [`LossKind::Recording`]; the table's state ([`RecorderEvent::State`]) becomes a snapshot
+//! record of reason rotation, for the writer to start its next file with. The head of each file holds the host
+//! record and a [`Session`].
 //!
 //! Reading ([`RecordingReader`]): one or more files in order (a rotated set), block by block, back into
 //! [`crate::ReplayInput`]s for [`crate::ReplayEvents`] and [`ProcAnswer`]s for [`crate::RecordedProc`], with every
@@ -37,6 +39,14 @@ pub enum Captured {
     },
     /// A cnlink record.
     Record(Record),
+    /// The process table's state, as a rotation snapshot record, with the datagrams shown before it (see
+    /// [`RecorderEvent::State`]): what a recording starts its next file with.
+    State {
+        /// The snapshot record.
+        record: Record,
+        /// Datagrams shown before it.
+        datagrams: u64,
+    },
 }
 
 /// `CLOCK_MONOTONIC` ns as wall clock, with `offset` = realtime - monotonic at start.
@@ -108,6 +118,15 @@ pub fn to_capture(ev: RecorderEvent, offset: i64, now_ns: u64) -> Captured {
             before: None,
         })),
         RecorderEvent::Answer(a) => Captured::Record(answer_record(&a, now_ns)),
+        RecorderEvent::State { answer, datagrams } => {
+            let record = match answer_record(&answer, now_ns) {
+                Record::Snapshot(s) => {
+                    Record::Snapshot(cnlink_capture::Snapshot { reason: SnapshotReason::Rotation, ..s })
+                }
+                other => other,
+            };
+            Captured::State { record, datagrams }
+        }
     }
 }
 

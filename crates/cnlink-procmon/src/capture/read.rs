@@ -6,7 +6,7 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use cnlink_capture::cooked::PACKET_KERNEL;
-use cnlink_capture::{Block, Damage, HostInfo, LossKind, ReadError, Record, SnapshotReason, StreamReader};
+use cnlink_capture::{Block, Clock, Damage, HostInfo, LossKind, ReadError, Record, SnapshotReason, StreamReader};
 
 use super::{lost_events, monotonic, Session};
 use crate::record::ProcAnswer;
@@ -112,6 +112,24 @@ impl RecordingReader {
             }
         }
         Ok(head)
+    }
+
+    /// Every clock record of `paths`, in order (read on their own: nothing else is decoded). A file that cannot
+    /// be read or is damaged gives what came before; its problem is reported by the reading proper.
+    pub fn clocks(paths: impl IntoIterator<Item = impl AsRef<Path>>) -> Vec<Clock> {
+        let mut out = Vec::new();
+        for path in paths {
+            let Ok(f) = File::open(path.as_ref()) else { continue };
+            let mut r = StreamReader::new(BufReader::with_capacity(256 << 10, f));
+            while let Some(b) = r.next() {
+                match b {
+                    Ok(Block::Record(Record::Clock(c))) => out.push(c),
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        out
     }
 
     /// Reads one block of the current file into `out`; false when the file ended.

@@ -315,6 +315,7 @@ impl MonitorBuilder {
             kernel_mask,
             recv_buffer,
             finished: false,
+            handled_datagrams: 0,
         })
     }
 }

@@ -114,6 +114,8 @@ pub struct Monitor {
     kernel_mask: EventMask,
     recv_buffer: Option<usize>,
     finished: bool,
+    /// The `datagrams` stamp of the last batch handled.
+    handled_datagrams: u64,
 }
 
 // A monitor can move to another thread or task (`tokio::spawn`).
@@ -143,6 +145,7 @@ impl Monitor {
     /// what it yields to `out`; returns how many items were appended (0 when the timeout passed, or when
     /// nothing in the batch was shown). After the end ([`Monitor::is_finished`]), returns 0 at once.
     pub fn recv(&mut self, out: &mut Vec<MonitorItem>, timeout: Option<Duration>) -> Result<usize, MonitorError> {
+        self.send_state_if_wanted();
         if self.ready.is_empty() && !self.finished {
             let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -209,11 +212,23 @@ impl Monitor {
         }
     }
 
+    /// Sends the recorder the table's state, if it asked for it (between two batches).
+    fn send_state_if_wanted(&mut self) {
+        let Some(tx) = &mut self.recorder else { return };
+        if tx.state_wanted(self.handled_datagrams) {
+            let table = &self.core.table;
+            let answer = crate::ProcAnswer::Snapshot { wants: table.config().wants, snapshot: table.as_snapshot() };
+            tx.send(crate::RecorderEvent::State { answer, datagrams: self.handled_datagrams });
+        }
+    }
+
     /// Handles one message of the receive thread.
     fn handle(&mut self, msg: Msg) -> Result<(), MonitorError> {
         match msg {
             Msg::Batch(mut b) => {
+                self.send_state_if_wanted();
                 self.core.handle(&mut b, &mut *self.source, self.recorder.as_mut(), &mut self.ready);
+                self.handled_datagrams = b.datagrams;
                 self.queue.done(b);
                 Ok(())
             }

@@ -49,6 +49,9 @@ pub(crate) struct Batch {
     pub(crate) observation_bytes: usize,
     /// `CLOCK_MONOTONIC` ns of the last receive into the batch: the time of the losses it revealed.
     pub(crate) at_ns: u64,
+    /// Datagrams a recorder's tap had shown when the batch was handed on (0 without a recorder): once the batch
+    /// is handled, every one of them has been.
+    pub(crate) datagrams: u64,
 }
 
 impl Batch {

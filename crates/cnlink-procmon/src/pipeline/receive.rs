@@ -281,6 +281,9 @@ impl ReceiveThread {
         if batch.input.losses.windows(2).any(|w| w[0].0 > w[1].0) {
             batch.input.losses.sort_by_key(|l| l.0);
         }
+        if let Some(r) = &self.recorder {
+            batch.datagrams = r.datagrams();
+        }
         let full = std::mem::replace(batch, self.queue.spare());
         if let Err(mut b) = self.queue.try_push(full) {
             let n = b.drop_events();

@@ -200,6 +200,66 @@ impl ProcessTable {
         }
     }
 
+    /// The live processes as a `/proc` snapshot would show them, with what the table knows, in pid order: what
+    /// a recording starts a later file with (see [`crate::RecorderEvent::State`]), so that the file replays alone.
+    ///
+    /// A table seeded with it has the same processes, ids, parents, programs and entry leaders. Not in it:
+    /// processes whose start time was never read (their ids come from events), exited processes kept for their
+    /// threads and descendants, exec histories, the exec time of the running program, thread counts; start times
+    /// come from the start ticks.
+    pub fn as_snapshot(&self) -> Snapshot {
+        use crate::procfs::{CgroupFile, Exe, PathRead, Stat, StatusFields};
+        let mut processes: Vec<Observation> = self
+            .iter()
+            .filter_map(|i| {
+                let start_ticks = i.start_ticks?;
+                let threads = self.threads(i.pid);
+                let program = &i.program;
+                let c = i.creds;
+                Some(Observation {
+                    pid: i.pid,
+                    status: i.status,
+                    boot_offset_ns: self.boot_offset_ns,
+                    stat: Some(Stat {
+                        pid: i.pid,
+                        name: program.name.as_bytes().to_vec(),
+                        state: b'S',
+                        ppid: i.parent_pid,
+                        pgid: i.pgid,
+                        sid: i.sid,
+                        tty_nr: i.tty_nr,
+                        flags: if i.kthread { crate::procfs::parse::PF_KTHREAD } else { 0 },
+                        num_threads: i64::from(threads) + 1,
+                        start_ticks,
+                    }),
+                    argv: program.argv.as_deref().cloned(),
+                    exe: program.exe.as_ref().map(|e| Exe {
+                        path: e.path.as_bytes().to_vec(),
+                        deleted: e.deleted,
+                        memfd: e.memfd,
+                        truncated: e.truncated,
+                    }),
+                    cwd: i.cwd.as_ref().map(|p| PathRead { path: p.as_bytes().to_vec(), truncated: false }),
+                    status_fields: c.ruid.map(|ruid| StatusFields {
+                        ruid,
+                        euid: c.euid.unwrap_or(ruid),
+                        rgid: c.rgid.unwrap_or(0),
+                        egid: c.egid.unwrap_or(0),
+                        nspid: i.namespaces.nspid.as_deref().map(<[i32]>::to_vec).unwrap_or_default(),
+                    }),
+                    cgroup: i
+                        .cgroup
+                        .as_ref()
+                        .map(|g| CgroupFile { bytes: g.raw.as_bytes().to_vec(), truncated: g.truncated }),
+                    pid_ns: i.namespaces.pid_ns,
+                    mnt_ns: i.namespaces.mnt_ns,
+                })
+            })
+            .collect();
+        processes.sort_by_key(|o| o.pid);
+        Snapshot { ticks_per_second: 1_000_000_000 / self.ns_per_tick.max(1), processes }
+    }
+
     /// Events were lost: every entry is checked against `/proc` before it is trusted again.
     pub fn note_loss(&mut self) {
         self.epoch = self.epoch.wrapping_add(1);

@@ -5,6 +5,7 @@ use std::io;
 use std::time::Duration;
 
 use crate::engine::{ClientCore, RequestError};
+use crate::proc::{Path, TapEvent, TapSlot};
 use crate::socket::{NlAddr, Protocol, RecvBatch, Socket};
 use crate::Error;
 
@@ -62,17 +63,24 @@ pub(crate) fn send(sock: &Socket, datagram: &[u8], to: NlAddr) -> Result<(), Err
     sock.send_to(datagram, to).map(drop).map_err(|e| error(Op::Send, sock.protocol(), e))
 }
 
-/// Hands the result of one receive to the core: the datagrams, or an overrun (`ENOBUFS`, never an error).
-/// Returns false when nothing was ready (`WouldBlock`).
-pub(crate) fn absorb(core: &mut ClientCore, batch: &RecvBatch, received: io::Result<usize>) -> Result<bool, Error> {
+/// Hands the result of one receive to the core: the datagrams, or an overrun (`ENOBUFS`, never an error), each
+/// shown to the tap first. Returns false when nothing was ready (`WouldBlock`).
+pub(crate) fn absorb(
+    core: &mut ClientCore,
+    batch: &RecvBatch,
+    received: io::Result<usize>,
+    tap: &mut TapSlot,
+) -> Result<bool, Error> {
     match received {
         Ok(_) => {
             for (meta, d) in batch.iter() {
+                tap.show(TapEvent::Received { path: Path::Main, meta, datagram: d });
                 core.handle(meta.from, meta.creds, d);
             }
             Ok(true)
         }
         Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+            tap.show(TapEvent::Overrun { path: Path::Main });
             core.handle_overrun();
             Ok(true)
         }

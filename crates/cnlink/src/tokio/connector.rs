@@ -6,6 +6,7 @@ use tokio::io::unix::AsyncFd;
 
 use crate::connector::driver;
 use crate::engine::{ClientCore, ClientCounters, ClientItem, MatchRule, OwnedMsg, PendingRequest, Trust};
+use crate::proc::{Tap, TapSlot};
 use crate::socket::{NlAddr, Protocol, RecvBatch, Socket};
 use crate::wire::{CbId, CnMsgHdr};
 use crate::Error;
@@ -16,6 +17,7 @@ pub struct AsyncConnector {
     fd: AsyncFd<Socket>,
     core: ClientCore,
     batch: RecvBatch,
+    tap: TapSlot,
 }
 
 impl AsyncConnector {
@@ -31,7 +33,18 @@ impl AsyncConnector {
             fd: crate::socket::async_fd::register(driver::open(protocol, true)?)?,
             core: ClientCore::new(peer, rule, trust, driver::random_u32()?),
             batch: driver::batch(),
+            tap: TapSlot::default(),
         })
+    }
+
+    /// Sets a tap, as [`crate::Connector::set_tap`].
+    pub fn set_tap(&mut self, tap: Tap) {
+        self.tap.set(tap);
+    }
+
+    /// Removes the tap and returns it.
+    pub fn take_tap(&mut self) -> Option<Tap> {
+        self.tap.take()
     }
 
     /// The socket.
@@ -94,7 +107,7 @@ impl AsyncConnector {
                 return outcome.map_err(|e| driver::request_error(e, timeout));
             }
             let deadline = pending.core().poll_timeout();
-            receive(&self.fd, &mut self.batch, pending.core(), deadline).await?;
+            receive(&self.fd, &mut self.batch, pending.core(), &mut self.tap, deadline).await?;
             pending.core().handle_timeout(Instant::now());
         }
     }
@@ -105,7 +118,7 @@ impl AsyncConnector {
             if let Some(item) = self.core.poll_item() {
                 return Ok(item);
             }
-            receive(&self.fd, &mut self.batch, &mut self.core, None).await?;
+            receive(&self.fd, &mut self.batch, &mut self.core, &mut self.tap, None).await?;
         }
     }
 }
@@ -116,6 +129,7 @@ async fn receive(
     fd: &AsyncFd<Socket>,
     batch: &mut RecvBatch,
     core: &mut ClientCore,
+    tap: &mut TapSlot,
     deadline: Option<Instant>,
 ) -> Result<(), Error> {
     let mut guard = match deadline {
@@ -126,7 +140,7 @@ async fn receive(
         },
     };
     let got = guard.get_inner().recv_batch(batch, false);
-    if !driver::absorb(core, batch, got)? {
+    if !driver::absorb(core, batch, got, tap)? {
         guard.clear_ready();
     }
     Ok(())
