@@ -172,9 +172,17 @@ fn tshark_reads_a_recording_and_a_cut_one_is_replayed_up_to_the_damage() {
     }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("r.pcapng");
-    let run = Running::start(&["record", file.to_str().unwrap(), "-D", "2"]);
-    std::thread::sleep(Duration::from_millis(800));
+    let run = Running::start(&["record", file.to_str().unwrap(), "-D", "60"]);
+    // The file is created once the subscription is acknowledged and the table is read: the workload is recorded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(&file).map_or(true, |m| m.len() == 0) {
+        assert!(std::time::Instant::now() < deadline, "record never created {}", file.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let pid = workload();
+    // Its events reach the writer within a batch; SIGINT then writes what was received.
+    std::thread::sleep(Duration::from_millis(300));
+    run.interrupt();
     let (code, err, out) = run.finish(Duration::from_secs(20));
     assert_eq!(code, Some(0), "{err}");
     assert!(out.is_empty(), "record prints nothing: {out:?}");
@@ -216,14 +224,24 @@ fn listen_records_every_datagram_for_tshark_and_replay() {
     }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("l.pcapng");
-    let run = Running::start(&["listen", "--group", "1", "--record", file.to_str().unwrap(), "-D", "2"]);
-    std::thread::sleep(Duration::from_millis(800));
+    let run = Running::start(&["listen", "--group", "1", "--record", file.to_str().unwrap(), "-D", "30"]);
+    // Readiness: a child of ours shows.
+    let ready = (0..100).any(|_| {
+        let mut c = Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        run.wait_for(Duration::from_millis(200), |l| l.contains(&format!("pid={pid} "))).is_some()
+    });
+    assert!(ready, "listen never showed a child of the test");
     let mut pids = Vec::new();
     for _ in 0..20 {
         let mut c = Command::new("true").spawn().unwrap();
         pids.push(c.id());
         c.wait().unwrap();
     }
+    let last = *pids.last().unwrap();
+    assert!(run.wait_for(Duration::from_secs(20), |l| l.contains(&format!("pid={last} "))).is_some(), "child {last}");
+    run.interrupt();
     let (code, err, live) = run.finish(Duration::from_secs(20));
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("0 missed by the recording thread"), "{err}");

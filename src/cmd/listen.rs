@@ -180,6 +180,7 @@ pub(crate) fn run(a: ListenArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Prints what arrives until the count, the duration or a signal says stop; returns how many messages it showed.
+/// At a stop by duration or signal, what was already received (and recorded) is printed first.
 fn listen(
     c: &mut Connector,
     a: &ListenArgs,
@@ -190,12 +191,15 @@ fn listen(
     let mut out = std::io::stdout().lock();
     let mut printer = Printer::new(a.format);
     let mut shown = 0u64;
-    while !stop.load(Ordering::Acquire) && a.count.is_none_or(|n| shown < n) {
+    while a.count.is_none_or(|n| shown < n) {
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if left.is_some_and(|l| l.is_zero()) {
+        let stopping = stop.load(Ordering::Acquire) || left.is_some_and(|l| l.is_zero());
+        if stopping && c.core().queued() == 0 {
             break;
         }
-        let wait = left.unwrap_or(Duration::from_millis(200)).min(Duration::from_millis(200));
+        // Stopping: only what is queued, without waiting.
+        let wait =
+            if stopping { Duration::ZERO } else { left.unwrap_or(Duration::MAX).min(Duration::from_millis(200)) };
         let item = c.recv(Some(wait)).context("receiving")?;
         if let Some(r) = recorder.as_deref_mut() {
             r.drops(c.counters().dropped);
