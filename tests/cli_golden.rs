@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cli_common::{cnlink, json, Running};
+use cli_common::{cnlink, json, ns_last_pid_lock, spawn_as, Running};
 use cnlink_capture::{Block, LossKind, Reader, Record};
 use serde_json::Value;
 
@@ -229,26 +229,9 @@ fn run_to_end(cmd: &mut Command) -> (i32, Option<i32>) {
     (pid, c.wait().unwrap().code())
 }
 
-/// Holds the machine-wide lock the procmon live tests take around `ns_last_pid`.
-fn ns_last_pid_lock() -> std::fs::File {
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open("/tmp/cnlink-ns_last_pid.lock")
-        .unwrap();
-    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).unwrap();
-    f
-}
-
-/// Starts `cmd` as pid `want` (writing `want - 1` to `ns_last_pid` first) and runs it to its end; `None` when
-/// another process took the pid first.
+/// Starts `cmd` as pid `want` and runs it to its end; `None` when another process took the pid first.
 fn run_as(want: i32, cmd: &mut Command) -> Option<Option<i32>> {
-    std::fs::write("/proc/sys/kernel/ns_last_pid", (want - 1).to_string()).unwrap();
-    let mut c = cmd.spawn().unwrap();
-    let got = c.id() as i32;
-    let code = c.wait().unwrap().code();
-    (got == want).then_some(code)
+    spawn_as(want, cmd).map(|mut c| c.wait().unwrap().code())
 }
 
 /// Makes the golden recordings again (root): `cargo test --test cli_golden -- --ignored make_golden_recordings`.

@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cli_common::{json, root_or_skip, Running};
+use cli_common::{json, ns_last_pid_lock, root_or_skip, spawn_as, Running};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -175,41 +175,12 @@ fn memfd_and_deleted_executables_are_flagged() {
     assert_eq!(mon.finish(WAIT).0, Some(0));
 }
 
-/// Holds the machine-wide lock around `ns_last_pid` use (the process model's live tests take the same one).
-struct NsLastPidLock(#[allow(dead_code)] std::fs::File);
-
-impl NsLastPidLock {
-    fn take() -> NsLastPidLock {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open("/tmp/cnlink-ns_last_pid.lock")
-            .unwrap();
-        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).unwrap();
-        NsLastPidLock(f)
-    }
-}
-
-/// Spawns `cmd` as pid `want` (writing `want - 1` to `ns_last_pid` first); `None` if another process took it.
-fn spawn_as(want: i32, cmd: &mut Command) -> Option<std::process::Child> {
-    std::fs::write("/proc/sys/kernel/ns_last_pid", (want - 1).to_string()).unwrap();
-    let mut c = cmd.spawn().unwrap();
-    if c.id() as i32 == want {
-        Some(c)
-    } else {
-        let _ = c.kill();
-        let _ = c.wait();
-        None
-    }
-}
-
 #[test]
 fn a_reused_pid_never_shows_the_earlier_process() {
     if !root_or_skip("a_reused_pid_never_shows_the_earlier_process") {
         return;
     }
-    let _lock = NsLastPidLock::take();
+    let _lock = ns_last_pid_lock();
     let mon = monitor(&[]);
     let pid_max: i32 = std::fs::read_to_string("/proc/sys/kernel/pid_max").unwrap().trim().parse().unwrap();
     let marker = "cnlink-cli-earlier-process";

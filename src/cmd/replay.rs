@@ -174,10 +174,7 @@ pub(crate) fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         return Ok(if problems.any() { ExitCode::from(1) } else { ExitCode::SUCCESS });
     };
     let events = ReplayEvents::new(inputs(&a.files, a.speed, &problems), EventMask(ms.kernel_mask), ms.kernel_filtered);
-    let answers = RecordingReader::new(a.files.clone()).filter_map(|i| match i {
-        RecordingItem::Answer(a) => Some(*a),
-        _ => None,
-    });
+    let answers = RecordingReader::new(a.files.clone()).filter_map(RecordingItem::into_answer);
     // The clock records say what times the live run printed (the text time column, ECS's `@timestamp`); a
     // recording without them gets the host record's offset and this machine's time zone.
     let clock = match a.proc.format() {

@@ -134,3 +134,29 @@ impl Drop for Running {
 pub(crate) fn json(line: &str) -> Option<serde_json::Value> {
     serde_json::from_str(line).ok()
 }
+
+/// Holds the machine-wide lock around `ns_last_pid` use (the process model's live tests take the same one).
+pub(crate) fn ns_last_pid_lock() -> std::fs::File {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/tmp/cnlink-ns_last_pid.lock")
+        .unwrap();
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    f
+}
+
+/// Spawns `cmd` as pid `want` (writing `want - 1` to `ns_last_pid` first, under [`ns_last_pid_lock`]); `None`
+/// if another process took it.
+pub(crate) fn spawn_as(want: i32, cmd: &mut Command) -> Option<Child> {
+    std::fs::write("/proc/sys/kernel/ns_last_pid", (want - 1).to_string()).unwrap();
+    let mut c = cmd.spawn().unwrap();
+    if c.id() as i32 == want {
+        Some(c)
+    } else {
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+}

@@ -215,12 +215,7 @@ pub(crate) fn trim(full: &Path, roots: &[i32], to: &Path) {
     }
     let log = Arc::new(Mutex::new(Vec::new()));
     let lookup = Lookup { answers, snapshot: snapshot.map(|s| ancestors_only(s, &parents)), log: log.clone() };
-    let inputs: Vec<_> = RecordingReader::new([to])
-        .filter_map(|i| match i {
-            RecordingItem::Input(i) => Some(i),
-            _ => None,
-        })
-        .collect();
+    let inputs: Vec<_> = RecordingReader::new([to]).filter_map(RecordingItem::into_input).collect();
     let events = ReplayEvents::new(inputs, EventMask(ms.kernel_mask), ms.kernel_filtered);
     let mut b = Monitor::builder().source(events).proc_source(lookup).own_pid(Some(session.pid));
     if let Some(h) = session.host() {
@@ -240,18 +235,8 @@ pub(crate) fn check(golden: &Path) {
     let head = RecordingReader::head(golden).unwrap();
     let session = head.session.clone().unwrap();
     let ms = session.monitor.clone().unwrap();
-    let inputs: Vec<_> = RecordingReader::new([golden])
-        .filter_map(|i| match i {
-            RecordingItem::Input(i) => Some(i),
-            _ => None,
-        })
-        .collect();
-    let answers: Vec<_> = RecordingReader::new([golden])
-        .filter_map(|i| match i {
-            RecordingItem::Answer(a) => Some(*a),
-            _ => None,
-        })
-        .collect();
+    let inputs: Vec<_> = RecordingReader::new([golden]).filter_map(RecordingItem::into_input).collect();
+    let answers: Vec<_> = RecordingReader::new([golden]).filter_map(RecordingItem::into_answer).collect();
     let proc = RecordedProc::new(answers);
     let mismatches = proc.mismatches();
     let events = ReplayEvents::new(inputs, EventMask(ms.kernel_mask), ms.kernel_filtered);

@@ -26,18 +26,8 @@ fn replay(name: &str) -> Replayed {
     let head = RecordingReader::head(&path).unwrap();
     let session = head.session.clone().expect("a session record");
     let ms = session.monitor.clone().expect("a monitor's settings");
-    let inputs: Vec<_> = RecordingReader::new([&path])
-        .filter_map(|i| match i {
-            RecordingItem::Input(i) => Some(i),
-            _ => None,
-        })
-        .collect();
-    let answers: Vec<_> = RecordingReader::new([&path])
-        .filter_map(|i| match i {
-            RecordingItem::Answer(a) => Some(*a),
-            _ => None,
-        })
-        .collect();
+    let inputs: Vec<_> = RecordingReader::new([&path]).filter_map(RecordingItem::into_input).collect();
+    let answers: Vec<_> = RecordingReader::new([&path]).filter_map(RecordingItem::into_answer).collect();
     let proc = RecordedProc::new(answers);
     let mismatches = proc.mismatches();
     let events = ReplayEvents::new(inputs, EventMask(ms.kernel_mask), ms.kernel_filtered);

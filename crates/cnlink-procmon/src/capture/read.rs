@@ -69,6 +69,24 @@ pub enum RecordingItem {
     },
 }
 
+impl RecordingItem {
+    /// The replay input this item is, if it is one.
+    pub fn into_input(self) -> Option<ReplayInput> {
+        match self {
+            RecordingItem::Input(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// The `/proc` answer this item is, if it is one.
+    pub fn into_answer(self) -> Option<ProcAnswer> {
+        match self {
+            RecordingItem::Answer(a) => Some(*a),
+            _ => None,
+        }
+    }
+}
+
 /// Reads the files of a recording in order.
 pub struct RecordingReader {
     paths: VecDeque<PathBuf>,
