@@ -106,6 +106,10 @@ fn replay_prints_what_proc_printed_live_in_ecs_and_as_a_tree() {
         let file = dir.path().join(format!("{name}.pcapng"));
         let mut args = vec!["proc", "--record", file.to_str().unwrap(), "-D", "60"];
         args.extend_from_slice(view);
+        // A child of the test that is in the recording's start-up snapshot and exits during it: a root for the
+        // tree filters below whose subtree leaves the workload out.
+        let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
+        let sleeper_pid = i64::from(sleeper.id());
         let run = Running::start(&args);
         // Readiness: the workload's exit shows (ECS has no header line).
         let shown = |pid: i64| {
@@ -119,6 +123,9 @@ fn replay_prints_what_proc_printed_live_in_ecs_and_as_a_tree() {
         // Once more, the monitor well started: every process of it is known from its fork.
         let pid = workload();
         assert!(run.wait_for(Duration::from_secs(20), shown(pid)).is_some(), "{name}: the workload's exit");
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        assert!(run.wait_for(Duration::from_secs(20), shown(sleeper_pid)).is_some(), "{name}: the sleeper's exit");
         run.interrupt();
         let (code, err, live) = run.finish(Duration::from_secs(20));
         assert_eq!(code, Some(0), "{name}: {err}");
@@ -131,23 +138,48 @@ fn replay_prints_what_proc_printed_live_in_ecs_and_as_a_tree() {
         if name != "ecs" {
             continue;
         }
-        // The tree filters at replay time, rooted at this test (in the recording's start-up snapshot): the
-        // workload is below it, the rest of the machine is not.
-        let me = std::process::id().to_string();
-        // Some(below) for a document with the process's ancestors (not a loss, nor a process never identified).
-        let below = |l: &str| {
-            let v = json(l).unwrap();
-            let me = Some(i64::from(std::process::id()));
-            v["cnlink"]["ancestors"].as_array().map(|a| a.iter().any(|a| a["pid"].as_i64() == me))
-        };
+        // The tree filters at replay time, rooted at this test and at the sleeper (both in the recording's start-up
+        // snapshot). What is below a root is taken from the unfiltered replay's fork chain (the filter keeps a
+        // descendant that was re-parented to init: its ancestors then stop at init).
         let file = file.to_str().unwrap();
-        let (code, out, err) = replay(&[file, "--format", "ecs", "-e", "exec,exit", "--descendants-of", &me]);
-        assert_eq!(code, Some(0), "{err}");
-        assert!(out.lines().any(|l| shown(pid)(l) && below(l) == Some(true)), "the workload is below the test: {out}");
-        assert!(out.lines().all(|l| below(l) != Some(false)), "only the test's descendants: {out}");
-        let (code, out, err) = replay(&[file, "--format", "ecs", "-e", "exec,exit", "--exclude-descendants-of", &me]);
-        assert_eq!(code, Some(0), "{err}");
-        assert!(out.lines().all(|l| below(l) != Some(true)), "none of the test's descendants: {out}");
+        let docs = |args: &[&str]| -> Vec<serde_json::Value> {
+            let (code, out, err) = replay(args);
+            assert_eq!(code, Some(0), "{args:?}: {err}");
+            out.lines().map(|l| json(l).unwrap()).filter(|d| d["process"]["entity_id"].is_string()).collect()
+        };
+        let all = docs(&[file, "--format", "ecs"]);
+        let exec_exit = docs(&[file, "--format", "ecs", "-e", "exec,exit"]);
+        let ids = |ds: &[&serde_json::Value]| -> Vec<serde_json::Value> {
+            ds.iter().map(|d| d["event"]["id"].clone()).collect()
+        };
+        let entity_of = |pid: i64| {
+            let mut ids = all.iter().flat_map(|d| [&d["process"], &d["process"]["parent"]]);
+            ids.find(|p| p["pid"].as_i64() == Some(pid)).map(|p| p["entity_id"].clone()).expect("in the recording")
+        };
+        for root in [i64::from(std::process::id()), sleeper_pid] {
+            let mut below = std::collections::HashSet::from([entity_of(root)]);
+            // To a fixed point: a process of the start-up snapshot may show before its parent does.
+            loop {
+                let before = below.len();
+                for d in &all {
+                    if below.contains(&d["process"]["parent"]["entity_id"]) {
+                        below.insert(d["process"]["entity_id"].clone());
+                    }
+                }
+                if below.len() == before {
+                    break;
+                }
+            }
+            let (want_in, want_out): (Vec<_>, Vec<_>) =
+                exec_exit.iter().partition(|d| below.contains(&d["process"]["entity_id"]));
+            let workload_in = want_in.iter().any(|d| shown(pid)(&d.to_string()));
+            assert_eq!(workload_in, root != sleeper_pid, "the workload is below the test, not below the sleeper");
+            let root_s = root.to_string();
+            let kept = docs(&[file, "--format", "ecs", "-e", "exec,exit", "--descendants-of", &root_s]);
+            assert_eq!(ids(&kept.iter().collect::<Vec<_>>()), ids(&want_in), "exactly {root}'s descendants");
+            let dropped = docs(&[file, "--format", "ecs", "-e", "exec,exit", "--exclude-descendants-of", &root_s]);
+            assert_eq!(ids(&dropped.iter().collect::<Vec<_>>()), ids(&want_out), "all but {root}'s descendants");
+        }
     }
 }
 
