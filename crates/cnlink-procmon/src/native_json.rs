@@ -99,12 +99,8 @@ pub fn read_object(m: &Map<String, Value>) -> Result<MonitorItem, ReadError> {
         return lost(o).map(MonitorItem::Lost);
     }
     let data = event_data(o, kind)?;
-    let event = KernelEvent {
-        seq: o.req_u32("seq")?,
-        cpu: o.req_u32("cpu")?,
-        timestamp_ns: o.req_u64("timestamp_ns")?,
-        data,
-    };
+    let event =
+        KernelEvent { seq: o.req_u32("seq")?, cpu: o.req_u32("cpu")?, timestamp_ns: o.req_u64("timestamp_ns")?, data };
     record(o, event).map(MonitorItem::Record)
 }
 
@@ -284,9 +280,11 @@ fn record(o: Obj<'_>, event: KernelEvent) -> Result<ProcRecord, ReadError> {
     }
     if let Some(parent_id) = rec.parent_entity_id.filter(|_| p.parent_pid > 0) {
         let named = rec.ancestors.first().filter(|a| a.entity_id == parent_id && a.pid == p.parent_pid);
-        rec.parent = Some(named.cloned().unwrap_or_else(|| {
-            Arc::new(ProcessInfo::bare(p.parent_pid, parent_id, EntityIdSource::Event))
-        }));
+        rec.parent = Some(
+            named
+                .cloned()
+                .unwrap_or_else(|| Arc::new(ProcessInfo::bare(p.parent_pid, parent_id, EntityIdSource::Event))),
+        );
     }
     rec.process = Some(Arc::new(p));
     Ok(rec)
@@ -394,7 +392,8 @@ fn cgroup(o: Obj<'_>, path: &str) -> Result<CgroupInfo, ReadError> {
 
 /// One element of `ancestors`: `{"pid":…,"entity_id":…,"name":…}`.
 fn ancestor(v: &Value) -> Result<Arc<ProcessInfo>, ReadError> {
-    let o = Obj(v.as_object().ok_or(ReadError::Type { key: "ancestors", expected: "an array of objects" })?, "ancestors");
+    let o =
+        Obj(v.as_object().ok_or(ReadError::Type { key: "ancestors", expected: "an array of objects" })?, "ancestors");
     let pid = o.req_pid("pid")?;
     let id = o.id("entity_id")?.ok_or(ReadError::Missing("ancestors.entity_id"))?;
     let mut p = ProcessInfo::bare(pid, id, EntityIdSource::Event);
