@@ -31,7 +31,7 @@ pub fn parse(name: &str) -> Option<u32> {
         }
         (major, minor)
     };
-    (major <= 0xfff && minor <= 0xfffff).then(|| (major << 8) | (minor & 0xff) | ((minor & 0xfff00) << 12))
+    (major <= 0xfff && minor <= 0xfffff).then_some((major << 8) | (minor & 0xff) | ((minor & 0xfff00) << 12))
 }
 
 /// Major and minor of a `tty_nr`.
