@@ -29,7 +29,7 @@
 //! let MonitorItem::Record(rec) = native_json::read(line)? else { unreachable!() };
 //! let p = rec.process.as_deref().unwrap();
 //! assert_eq!((p.pid, p.program.name.as_bytes()), (42, &b"sleep"[..]));
-//! assert_eq!(p.program.argv.as_ref().unwrap().args().collect::<Vec<_>>(), [b"sleep", b"1"]);
+//! assert_eq!(p.program.argv.as_ref().unwrap().args().collect::<Vec<_>>(), [&b"sleep"[..], b"1"]);
 //! assert!(native_json::read(br#"{"event":"exec","cpu":0}"#).is_err());
 //! # Ok::<(), native_json::ReadError>(())
 //! ```
