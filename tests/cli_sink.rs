@@ -714,3 +714,115 @@ fn promtool_accepts(body: &str) {
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}\non:\n{body}");
 }
+
+// ---- cnlink collect through cnlink proc's writers ----
+
+/// `cnlink collect --audit --idle-exit 1s ARGS`: stdout's lines (the audit last) and stderr.
+fn collect_lines(servers: &str, extra: &[&str]) -> (Vec<String>, String) {
+    let mut child = cnlink()
+        .args(["collect", servers, "--audit", "--idle-exit", "1s"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    let err = lines(child.stderr.take().unwrap());
+    let status = wait_exit(&mut child, Duration::from_secs(120));
+    let out: Vec<String> = out.iter().collect();
+    let err = err.iter().collect::<Vec<_>>().join("\n");
+    assert_eq!(status, Some(0), "{err}");
+    let audit: Value = serde_json::from_str(out.last().expect("the audit line")).expect("the audit is JSON");
+    assert_eq!((audit["type"].as_str(), audit["complete"].as_bool()), (Some("audit"), Some(true)), "{audit}");
+    (out, err)
+}
+
+#[test]
+fn collect_shows_the_fleet_as_cnlink_proc_would_in_text_tree_and_ecs() {
+    let Some((_serial, binary, tmp)) = setup("sink_collect_views") else { return };
+    let server = NatsServer::start(&binary, &tmp.path().join("store"), &[]);
+    let shipper = Shipper::start(&server.url(), &tmp.path().join("spool"), &[]);
+    let marker = format!("cnlink-collect-{}", std::process::id());
+    let (outer_tag, inner_tag) = (format!("{marker}-outer"), format!("{marker}-inner"));
+    // A shell that runs a child shell (exit 7), renames itself to a name with ESC, and exits with 5.
+    let script = format!("sh -c 'exit 7' {inner_tag}; printf 'e\\033]x' > /proc/$$/comm; exit 5");
+    let started = std::time::SystemTime::now();
+    let status = Command::new("/bin/sh").args(["-c", &script, &outer_tag]).status().unwrap();
+    assert_eq!(status.code(), Some(5));
+    let (status, said) = shipper.stop();
+    assert_eq!(status, Some(0), "{said:?}");
+    let url = server.url();
+
+    // The JSON as published: the children's pids, and the clock offset every event carries.
+    let (json, _) = collect_lines(&url, &[]);
+    let records: Vec<Value> = json.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let exec_of = |tag: &str| {
+        records
+            .iter()
+            .find(|r| r["event"] == "exec" && r["argv"].as_array().is_some_and(|a| a.iter().any(|x| x == tag)))
+            .unwrap_or_else(|| panic!("no exec of {tag}"))
+            .clone()
+    };
+    let (outer, inner) = (exec_of(&outer_tag), exec_of(&inner_tag));
+    let (outer_pid, inner_pid) = (outer["pid"].as_i64().unwrap(), inner["pid"].as_i64().unwrap());
+    assert!(records.iter().filter(|r| r["event"].is_string()).all(|r| r["realtime_offset_ns"].is_i64()));
+
+    // Text: cnlink proc's lines, the comm escaped; the audit is still the last line, as JSON.
+    let (text, err) = collect_lines(&url, &["--format", "text"]);
+    assert!(text[0].starts_with("Time ") && text[0].ends_with("Process"), "{text:?}");
+    let line = |lines: &[String], kind: &str, pid: i64| {
+        lines
+            .iter()
+            .find(|l| {
+                l.split_whitespace().nth(1) == Some(kind) && l.split_whitespace().nth(2) == Some(&pid.to_string())
+            })
+            .unwrap_or_else(|| panic!("no {kind} of {pid} in {lines:#?}\n{err}"))
+            .clone()
+    };
+    assert!(line(&text, "exec", inner_pid).ends_with(&format!("sh -c exit 7 {inner_tag}")), "{text:?}");
+    let exit_inner = line(&text, "exit", inner_pid);
+    assert_eq!(exit_inner.split_whitespace().nth(3), Some("7"), "{exit_inner}");
+    assert_eq!(line(&text, "exit", outer_pid).split_whitespace().nth(3), Some("5"), "{text:?}");
+    let comm = line(&text, "comm", outer_pid);
+    assert!(comm.contains("-> e\\x1b]x)"), "{comm}");
+    assert!(text.iter().all(|l| !l.contains('\x1b')), "nothing unescaped reaches the terminal");
+    // The time column: the wall clock when the test ran (this machine's zone), within a few seconds.
+    let now = chrono::Local::now();
+    let t = chrono::NaiveTime::parse_from_str(exit_inner.split_whitespace().next().unwrap(), "%H:%M:%S").unwrap();
+    let drift = (now.time() - t).num_seconds().rem_euclid(86_400);
+    assert!(drift < 120, "{exit_inner} at {now}");
+
+    // The tree: the inner shell one level below the outer one.
+    let (tree, _) = collect_lines(&url, &["--format", "text", "--tree"]);
+    let outer_exec = line(&tree, "exec", outer_pid);
+    let inner_exec = line(&tree, "exec", inner_pid);
+    let column = |l: &str, what: &str| l.find(what).unwrap_or_else(|| panic!("{what} in {l}"));
+    assert!(inner_exec.contains(&format!("└ sh -c exit 7 {inner_tag}")), "{tree:#?}");
+    // Depth 0 for the outer shell (its parent, this test, never had a line), depth 1 for the inner one.
+    assert!(!outer_exec.contains('└'), "{outer_exec}");
+    assert_eq!(column(&inner_exec, "└ sh"), column(&outer_exec, "/bin/sh"), "{outer_exec}\n{inner_exec}");
+    let fork = line(&tree, "fork", inner_pid);
+    assert!(fork.contains("└ /bin/sh -c"), "the child runs its parent's program until it execs: {fork}");
+
+    // ECS: the process, its arguments, the host, and the time the host saw.
+    let (ecs, _) = collect_lines(&url, &["--format", "ecs"]);
+    let docs: Vec<Value> = ecs[..ecs.len() - 1].iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let doc = docs
+        .iter()
+        .find(|d| d["event"]["action"] == "exec" && d["process"]["pid"].as_i64() == Some(inner_pid))
+        .expect("the inner exec's document");
+    assert_eq!(doc["process"]["args"], serde_json::json!(["sh", "-c", "exit 7", inner_tag]));
+    let machine_id = std::fs::read_to_string("/etc/machine-id").unwrap();
+    assert_eq!(doc["host"]["id"].as_str(), Some(machine_id.trim()));
+    let at = chrono::DateTime::parse_from_rfc3339(doc["@timestamp"].as_str().unwrap()).unwrap();
+    let started: chrono::DateTime<chrono::Utc> = started.into();
+    let off = (at.with_timezone(&chrono::Utc) - started).num_milliseconds();
+    assert!((-2_000..10_000).contains(&off), "@timestamp {at} vs {started}");
+    let exit_doc = docs
+        .iter()
+        .find(|d| d["event"]["action"] == "exit" && d["process"]["pid"].as_i64() == Some(inner_pid))
+        .expect("the inner exit's document");
+    assert_eq!(exit_doc["process"]["exit_code"], 7);
+    let _ = outer;
+}

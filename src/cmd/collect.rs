@@ -1,6 +1,7 @@
 //! `cnlink collect`: the fleet's events from the JetStream stream `cnlink proc --sink` publishes to, through a
-//! pull consumer, as JSON Lines; with `--audit`, the proof per host and boot that nothing was lost unaccounted
-//! for (docs/sink.md).
+//! pull consumer, as JSON Lines as published, or through `cnlink proc`'s text, tree and ECS writers
+//! ([`crate::sink::fleet`]); with `--audit`, the proof per host and boot that nothing was lost unaccounted for
+//! (docs/sink.md).
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -13,9 +14,11 @@ use cnlink_sink::collect::{self, CollectConfig, CollectedKind, Delivery};
 use cnlink_sink::{AuditReport, Auditor, BootReport};
 
 use super::parse_duration;
+use crate::monitor::human::{Columns, NameStyle};
 use crate::service::daemon::Daemon;
 use crate::service::metrics::Metrics;
 use crate::service::ServiceArgs;
+use crate::sink::fleet::{FleetFormat, FleetLook, FleetView};
 use crate::sink::nats_flags::NatsFlags;
 
 /// Malformed messages described one by one on stderr; the rest are only counted.
@@ -24,9 +27,14 @@ const MALFORMED_SAID: u64 = 10;
 /// Output formats of `cnlink collect`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum CollectFormat {
+    /// `cnlink proc`'s text columns (with a Host column once a second host is seen); ledger records are not
+    /// shown.
+    Text,
     /// JSON Lines: each record as published (`cnlink proc`'s native JSON with `host_id`, `boot_id` and
     /// `sink_seq` in front; ledger records with `"type":"ledger"`).
     Json,
+    /// Elastic Common Schema documents (docs/ecs.md), each naming its host; ledger records are not shown.
+    Ecs,
 }
 
 /// Collect events from JetStream.
@@ -61,9 +69,30 @@ pub(crate) struct CollectArgs {
     /// Stop once nothing came for this long and nothing is pending: the stream is read to its end.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     idle_exit: Option<Duration>,
-    /// Output format.
+    /// Output format: json (as published), text (`cnlink proc`'s columns) or ecs.
     #[arg(long, value_enum, default_value_t = CollectFormat::Json)]
     format: CollectFormat,
+    /// Text: indent each process under its parent, per host.
+    #[arg(long)]
+    tree: bool,
+    /// Text: extra columns: UID, EUID (numbers: the user names are the producing host's) and TTY.
+    #[arg(short = 'x', long)]
+    extra: bool,
+    /// Text: name processes by their 16-byte comm instead of the command line.
+    #[arg(short = 'c', long = "comm")]
+    comm: bool,
+    /// Text: strip the directory from the program path.
+    #[arg(short = 'd', long = "strip-dir")]
+    strip_dir: bool,
+    /// Text: short names: the program without its arguments.
+    #[arg(short = 's', long)]
+    short: bool,
+    /// Text: a glyph per event kind.
+    #[arg(short = 'g', long)]
+    glyphs: bool,
+    /// Text: a column with the process's cgroup (container) path.
+    #[arg(long)]
+    cgroup: bool,
     /// Flush after every line (the default when stdout is a terminal).
     #[arg(short = 'l', long = "line-buffered")]
     line_buffered: bool,
@@ -74,6 +103,10 @@ pub(crate) struct CollectArgs {
 }
 
 pub(crate) fn run(a: CollectArgs) -> anyhow::Result<ExitCode> {
+    let text_options = a.tree || a.extra || a.comm || a.strip_dir || a.short || a.glyphs || a.cgroup;
+    if text_options && a.format != CollectFormat::Text {
+        anyhow::bail!("--tree, -x, -c, -d, -s, -g and --cgroup go with --format text");
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing the signal handler")?;
@@ -104,6 +137,14 @@ pub(crate) fn run(a: CollectArgs) -> anyhow::Result<ExitCode> {
     let line_buffered = a.line_buffered || std::io::stdout().is_terminal();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut auditor = a.audit.then(Auditor::new);
+    let mut fleet = fleet_view(&a);
+    let mut lines = Vec::new();
+    if let (Some(f), false) = (&fleet, a.quiet) {
+        f.header(&mut lines);
+        out.write_all(&lines)?;
+        out.flush()?;
+    }
+    let mut unreadable = 0u64;
     let mut malformed = 0u64;
     let mut trouble: Option<String> = None;
     let result = collect::collect_all(&config, &stop, |delivery| -> std::io::Result<()> {
@@ -124,8 +165,29 @@ pub(crate) fn run(a: CollectArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
                 if !a.quiet {
-                    out.write_all(record.payload)?;
-                    out.write_all(b"\n")?;
+                    match (&mut fleet, &record.kind) {
+                        (None, _) => {
+                            out.write_all(record.payload)?;
+                            out.write_all(b"\n")?;
+                        }
+                        (Some(f), CollectedKind::Event(_)) => {
+                            lines.clear();
+                            if let Err(e) = f.event(&mut lines, &record.host_id, &record.boot_id, record.payload) {
+                                unreadable += 1;
+                                if unreadable <= MALFORMED_SAID {
+                                    eprintln!(
+                                        "cnlink collect: message {} on {} cannot be shown ({e}): skipped",
+                                        record.stream_seq, record.subject
+                                    );
+                                }
+                            }
+                            for note in f.notes.drain(..) {
+                                eprintln!("cnlink collect: {note}");
+                            }
+                            out.write_all(&lines)?;
+                        }
+                        (Some(_), CollectedKind::Ledger(_)) => {}
+                    }
                     if line_buffered {
                         out.flush()?;
                     }
@@ -158,22 +220,41 @@ pub(crate) fn run(a: CollectArgs) -> anyhow::Result<ExitCode> {
     out.flush()?;
     let stats = result.with_context(|| format!("collecting from {} (stream {})", a.servers, a.stream))?;
     eprintln!(
-        "cnlink collect: {} messages: {} events, {} ledger records, {} malformed",
-        stats.received, stats.events, stats.ledgers, stats.malformed
+        "cnlink collect: {} messages: {} events, {} ledger records, {} malformed{}",
+        stats.received,
+        stats.events,
+        stats.ledgers,
+        stats.malformed,
+        if unreadable > 0 { format!(", {unreadable} events not shown (not native JSON)") } else { String::new() }
     );
     let Some(auditor) = auditor else { return Ok(ExitCode::SUCCESS) };
     let report = auditor.report();
-    match a.format {
-        CollectFormat::Json => {
-            out.write_all(&audit_json(&report)?)?;
-        }
-    }
+    // In every format: the last line of stdout, as JSON.
+    out.write_all(&audit_json(&report)?)?;
     out.flush()?;
     // The verdict in words too, where a person looks.
     let mut text = Vec::new();
     audit_text(&mut text, &report)?;
     std::io::stderr().write_all(&text)?;
     Ok(if report.is_complete() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The text, tree or ECS view the arguments ask for (`None`: the JSON as published).
+fn fleet_view(a: &CollectArgs) -> Option<FleetView> {
+    let format = match (a.format, a.tree) {
+        (CollectFormat::Json, _) => return None,
+        (CollectFormat::Text, false) => FleetFormat::Text,
+        (CollectFormat::Text, true) => FleetFormat::Tree,
+        (CollectFormat::Ecs, _) => FleetFormat::Ecs,
+    };
+    let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|s| s.trim().parse::<u64>().ok());
+    Some(FleetView::new(FleetLook {
+        format,
+        style: NameStyle { comm: a.comm, strip_dir: a.strip_dir, short: a.short },
+        columns: Columns { extra: a.extra, glyphs: a.glyphs, cgroup: a.cgroup },
+        pid_width: pid_max.map_or(7, |m| m.to_string().len()).max(5),
+        own_offset_ns: crate::monitor::clock::read().realtime_minus_monotonic_ns,
+    }))
 }
 
 /// The report as one JSON line: `{"type":"audit","complete":..,"malformed":..,"boots":[..]}`.

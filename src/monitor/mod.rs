@@ -11,7 +11,7 @@ pub(crate) mod json;
 pub(crate) mod output;
 pub(crate) mod stats;
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 pub(crate) mod tree;
 pub(crate) mod tty;
 
@@ -179,7 +179,7 @@ pub(crate) fn run(mut cfg: Config) -> anyhow::Result<ExitCode> {
     let mut outputs = Outputs::default();
     // With a sink, events go there instead of stdout.
     if let Some(stage) = &sink {
-        outputs.push(Box::new(SinkOutput(stage.clone())));
+        outputs.push(Box::new(SinkOutput::new(stage.clone(), clock.clone())));
     } else if !cfg.quiet {
         let look = TerminalStyle { style: cfg.style, columns: cfg.columns, line_buffered: cfg.line_buffered };
         let view = match (cfg.format, cfg.tree) {

@@ -10,12 +10,46 @@ use cnlink_procmon::{EventKind, LostEvents, MonitorCounters, ProcRecord};
 use cnlink_sink::UpstreamCounts;
 
 use super::stage::SinkStage;
+use crate::monitor::clock::SharedClock;
 use crate::monitor::output::Output;
 
 /// Every record's and every loss's native JSON into the spool (the event kind is the subject's last token:
-/// `fork`, `clone`, `exec`, ..., `lost`), one `write` per batch. The main loop keeps the other reference, for
-/// the ledger and the reports.
-pub(crate) struct SinkOutput(pub(crate) Rc<RefCell<SinkStage>>);
+/// `fork`, `clone`, `exec`, ..., `lost`), one `write` per batch, with `realtime_offset_ns` added at the end: the
+/// host's `CLOCK_REALTIME - CLOCK_MONOTONIC` for the event's time (from the writers' clock), so that a collector
+/// prints the times this host would. The main loop keeps the other reference to the stage, for the ledger and
+/// the reports.
+pub(crate) struct SinkOutput {
+    pub(crate) stage: Rc<RefCell<SinkStage>>,
+    pub(crate) clock: SharedClock,
+    /// The line with the key added.
+    line: Vec<u8>,
+}
+
+impl SinkOutput {
+    pub(crate) fn new(stage: Rc<RefCell<SinkStage>>, clock: SharedClock) -> SinkOutput {
+        SinkOutput { stage, clock, line: Vec::with_capacity(4096) }
+    }
+
+    fn submit(&mut self, kind: &str, json: &[u8], timestamp_ns: u64) {
+        let offset = self.clock.borrow().utc_offset_ns(timestamp_ns);
+        with_offset(&mut self.line, json, offset);
+        self.stage.borrow_mut().submit(kind, &self.line);
+    }
+}
+
+/// `json` (one object, perhaps with its newline) with `"realtime_offset_ns":offset` as its last key.
+pub(crate) fn with_offset(line: &mut Vec<u8>, json: &[u8], offset: i128) {
+    line.clear();
+    let json = json.trim_ascii_end();
+    let body = json.strip_suffix(b"}").unwrap_or(json);
+    line.extend_from_slice(body);
+    if body.trim_ascii() != b"{" {
+        line.push(b',');
+    }
+    line.extend_from_slice(b"\"realtime_offset_ns\":");
+    line.extend_from_slice(itoa::Buffer::new().format(offset).as_bytes());
+    line.push(b'}');
+}
 
 impl Output for SinkOutput {
     fn wants_json(&self) -> bool {
@@ -23,17 +57,17 @@ impl Output for SinkOutput {
     }
 
     fn record(&mut self, rec: &ProcRecord, json: &[u8]) -> io::Result<()> {
-        self.0.borrow_mut().submit(EventKind::of(&rec.event.data).name(), json);
+        self.submit(EventKind::of(&rec.event.data).name(), json, rec.event.timestamp_ns);
         Ok(())
     }
 
-    fn lost(&mut self, _: &LostEvents, json: &[u8]) -> io::Result<()> {
-        self.0.borrow_mut().submit("lost", json);
+    fn lost(&mut self, l: &LostEvents, json: &[u8]) -> io::Result<()> {
+        self.submit("lost", json, l.timestamp_ns);
         Ok(())
     }
 
     fn batch_end(&mut self, _: &[u8]) -> io::Result<()> {
-        self.0.borrow_mut().flush(Instant::now());
+        self.stage.borrow_mut().flush(Instant::now());
         Ok(())
     }
 }
@@ -57,6 +91,15 @@ pub(crate) fn upstream_counts(c: &MonitorCounters) -> UpstreamCounts {
 mod tests {
     use super::*;
     use cnlink_procmon::{LossCause, LossCounts};
+
+    #[test]
+    fn the_clock_offset_is_the_last_key() {
+        let mut line = Vec::new();
+        with_offset(&mut line, b"{\"event\":\"exec\",\"pid\":1}\n", -5);
+        assert_eq!(line, b"{\"event\":\"exec\",\"pid\":1,\"realtime_offset_ns\":-5}");
+        with_offset(&mut line, b"{}", 1_764_300_000_000_000_000);
+        assert_eq!(line, b"{\"realtime_offset_ns\":1764300000000000000}");
+    }
 
     #[test]
     fn the_ledger_gets_every_loss_once() {

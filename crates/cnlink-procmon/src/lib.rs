@@ -20,6 +20,8 @@
 //! - [`tree_filter`]: [`TreeFilter`], exact filters over the table (a [`RecordFilter`]): descendants of a
 //!   process (or not), a container, a systemd unit.
 //! - [`ecs`]: [`ecs::EcsWriter`], Elastic Common Schema documents from records and losses, as JSON Lines.
+//! - [`native_json`]: `cnlink proc`'s native JSON (docs/json.md) read back into records and losses.
+//! - [`tty`]: terminal names from `tty_nr`, and back.
 //!
 //! ```no_run
 //! use cnlink_procmon::{Monitor, MonitorItem, ProcFilter, Selection};
@@ -86,6 +88,7 @@ pub mod identity;
 mod intern;
 pub mod loss;
 pub mod monitor;
+pub mod native_json;
 pub mod pipeline;
 pub mod procfs;
 pub mod record;
@@ -93,6 +96,7 @@ pub mod replay;
 pub mod select;
 pub mod table;
 pub mod tree_filter;
+pub mod tty;
 
 pub use bstr::BStr;
 pub use container::{CgroupInfo, Container, Pod, QosClass, Runtime, SystemdUnit};
