@@ -51,8 +51,12 @@ pub(crate) struct FleetLook {
     pub(crate) own_offset_ns: i64,
 }
 
-/// Processes remembered per host: two generations of at most this many each.
-const KNOWN: usize = 1 << 15;
+/// Processes remembered across all hosts and boots, per generation (two generations are kept): each host and boot
+/// gets an equal share, at least [`KNOWN_PER_HOST_MIN`], so that a fleet of many hosts stays bounded.
+const KNOWN: usize = 1 << 16;
+
+/// The least a host and boot's generation may hold.
+const KNOWN_PER_HOST_MIN: usize = 64;
 
 /// The writers of every host and boot in the stream.
 pub(crate) struct FleetView {
@@ -125,6 +129,7 @@ impl FleetView {
             let view = self.new_host(host_id, boot_id);
             self.hosts.insert(key.clone(), view);
         }
+        let limit = (KNOWN / self.hosts.len()).max(KNOWN_PER_HOST_MIN);
         let Some(view) = self.hosts.get_mut(&key) else { return Ok(()) };
         let offset = offset.unwrap_or_else(|| {
             if view.clock_key.is_none() {
@@ -147,7 +152,7 @@ impl FleetView {
             MonitorItem::Record(mut rec) => {
                 view.known.fill(&mut rec);
                 view.write_record(&mut self.lines, &rec, offset);
-                view.known.learn(&rec);
+                view.known.learn(&rec, limit);
             }
             MonitorItem::Lost(l) => view.write_lost(&mut self.lines, &l, offset),
         }
@@ -285,9 +290,10 @@ impl Known {
         }
     }
 
-    fn learn(&mut self, rec: &ProcRecord) {
+    /// Remembers the record's process; a generation of `limit` becomes the older one.
+    fn learn(&mut self, rec: &ProcRecord, limit: usize) {
         let Some(p) = &rec.process else { return };
-        if self.now.len() >= KNOWN {
+        if self.now.len() >= limit {
             self.before = std::mem::take(&mut self.now);
         }
         self.now.insert(p.entity_id, p.clone());
