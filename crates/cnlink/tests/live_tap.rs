@@ -60,8 +60,10 @@ fn the_tap_sees_the_handshake_every_datagram_and_the_overruns() {
         return;
     }
     let (rec, tap) = recorder();
-    let opts = ProcOptions { recv_buffer: 1, ..Default::default() };
-    let mut events = ProcEvents::subscribe_with_tap(opts, tap).unwrap();
+    // The default buffer while subscribing (so that the machine's other events cannot push the ack out), then
+    // the smallest the kernel allows, for the overruns.
+    let mut events = ProcEvents::subscribe_with_tap(ProcOptions::default(), tap).unwrap();
+    events.socket().set_recv_buffer(1).unwrap();
     {
         let r = rec.lock().unwrap();
         // The LISTEN went out, and its ack (ack + 1) was among what came in, from the kernel.
