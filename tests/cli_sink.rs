@@ -279,7 +279,8 @@ fn collect(servers: &str) -> Collected {
     collect_with(servers, &[])
 }
 
-fn collect_with(servers: &str, extra: &[&str]) -> Collected {
+/// Runs `cnlink collect SERVERS --audit --idle-exit 1s EXTRA` to its end: stdout's lines, stderr, the exit status.
+fn run_collect(servers: &str, extra: &[&str]) -> (Vec<String>, String, Option<i32>) {
     let mut child = cnlink()
         .args(["collect", servers, "--audit", "--idle-exit", "1s"])
         .args(extra)
@@ -291,10 +292,14 @@ fn collect_with(servers: &str, extra: &[&str]) -> Collected {
     let out = lines(child.stdout.take().unwrap());
     let err = lines(child.stderr.take().unwrap());
     let status = wait_exit(&mut child, Duration::from_secs(120));
-    let mut records: Vec<Value> = out.iter().map(|l| serde_json::from_str(&l).expect("a JSON line")).collect();
-    let audit = records.pop().expect("the audit line");
+    (out.iter().collect(), err.iter().collect::<Vec<_>>().join("\n"), status)
+}
+
+fn collect_with(servers: &str, extra: &[&str]) -> Collected {
+    let (out, stderr, status) = run_collect(servers, extra);
+    let mut records: Vec<Value> = out.iter().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    let audit = records.pop().unwrap_or_else(|| panic!("no audit line; exit status {status:?}; stderr: {stderr}"));
     assert_eq!(audit["type"], "audit", "{audit}");
-    let stderr = err.iter().collect::<Vec<_>>().join("\n");
     Collected { records, audit, status, stderr }
 }
 
@@ -719,19 +724,7 @@ fn promtool_accepts(body: &str) {
 
 /// `cnlink collect --audit --idle-exit 1s ARGS`: stdout's lines (the audit last) and stderr.
 fn collect_lines(servers: &str, extra: &[&str]) -> (Vec<String>, String) {
-    let mut child = cnlink()
-        .args(["collect", servers, "--audit", "--idle-exit", "1s"])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = lines(child.stdout.take().unwrap());
-    let err = lines(child.stderr.take().unwrap());
-    let status = wait_exit(&mut child, Duration::from_secs(120));
-    let out: Vec<String> = out.iter().collect();
-    let err = err.iter().collect::<Vec<_>>().join("\n");
+    let (out, err, status) = run_collect(servers, extra);
     assert_eq!(status, Some(0), "{err}");
     let audit: Value = serde_json::from_str(out.last().expect("the audit line")).expect("the audit is JSON");
     assert_eq!((audit["type"].as_str(), audit["complete"].as_bool()), (Some("audit"), Some(true)), "{audit}");
