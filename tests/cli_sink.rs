@@ -738,8 +738,9 @@ fn collect_shows_the_fleet_as_cnlink_proc_would_in_text_tree_and_ecs() {
     let shipper = Shipper::start(&server.url(), &tmp.path().join("spool"), &[]);
     let marker = format!("cnlink-collect-{}", std::process::id());
     let (outer_tag, inner_tag) = (format!("{marker}-outer"), format!("{marker}-inner"));
-    // A shell that runs a child shell (exit 7), renames itself to a name with ESC, and exits with 5.
-    let script = format!("sh -c 'exit 7' {inner_tag}; printf 'e\\033]x' > /proc/$$/comm; exit 5");
+    // A shell that runs a child shell (exit 7), renames itself to a name with ESC, and exits with 5. The child
+    // lives 200 ms, so that its arguments are read however loaded the machine is.
+    let script = format!("sh -c 'sleep 0.2; exit 7' {inner_tag}; printf 'e\\033]x' > /proc/$$/comm; exit 5");
     let started = std::time::SystemTime::now();
     let status = Command::new("/bin/sh").args(["-c", &script, &outer_tag]).status().unwrap();
     assert_eq!(status.code(), Some(5));
@@ -773,7 +774,7 @@ fn collect_shows_the_fleet_as_cnlink_proc_would_in_text_tree_and_ecs() {
             .unwrap_or_else(|| panic!("no {kind} of {pid} in {lines:#?}\n{err}"))
             .clone()
     };
-    assert!(line(&text, "exec", inner_pid).ends_with(&format!("sh -c exit 7 {inner_tag}")), "{text:?}");
+    assert!(line(&text, "exec", inner_pid).ends_with(&format!("sh -c sleep 0.2; exit 7 {inner_tag}")), "{text:?}");
     let exit_inner = line(&text, "exit", inner_pid);
     assert_eq!(exit_inner.split_whitespace().nth(3), Some("7"), "{exit_inner}");
     assert_eq!(line(&text, "exit", outer_pid).split_whitespace().nth(3), Some("5"), "{text:?}");
@@ -791,7 +792,7 @@ fn collect_shows_the_fleet_as_cnlink_proc_would_in_text_tree_and_ecs() {
     let outer_exec = line(&tree, "exec", outer_pid);
     let inner_exec = line(&tree, "exec", inner_pid);
     let column = |l: &str, what: &str| l.find(what).unwrap_or_else(|| panic!("{what} in {l}"));
-    assert!(inner_exec.contains(&format!("└ sh -c exit 7 {inner_tag}")), "{tree:#?}");
+    assert!(inner_exec.contains(&format!("└ sh -c sleep 0.2; exit 7 {inner_tag}")), "{tree:#?}");
     // Depth 0 for the outer shell (its parent, this test, never had a line), depth 1 for the inner one.
     assert!(!outer_exec.contains('└'), "{outer_exec}");
     assert_eq!(column(&inner_exec, "└ sh"), column(&outer_exec, "/bin/sh"), "{outer_exec}\n{inner_exec}");
@@ -805,7 +806,7 @@ fn collect_shows_the_fleet_as_cnlink_proc_would_in_text_tree_and_ecs() {
         .iter()
         .find(|d| d["event"]["action"] == "exec" && d["process"]["pid"].as_i64() == Some(inner_pid))
         .expect("the inner exec's document");
-    assert_eq!(doc["process"]["args"], serde_json::json!(["sh", "-c", "exit 7", inner_tag]));
+    assert_eq!(doc["process"]["args"], serde_json::json!(["sh", "-c", "sleep 0.2; exit 7", inner_tag]));
     let machine_id = std::fs::read_to_string("/etc/machine-id").unwrap();
     assert_eq!(doc["host"]["id"].as_str(), Some(machine_id.trim()));
     let at = chrono::DateTime::parse_from_rfc3339(doc["@timestamp"].as_str().unwrap()).unwrap();
