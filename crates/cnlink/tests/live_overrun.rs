@@ -47,6 +47,21 @@ fn reference(stop: Arc<AtomicBool>, ready: std::sync::mpsc::Sender<()>) -> (Vec<
     (seen, overruns)
 }
 
+/// Creates and joins a thread on every CPU this process may run on (a fork and an exit event from each).
+fn on_every_cpu() {
+    let allowed = rustix::thread::sched_getaffinity(None).unwrap();
+    for cpu in (0..rustix::thread::CpuSet::MAX_CPU).filter(|&c| allowed.is_set(c)) {
+        std::thread::spawn(move || {
+            let mut one = rustix::thread::CpuSet::new();
+            one.set(cpu);
+            rustix::thread::sched_setaffinity(None, &one).unwrap();
+            std::thread::spawn(|| ()).join().unwrap();
+        })
+        .join()
+        .unwrap();
+    }
+}
+
 #[test]
 fn forced_overrun_reports_exactly_what_is_missing() {
     if !common::live_kernel() {
@@ -64,32 +79,37 @@ fn forced_overrun_reports_exactly_what_is_missing() {
     let opts = ProcOptions { recv_buffer: 1, ..Default::default() };
     let mut stalled = ProcEvents::subscribe(opts).unwrap();
 
+    // Everything the stalled listener yields, from the subscription's ack on.
+    let mut items = Vec::new();
+    // A baseline on every CPU: the gaps the storm makes are counted from each CPU's last message before it.
+    on_every_cpu();
+    while stalled.recv_items(&mut items, Some(Duration::from_millis(100))).unwrap() > 0 {}
+
     // A storm of threads while `stalled` does not read.
     let workers: Vec<_> = (0..2)
         .map(|_| std::thread::spawn(|| (0..1500).for_each(|_| std::thread::spawn(|| ()).join().unwrap())))
         .collect();
     workers.into_iter().for_each(|w| w.join().unwrap());
+    // Messages from every CPU after the storm, read as they come: each CPU's gap shows.
+    for _ in 0..3 {
+        stalled.recv_items(&mut items, Some(Duration::ZERO)).unwrap();
+        on_every_cpu();
+    }
+    while stalled.recv_items(&mut items, Some(Duration::from_millis(300))).unwrap() > 0 {}
 
     let (mut got, mut lost, mut overruns) = (HashSet::new(), 0u64, 0);
-    let mut items = Vec::new();
-    loop {
-        items.clear();
-        if stalled.recv_items(&mut items, Some(Duration::from_millis(300))).unwrap() == 0 {
-            break;
-        }
-        for item in &items {
-            match *item {
-                ProcItem::Event(e) => {
-                    got.insert((e.cpu, e.seq));
-                }
-                ProcItem::Ack { cpu, seq, .. } => {
-                    got.insert((cpu, seq));
-                }
-                // A lower bound (a CPU without a baseline at the overrun) still counts exactly the gaps it saw.
-                ProcItem::Lost(loss) => lost += loss.count().expect("an unfiltered stream always has a count"),
-                ProcItem::Overrun => overruns += 1,
-                _ => {}
+    for item in &items {
+        match *item {
+            ProcItem::Event(e) => {
+                got.insert((e.cpu, e.seq));
             }
+            ProcItem::Ack { cpu, seq, .. } => {
+                got.insert((cpu, seq));
+            }
+            // A lower bound (a CPU without a baseline at the overrun) still counts exactly the gaps it saw.
+            ProcItem::Lost(loss) => lost += loss.count().expect("an unfiltered stream always has a count"),
+            ProcItem::Overrun => overruns += 1,
+            _ => {}
         }
     }
     stop.store(true, Ordering::Relaxed);
