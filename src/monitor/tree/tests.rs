@@ -1,36 +1,15 @@
 //! The tree view over tables driven by synthetic events, compared line by line.
 
-use std::collections::HashMap;
-
 use cnlink::wire::EventData;
 use cnlink_procmon::procfs::parse::{parse_cmdline, parse_stat};
 use cnlink_procmon::procfs::{Exe, StatusFields};
-use cnlink_procmon::{EnrichStatus, HostIdentity, KernelEvent, Observation, ProcSource, Snapshot, TableConfig, Wants};
+use cnlink_procmon::{EnrichStatus, HostIdentity, KernelEvent, Observation, ProcSource, TableConfig, Wants};
 
 use super::*;
 use crate::monitor::clock::LocalClock;
+use crate::monitor::testkit::Fake;
 
 const TICK: u64 = 10_000_000;
-
-/// A simulated `/proc` (100 ticks a second, boot and monotonic clocks equal).
-#[derive(Default)]
-struct Fake(HashMap<i32, Observation>);
-
-impl ProcSource for Fake {
-    fn observe(&mut self, pid: i32, _: Wants) -> Observation {
-        self.0.get(&pid).cloned().unwrap_or_else(|| Observation::gone(pid, 0))
-    }
-
-    fn exists(&mut self, pid: i32) -> bool {
-        self.0.contains_key(&pid)
-    }
-
-    fn snapshot(&mut self, _: Wants) -> Snapshot {
-        let mut processes: Vec<Observation> = self.0.values().cloned().collect();
-        processes.sort_by_key(|o| o.pid);
-        Snapshot { ticks_per_second: 100, processes }
-    }
-}
 
 impl Fake {
     /// Process `pid` (child of `ppid`, started at `ticks`) runs `argv`.
