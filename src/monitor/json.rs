@@ -124,34 +124,7 @@ impl JsonWriter {
     /// `\u00XX`), sequences that are not UTF-8 as U+FFFD.
     fn string(&mut self, bytes: &[u8]) {
         self.buf.push(b'"');
-        for chunk in bytes.utf8_chunks() {
-            let valid = chunk.valid().as_bytes();
-            let mut start = 0;
-            for (i, &b) in valid.iter().enumerate() {
-                let esc: &[u8] = match b {
-                    b'"' => b"\\\"",
-                    b'\\' => b"\\\\",
-                    b'\n' => b"\\n",
-                    b'\t' => b"\\t",
-                    b'\r' => b"\\r",
-                    0..=0x1f | 0x7f => b"",
-                    _ => continue,
-                };
-                self.buf.extend_from_slice(&valid[start..i]);
-                if esc.is_empty() {
-                    self.buf.extend_from_slice(b"\\u00");
-                    self.buf.push(HEX[usize::from(b >> 4)]);
-                    self.buf.push(HEX[usize::from(b & 15)]);
-                } else {
-                    self.buf.extend_from_slice(esc);
-                }
-                start = i + 1;
-            }
-            self.buf.extend_from_slice(&valid[start..]);
-            if !chunk.invalid().is_empty() {
-                self.buf.extend_from_slice("\u{fffd}".as_bytes());
-            }
-        }
+        cnlink_procmon::json_text::escape_into(&mut self.buf, bytes);
         self.buf.push(b'"');
     }
 

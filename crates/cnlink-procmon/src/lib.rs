@@ -86,6 +86,7 @@ mod fake;
 pub mod filter;
 pub mod identity;
 mod intern;
+pub mod json_text;
 pub mod loss;
 pub mod monitor;
 pub mod native_json;

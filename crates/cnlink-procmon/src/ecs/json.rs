@@ -139,39 +139,7 @@ impl Json {
 
     /// Writes `s` escaped, inside an open string.
     pub(crate) fn string_part(&mut self, s: &[u8]) {
-        for chunk in s.utf8_chunks() {
-            let valid = chunk.valid().as_bytes();
-            let mut start = 0;
-            for (i, &b) in valid.iter().enumerate() {
-                let esc: &[u8] = match b {
-                    b'"' => b"\\\"",
-                    b'\\' => b"\\\\",
-                    b'\n' => b"\\n",
-                    b'\t' => b"\\t",
-                    b'\r' => b"\\r",
-                    0..=0x1f | 0x7f => b"",
-                    _ => continue,
-                };
-                self.buf.extend_from_slice(&valid[start..i]);
-                if esc.is_empty() {
-                    self.buf.extend_from_slice(&[
-                        b'\\',
-                        b'u',
-                        b'0',
-                        b'0',
-                        HEX[usize::from(b >> 4)],
-                        HEX[usize::from(b & 15)],
-                    ]);
-                } else {
-                    self.buf.extend_from_slice(esc);
-                }
-                start = i + 1;
-            }
-            self.buf.extend_from_slice(&valid[start..]);
-            if !chunk.invalid().is_empty() {
-                self.buf.extend_from_slice("\u{fffd}".as_bytes());
-            }
-        }
+        crate::json_text::escape_into(&mut self.buf, s);
     }
 
     fn string(&mut self, s: &[u8]) {
