@@ -43,6 +43,7 @@ impl JsonWriter {
         self.buf.extend_from_slice(b"}\n");
     }
 
+    #[inline]
     fn key(&mut self, k: &str) {
         if !self.first {
             self.buf.push(b',');
@@ -53,37 +54,44 @@ impl JsonWriter {
         self.buf.extend_from_slice(b"\":");
     }
 
+    #[inline]
     pub(crate) fn u64_field(&mut self, k: &str, v: u64) {
         self.key(k);
         self.buf.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
     }
 
+    #[inline]
     pub(crate) fn i64_field(&mut self, k: &str, v: i64) {
         self.key(k);
         self.buf.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
     }
 
+    #[inline]
     pub(crate) fn bool_field(&mut self, k: &str, v: bool) {
         self.key(k);
         self.buf.extend_from_slice(if v { b"true" } else { b"false" });
     }
 
+    #[inline]
     pub(crate) fn null_field(&mut self, k: &str) {
         self.key(k);
         self.buf.extend_from_slice(b"null");
     }
 
+    #[inline]
     pub(crate) fn str_field(&mut self, k: &str, v: &str) {
         self.key(k);
         self.string(v.as_bytes());
     }
 
+    #[inline]
     /// Bytes that need not be UTF-8, as a string: sequences that are not UTF-8 become U+FFFD.
     pub(crate) fn bytes_field(&mut self, k: &str, v: &[u8]) {
         self.key(k);
         self.string(v);
     }
 
+    #[inline]
     /// Bytes as lowercase hex in a string.
     pub(crate) fn hex_field(&mut self, k: &str, v: &[u8]) {
         self.key(k);
@@ -99,6 +107,7 @@ impl JsonWriter {
         self.buf.push(b'"');
     }
 
+    #[inline]
     fn id_field(&mut self, k: &str, id: &EntityId) {
         self.hex_field(k, &id.0);
     }
@@ -120,6 +129,7 @@ impl JsonWriter {
         }
     }
 
+    #[inline]
     /// A JSON string of bytes: quotes, backslashes and control characters escaped (`\n`, `\t`, `\r`, else
     /// `\u00XX`), sequences that are not UTF-8 as U+FFFD.
     fn string(&mut self, bytes: &[u8]) {
@@ -128,6 +138,7 @@ impl JsonWriter {
         self.buf.push(b'"');
     }
 
+    #[inline]
     /// Appends a fragment made by another writer (it starts with a comma when not empty).
     fn fragment(&mut self, f: &[u8]) {
         if f.is_empty() {

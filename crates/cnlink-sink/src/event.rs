@@ -9,6 +9,8 @@
 //! so the fields come first and the caller's bytes are copied once, unparsed. An empty object `{}` becomes
 //! `{"host_id":..,"boot_id":..,"sink_seq":n}`.
 
+use std::borrow::Cow;
+
 /// The longest subject token accepted for an event kind.
 pub const MAX_TOKEN_LEN: usize = 64;
 
@@ -53,11 +55,14 @@ pub(crate) fn object_rest(json: &[u8]) -> Result<(&'static [u8], &[u8]), EventEr
 
 /// A subject token made safe: every byte that is not an ASCII letter, digit, `-` or `_` becomes `_` (so no
 /// `.`, `*`, `>` or blank reaches a subject); an empty name becomes `_`.
-pub fn subject_token(name: &str) -> String {
+pub fn subject_token(name: &str) -> Cow<'_, str> {
     if name.is_empty() {
-        return "_".to_owned();
+        return Cow::Borrowed("_");
     }
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+    if name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Cow::Borrowed(name);
+    }
+    Cow::Owned(name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect())
 }
 
 #[cfg(test)]

@@ -45,7 +45,6 @@ pub struct Sink {
     prefix: Vec<u8>,
     ledger_interval: Duration,
     next_ledger: Option<Instant>,
-    seq_text: String,
 }
 
 impl Sink {
@@ -57,7 +56,6 @@ impl Sink {
             writer,
             ledger_interval: config.ledger_interval,
             next_ledger: None,
-            seq_text: String::with_capacity(20),
         };
         Ok((sink, recovery))
     }
@@ -91,12 +89,11 @@ impl Sink {
         separator: &[u8],
         rest: &[u8],
     ) -> Result<u64, spool::AppendError> {
-        use std::fmt::Write;
         // 20 digits for the number, 18 bytes of record framing.
         self.writer.make_room(self.prefix.len() + 20 + separator.len() + rest.len() + token.len() + 18);
-        self.seq_text.clear();
-        let _ = write!(self.seq_text, "{}", self.writer.next_seq());
-        let parts: [&[u8]; 4] = [&self.prefix, self.seq_text.as_bytes(), separator, rest];
+        let mut seq_text = itoa::Buffer::new();
+        let seq_text = seq_text.format(self.writer.next_seq());
+        let parts: [&[u8]; 4] = [&self.prefix, seq_text.as_bytes(), separator, rest];
         self.writer.append(kind, token, &parts)
     }
 

@@ -56,7 +56,7 @@ fn records_come_back_in_order_with_the_added_fields() {
     for (i, record) in records.iter().enumerate() {
         assert_eq!(record.seq, i as u64 + 1);
         assert_eq!(record.kind, RecordKind::Event);
-        assert_eq!(record.token, "exec");
+        assert_eq!(&*record.token, "exec");
         assert_eq!(&*record.host_id, "host.one");
         let value: serde_json::Value = serde_json::from_slice(&record.payload).unwrap();
         assert_eq!(value["sink_seq"], i as u64 + 1);

@@ -95,6 +95,8 @@ impl ConnectConfig {
             .name(&self.name)
             .connection_timeout(self.connect_timeout)
             .max_reconnects(None::<usize>)
+            // The session makes the subjects and checks each once (see `session::Ids`), not once per message.
+            .skip_subject_validation(true)
             .reconnect_delay_callback(|attempts| Duration::from_millis((50u64 << attempts.min(6)).min(2000)));
         options = match &self.auth {
             Auth::None => options,

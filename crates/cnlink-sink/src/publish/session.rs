@@ -8,14 +8,13 @@
 //! ones.
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::header::{HeaderName, HeaderValue};
-use async_nats::{Client, HeaderMap, Message, Subscriber};
-use bytes::Bytes;
+use async_nats::{Client, HeaderMap, Message, Subject, Subscriber};
+use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
 
@@ -45,12 +44,14 @@ struct Pending {
 }
 
 /// What the messages of one (host, boot) start with: the subject up to its last token (`PREFIX.HOST.proc.`) and
-/// the `Nats-Msg-Id` up to its number (`HOST:BOOT:`).
+/// the `Nats-Msg-Id` up to its number (`HOST:BOOT:`); and the subjects made so far, each checked once and then
+/// shared by every message sent to it.
 struct Ids {
     host: Arc<str>,
     boot: Arc<str>,
     subject: String,
     msg_id: String,
+    subjects: Vec<(Arc<str>, Subject)>,
 }
 
 impl Ids {
@@ -60,7 +61,71 @@ impl Ids {
             boot: boot.clone(),
             subject: format!("{prefix}.{}.proc.", subject_token(host)),
             msg_id: format!("{host}:{boot}:"),
+            subjects: Vec::new(),
         }
+    }
+
+    /// The subject of records with `token` (the client does not check subjects: this does, once each).
+    fn subject(&mut self, token: &Arc<str>) -> Result<Subject, String> {
+        if let Some((_, subject)) = self.subjects.iter().find(|(t, _)| Arc::ptr_eq(t, token) || **t == **token) {
+            return Ok(subject.clone());
+        }
+        let subject = Subject::from(format!("{}{}", self.subject, subject_token(token)));
+        if !subject.is_valid() {
+            return Err(format!("{subject:?} is not a valid NATS subject (check the subject prefix)"));
+        }
+        // Shared from now on: a clone is a reference count, not a copy.
+        let subject = Subject::from_utf8(Bytes::copy_from_slice(subject.as_bytes())).map_err(|e| e.to_string())?;
+        if self.subjects.len() < 256 {
+            self.subjects.push((token.clone(), subject.clone()));
+        }
+        Ok(subject)
+    }
+}
+
+/// Reply subjects (`INBOX.SEQ`), cut from one buffer rather than allocated one by one.
+#[derive(Default)]
+struct Replies {
+    buf: BytesMut,
+}
+
+impl Replies {
+    fn reply(&mut self, inbox: &str, seq: u64) -> Subject {
+        if self.buf.capacity() - self.buf.len() < inbox.len() + 21 {
+            self.buf.reserve(64 << 10);
+        }
+        self.buf.extend_from_slice(inbox.as_bytes());
+        self.buf.extend_from_slice(b".");
+        self.buf.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
+        let bytes = self.buf.split().freeze();
+        // An inbox is ASCII, and so is a number.
+        Subject::from_utf8(bytes).unwrap_or_else(|_| Subject::from(format!("{inbox}.{seq}")))
+    }
+}
+
+/// The answer to most publishes, read without a parser: `{"stream":"NAME","seq":N}`, perhaps with
+/// `,"domain":"D"` and `,"duplicate":true`. Some(duplicate) when the payload has exactly that shape and no
+/// escape, else None (then serde reads it, errors included).
+fn plain_ack(payload: &[u8]) -> Option<bool> {
+    if payload.contains(&b'\\') {
+        return None;
+    }
+    let rest = payload.strip_prefix(b"{\"stream\":\"")?.strip_suffix(b"}")?;
+    let name_end = rest.iter().position(|&b| b == b'"')?;
+    let mut rest = rest[name_end + 1..].strip_prefix(b",\"seq\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    rest = &rest[digits..];
+    if let Some(after) = rest.strip_prefix(b",\"domain\":\"") {
+        let end = after.iter().position(|&b| b == b'"')?;
+        rest = &after[end + 1..];
+    }
+    match rest {
+        b"" => Some(false),
+        b",\"duplicate\":true" => Some(true),
+        _ => None,
     }
 }
 
@@ -98,6 +163,7 @@ pub(super) struct Session {
     /// Acks came since the last failure.
     pub(super) progressed: bool,
     ids: Ids,
+    replies: Replies,
 }
 
 impl Session {
@@ -117,6 +183,7 @@ impl Session {
             last_persist: Instant::now(),
             progressed: false,
             ids: Ids::new(&config.stream.subject_prefix, &Arc::from(""), &Arc::from("")),
+            replies: Replies::default(),
         }
     }
 
@@ -159,10 +226,8 @@ impl Session {
                 };
                 let current_boot = *record.boot_id == *self.spool.boot_id();
                 let seq = record.seq;
-                let (subject, headers, payload) = self.message(record);
-                let mut reply = String::with_capacity(inbox.len() + 21);
-                reply.push_str(inbox);
-                let _ = write!(reply, ".{seq}");
+                let (subject, headers, payload) = self.message(record)?;
+                let reply = self.replies.reply(inbox, seq);
                 client
                     .publish_with_reply_and_headers(subject, reply, headers, payload)
                     .await
@@ -233,32 +298,36 @@ impl Session {
                 format!("publish of record {seq}: the server answered {status} {why}")
             });
         }
-        let ack: PubAck =
-            serde_json::from_slice(&message.payload).map_err(|e| format!("the ack of record {seq}: {e}"))?;
-        if let Some(error) = ack.error {
-            return Err(format!("publish of record {seq}: {} (code {})", error.description, error.code));
-        }
+        let duplicate = match plain_ack(&message.payload) {
+            Some(duplicate) => duplicate,
+            None => {
+                let ack: PubAck =
+                    serde_json::from_slice(&message.payload).map_err(|e| format!("the ack of record {seq}: {e}"))?;
+                if let Some(error) = ack.error {
+                    return Err(format!("publish of record {seq}: {} (code {})", error.description, error.code));
+                }
+                ack.duplicate
+            }
+        };
         if let Ok(i) = self.in_flight.binary_search_by_key(&seq, |p| p.seq) {
             let pending = &mut self.in_flight[i];
             if !pending.acked {
                 pending.acked = true;
-                self.counts.duplicates += u64::from(ack.duplicate);
+                self.counts.duplicates += u64::from(duplicate);
             }
         }
         Ok(())
     }
 
-    fn message(&mut self, record: SpooledRecord) -> (String, HeaderMap, Bytes) {
+    fn message(&mut self, record: SpooledRecord) -> Result<(Subject, HeaderMap, Bytes), String> {
         let same = |a: &Arc<str>, b: &Arc<str>| Arc::ptr_eq(a, b) || a == b;
         if !(same(&self.ids.host, &record.host_id) && same(&self.ids.boot, &record.boot_id)) {
             self.ids = Ids::new(&self.prefix, &record.host_id, &record.boot_id);
         }
-        let mut subject = String::with_capacity(self.ids.subject.len() + record.token.len());
-        subject.push_str(&self.ids.subject);
-        subject.push_str(&record.token);
+        let subject = self.ids.subject(&record.token)?;
         let mut id = String::with_capacity(self.ids.msg_id.len() + 20);
         id.push_str(&self.ids.msg_id);
-        let _ = write!(id, "{}", record.seq);
+        id.push_str(itoa::Buffer::new().format(record.seq));
         let schema = match record.kind {
             RecordKind::Ledger => LEDGER_SCHEMA,
             _ => EVENT_SCHEMA,
@@ -266,7 +335,7 @@ impl Session {
         let mut headers = HeaderMap::new();
         headers.insert(NATS_MSG_ID, HeaderValue::from(id));
         headers.insert(CNLINK_SCHEMA, schema);
-        (subject, headers, record.payload.into())
+        Ok((subject, headers, record.payload))
     }
 
     /// Moves the spool's cursor over the acknowledged prefix (writing it at most every 200 ms), and adds the
@@ -302,5 +371,61 @@ impl Session {
         self.in_flight.clear();
         self.batch.clear();
         reader.rewind();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_acks_are_read_without_a_parser() {
+        assert_eq!(plain_ack(br#"{"stream":"CNLINK","seq":7}"#), Some(false));
+        assert_eq!(plain_ack(br#"{"stream":"CNLINK","seq":7,"duplicate":true}"#), Some(true));
+        assert_eq!(plain_ack(br#"{"stream":"S","seq":1,"domain":"hub","duplicate":true}"#), Some(true));
+        assert_eq!(plain_ack(br#"{"stream":"a}b{","seq":12}"#), Some(false));
+    }
+
+    #[test]
+    fn other_answers_go_to_the_parser() {
+        for other in [
+            &br#"{"error":{"code":503,"err_code":10077,"description":"x"}}"#[..],
+            br#"{"stream":"S","seq":7,"error":{"code":1}}"#,
+            br#"{"stream":"S\"x","seq":7}"#,
+            br#"{"stream":"S","seq":,"duplicate":true}"#,
+            br#"{"stream":"S","seq":7,"duplicate":false}"#,
+            br#"{"stream":"S","seq":7,"val":"3"}"#,
+            br#"{"stream":"S","seq":7"#,
+            b"",
+        ] {
+            assert_eq!(plain_ack(other), None, "{}", String::from_utf8_lossy(other));
+        }
+        // What the parser makes of the same answers.
+        let ack: PubAck = serde_json::from_slice(br#"{"stream":"S","seq":7,"duplicate":false}"#).unwrap();
+        assert!(!ack.duplicate && ack.error.is_none());
+    }
+
+    #[test]
+    fn replies_are_distinct_and_name_their_record() {
+        let mut replies = Replies::default();
+        let subjects: Vec<Subject> = (0..20_000u64).map(|seq| replies.reply("_INBOX.abc", seq)).collect();
+        for (seq, subject) in subjects.iter().enumerate() {
+            assert_eq!(subject.as_str(), format!("_INBOX.abc.{seq}"));
+        }
+    }
+
+    #[test]
+    fn subjects_are_made_once_and_checked() {
+        let mut ids = Ids::new("cnlink", &Arc::from("web01.example"), &Arc::from("b"));
+        let exec: Arc<str> = Arc::from("exec");
+        let a = ids.subject(&exec).unwrap();
+        let b = ids.subject(&Arc::from("exec")).unwrap();
+        assert_eq!(a.as_str(), "cnlink.web01_example.proc.exec");
+        assert_eq!(a, b);
+        assert_eq!(ids.subjects.len(), 1);
+        let mut bad = Ids::new("bad prefix", &Arc::from("h"), &Arc::from("b"));
+        assert!(bad.subject(&exec).unwrap_err().contains("not a valid NATS subject"));
+        let mut dots = Ids::new("a..b", &Arc::from("h"), &Arc::from("b"));
+        assert!(dots.subject(&exec).is_err());
     }
 }

@@ -1,11 +1,16 @@
 //! The publisher's side: reading written records in order from the segment files.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
 
 use super::record::{Record, RecordKind, SegmentHeader, RECORD_PREFIX_LEN};
 use super::shared::{Segment, Shared};
+
+/// Bytes read from a segment file at a time.
+const READ_CHUNK: usize = 256 << 10;
 
 /// How far ahead of the records sent the durable `sent_limit` is raised (one state write per this many).
 const SENT_LIMIT_STEP: u64 = 4096;
@@ -18,9 +23,9 @@ pub struct SpooledRecord {
     /// Event or ledger.
     pub kind: RecordKind,
     /// The subject's last token.
-    pub token: String,
-    /// The JSON payload.
-    pub payload: Vec<u8>,
+    pub token: Arc<str>,
+    /// The JSON payload (a view into the bytes read from the segment: not copied).
+    pub payload: Bytes,
     /// The host id of the record's segment.
     pub host_id: Arc<str>,
     /// The boot id of the record's segment.
@@ -28,7 +33,9 @@ pub struct SpooledRecord {
 }
 
 struct OpenSegment {
-    file: BufReader<File>,
+    file: File,
+    /// Read from `file` and not yet handed out.
+    buf: BytesMut,
     base_seq: u64,
     /// The base of the segment after this one, once there is one.
     next_base: Option<u64>,
@@ -42,13 +49,14 @@ pub struct SpoolReader {
     open: Option<OpenSegment>,
     /// The sequence number of the next record to hand out.
     pos: u64,
-    body: Vec<u8>,
+    /// The tokens met so far, shared by the records that carry them.
+    tokens: Vec<Arc<str>>,
 }
 
 impl SpoolReader {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         let pos = shared.lock().floor() + 1;
-        SpoolReader { shared, open: None, pos, body: Vec::new() }
+        SpoolReader { shared, open: None, pos, tokens: Vec::new() }
     }
 
     /// Goes back to the first record not yet acknowledged (after a failed publish), and releases the records
@@ -157,7 +165,7 @@ impl SpoolReader {
             // Deleted under us (evicted or acknowledged): the next batch starts from the cursor again.
             return false;
         };
-        let mut file = BufReader::with_capacity(256 << 10, file);
+        let mut file = file;
         let mut head = [0u8; 24];
         if file.read_exact(&mut head).is_err() {
             return false;
@@ -175,6 +183,7 @@ impl SpoolReader {
         }
         self.open = Some(OpenSegment {
             file,
+            buf: BytesMut::new(),
             base_seq: segment.base_seq,
             next_base,
             host_id: segment.host_id,
@@ -185,22 +194,32 @@ impl SpoolReader {
 
     fn next_record(&mut self) -> Option<SpooledRecord> {
         let open = self.open.as_mut()?;
-        let mut prefix = [0u8; RECORD_PREFIX_LEN];
-        open.file.read_exact(&mut prefix).ok()?;
-        let body_len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
-        if body_len > super::record::MAX_BODY_LEN {
+        if !fill(open, RECORD_PREFIX_LEN) {
             return None;
         }
-        self.body.clear();
-        self.body.extend_from_slice(&prefix);
-        self.body.resize(RECORD_PREFIX_LEN + body_len, 0);
-        open.file.read_exact(&mut self.body[RECORD_PREFIX_LEN..]).ok()?;
-        let (record, _) = Record::parse(&self.body).ok()?;
+        let body_len = u32::from_le_bytes([open.buf[0], open.buf[1], open.buf[2], open.buf[3]]) as usize;
+        if body_len > super::record::MAX_BODY_LEN || !fill(open, RECORD_PREFIX_LEN + body_len) {
+            return None;
+        }
+        let (record, len) = Record::parse(&open.buf).ok()?;
+        let (seq, kind) = (record.seq, record.kind);
+        let token = match self.tokens.iter().find(|t| ***t == *record.token) {
+            Some(t) => t.clone(),
+            None => {
+                let t: Arc<str> = Arc::from(record.token);
+                if self.tokens.len() < 64 {
+                    self.tokens.push(t.clone());
+                }
+                t
+            }
+        };
+        let payload_len = record.payload.len();
+        let whole = open.buf.split_to(len).freeze();
         Some(SpooledRecord {
-            seq: record.seq,
-            kind: record.kind,
-            token: record.token.to_owned(),
-            payload: record.payload.to_vec(),
+            seq,
+            kind,
+            token,
+            payload: whole.slice(len - payload_len..),
             host_id: open.host_id.clone(),
             boot_id: open.boot_id.clone(),
         })
@@ -232,4 +251,29 @@ impl SpoolReader {
             (Some(_), None) => {}
         }
     }
+}
+
+/// Reads from the segment until at least `want` bytes wait in its buffer; false at the end of what is written.
+fn fill(open: &mut OpenSegment, want: usize) -> bool {
+    while open.buf.len() < want {
+        let have = open.buf.len();
+        let room = READ_CHUNK.max(want - have);
+        // The records handed out keep the old buffer alive; what is left of it moves to a new one.
+        open.buf.reserve(room);
+        open.buf.resize(have + room, 0);
+        let read = loop {
+            match open.file.read(&mut open.buf[have..]) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                other => break other,
+            }
+        };
+        match read {
+            Ok(0) | Err(_) => {
+                open.buf.truncate(have);
+                return false;
+            }
+            Ok(n) => open.buf.truncate(have + n),
+        }
+    }
+    true
 }
