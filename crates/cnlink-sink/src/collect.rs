@@ -74,7 +74,7 @@ pub struct Collected<'a> {
     pub kind: CollectedKind,
     /// The JSON payload as published.
     pub payload: &'a [u8],
-    /// The message's headers (`Nats-Msg-Id`, `Cnlink-Schema`), sorted by name.
+    /// The message's headers (`Nats-Msg-Id`, and `Cnlink-Schema` on ledger records), sorted by name.
     pub headers: Vec<(String, String)>,
 }
 

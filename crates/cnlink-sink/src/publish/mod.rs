@@ -2,9 +2,10 @@
 //! current-thread tokio runtime inside, so the caller stays synchronous.
 //!
 //! - Subject `PREFIX.HOST.proc.TOKEN` (host made safe by [`crate::subject_token`]).
-//! - Headers: `Nats-Msg-Id: HOST_ID:BOOT_ID:SEQ` (the server drops repeats within its duplicate window) and
-//!   `Cnlink-Schema` (`cnlink-proc/1` or `cnlink-ledger/1`). Nothing else: the host, boot and number are in the
-//!   id (and in the payload), and every header costs the publisher a few allocations per message.
+//! - Headers: `Nats-Msg-Id: HOST_ID:BOOT_ID:SEQ` on every record (the server drops repeats within its duplicate
+//!   window), and `Cnlink-Schema: cnlink-ledger/1` on ledger records. Events carry no other header: the subject
+//!   says what they are and their schema is [`EVENT_SCHEMA`] (a later schema will name itself in
+//!   `Cnlink-Schema`). Every header costs the publisher allocations per message.
 //! - At most `window` publishes wait for their acknowledgement; the cursor only moves over a contiguous
 //!   acknowledged prefix. Each publish names a reply subject `INBOX.SEQ` on one subscription of the session, so
 //!   an ack finds its record by its subject (no request machinery per message; see `session`).
@@ -28,7 +29,7 @@ use tokio::sync::Notify;
 use crate::spool::{SpoolHandle, SpoolStats};
 use session::Session;
 
-/// The schema header of event records.
+/// The schema of event records: implied by the absence of a `Cnlink-Schema` header.
 pub const EVENT_SCHEMA: &str = "cnlink-proc/1";
 /// The schema header of ledger records.
 pub const LEDGER_SCHEMA: &str = "cnlink-ledger/1";

@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
 
-use super::{Control, PublishConfig, EVENT_SCHEMA, LEDGER_SCHEMA};
+use super::{Control, PublishConfig, LEDGER_SCHEMA};
 use crate::spool::record::RecordKind;
 use crate::spool::{SpoolHandle, SpoolReader, SpooledRecord};
 use crate::subject_token;
@@ -328,13 +328,11 @@ impl Session {
         let mut id = String::with_capacity(self.ids.msg_id.len() + 20);
         id.push_str(&self.ids.msg_id);
         id.push_str(itoa::Buffer::new().format(record.seq));
-        let schema = match record.kind {
-            RecordKind::Ledger => LEDGER_SCHEMA,
-            _ => EVENT_SCHEMA,
-        };
         let mut headers = HeaderMap::new();
         headers.insert(NATS_MSG_ID, HeaderValue::from(id));
-        headers.insert(CNLINK_SCHEMA, schema);
+        if record.kind == RecordKind::Ledger {
+            headers.insert(CNLINK_SCHEMA, LEDGER_SCHEMA);
+        }
         Ok((subject, headers, record.payload))
     }
 

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::Read;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::record::{Record, RecordKind, SegmentHeader, RECORD_PREFIX_LEN};
 use super::shared::{Segment, Shared};
@@ -13,7 +13,7 @@ use super::shared::{Segment, Shared};
 const READ_CHUNK: usize = 256 << 10;
 
 /// How far ahead of the records sent the durable `sent_limit` is raised (one state write per this many).
-const SENT_LIMIT_STEP: u64 = 4096;
+const SENT_LIMIT_STEP: u64 = 16384;
 
 /// A record read back from the spool, with the host and boot of its segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +34,9 @@ pub struct SpooledRecord {
 
 struct OpenSegment {
     file: File,
-    /// Read from `file` and not yet handed out.
-    buf: BytesMut,
+    /// The bytes last read from `file`; those from `at` on are not handed out yet.
+    chunk: Bytes,
+    at: usize,
     base_seq: u64,
     /// The base of the segment after this one, once there is one.
     next_base: Option<u64>,
@@ -183,7 +184,8 @@ impl SpoolReader {
         }
         self.open = Some(OpenSegment {
             file,
-            buf: BytesMut::new(),
+            chunk: Bytes::new(),
+            at: 0,
             base_seq: segment.base_seq,
             next_base,
             host_id: segment.host_id,
@@ -197,11 +199,12 @@ impl SpoolReader {
         if !fill(open, RECORD_PREFIX_LEN) {
             return None;
         }
-        let body_len = u32::from_le_bytes([open.buf[0], open.buf[1], open.buf[2], open.buf[3]]) as usize;
+        let unread = &open.chunk[open.at..];
+        let body_len = u32::from_le_bytes([unread[0], unread[1], unread[2], unread[3]]) as usize;
         if body_len > super::record::MAX_BODY_LEN || !fill(open, RECORD_PREFIX_LEN + body_len) {
             return None;
         }
-        let (record, len) = Record::parse(&open.buf).ok()?;
+        let (record, len) = Record::parse(&open.chunk[open.at..]).ok()?;
         let (seq, kind) = (record.seq, record.kind);
         let token = match self.tokens.iter().find(|t| ***t == *record.token) {
             Some(t) => t.clone(),
@@ -213,16 +216,9 @@ impl SpoolReader {
                 t
             }
         };
-        let payload_len = record.payload.len();
-        let whole = open.buf.split_to(len).freeze();
-        Some(SpooledRecord {
-            seq,
-            kind,
-            token,
-            payload: whole.slice(len - payload_len..),
-            host_id: open.host_id.clone(),
-            boot_id: open.boot_id.clone(),
-        })
+        let payload = open.chunk.slice(open.at + len - record.payload.len()..open.at + len);
+        open.at += len;
+        Some(SpooledRecord { seq, kind, token, payload, host_id: open.host_id.clone(), boot_id: open.boot_id.clone() })
     }
 
     /// A record that cannot be read although the writer made it readable: the rest of a sealed segment is
@@ -253,27 +249,20 @@ impl SpoolReader {
     }
 }
 
-/// Reads from the segment until at least `want` bytes wait in its buffer; false at the end of what is written.
+/// Reads from the segment until at least `want` bytes wait unread; false at the end of what is written.
 fn fill(open: &mut OpenSegment, want: usize) -> bool {
-    while open.buf.len() < want {
-        let have = open.buf.len();
-        let room = READ_CHUNK.max(want - have);
-        // The records handed out keep the old buffer alive; what is left of it moves to a new one.
-        open.buf.reserve(room);
-        open.buf.resize(have + room, 0);
-        let read = loop {
-            match open.file.read(&mut open.buf[have..]) {
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                other => break other,
-            }
-        };
-        match read {
-            Ok(0) | Err(_) => {
-                open.buf.truncate(have);
-                return false;
-            }
-            Ok(n) => open.buf.truncate(have + n),
-        }
+    if open.chunk.len() - open.at >= want {
+        return true;
     }
-    true
+    // The records handed out keep the old chunk alive; what is left of it starts the new one.
+    let unread = &open.chunk[open.at..];
+    let room = READ_CHUNK.max(want - unread.len());
+    let mut next = Vec::with_capacity(unread.len() + room);
+    next.extend_from_slice(unread);
+    // `read_to_end` on a file reads into the spare capacity without zeroing it first.
+    let _ = (&open.file).take(room as u64).read_to_end(&mut next);
+    let enough = next.len() >= want;
+    open.chunk = Bytes::from(next);
+    open.at = 0;
+    enough
 }

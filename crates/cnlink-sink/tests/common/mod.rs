@@ -49,7 +49,7 @@ pub fn collect_all(servers: &str, stream: &str, limit: Duration) -> Collection {
                 if message.subject != subject {
                     return Err(format!("subject {} of {id}, expected {subject}", message.subject));
                 }
-                if !has("Nats-Msg-Id", &id) || !has("Cnlink-Schema", "cnlink-proc/1") {
+                if !has("Nats-Msg-Id", &id) || message.headers.len() != 1 {
                     return Err(format!("headers of {id}: {:?}", message.headers));
                 }
                 let value: serde_json::Value = serde_json::from_slice(message.payload).map_err(|e| e.to_string())?;
@@ -58,6 +58,10 @@ pub fn collect_all(servers: &str, stream: &str, limit: Duration) -> Collection {
                 found.auditor.event(&message.host_id, &message.boot_id, message.sink_seq);
             }
             CollectedKind::Ledger(ledger) => {
+                let schema = message.headers.iter().any(|(n, v)| n == "Cnlink-Schema" && v == "cnlink-ledger/1");
+                if !schema || message.headers.len() != 2 {
+                    return Err(format!("headers of ledger {}: {:?}", message.sink_seq, message.headers));
+                }
                 found.auditor.ledger(ledger);
                 found.ledgers.push(ledger.clone());
             }
