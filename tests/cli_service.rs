@@ -4,15 +4,15 @@
 
 mod cli_common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use cli_common::{cnlink, json, root_or_skip};
+use cli_common::{cnlink, http_get, json, metric_sample, promtool_accepts, root_or_skip};
 
 /// A port id of our own for the bus tests.
 fn bus_port(salt: u32) -> u32 {
@@ -217,23 +217,11 @@ fn a_notify_socket_that_points_nowhere_is_reported_once_and_ignored() {
     assert_eq!(d.terminate(), Some(0));
 }
 
-/// GET `path` from `addr`; (status line, body).
-fn get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (String, String) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n").unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-    (head.lines().next().unwrap_or_default().to_string(), body.to_string())
-}
-
 /// Scrapes until `want` accepts the body (the daemons refresh their metrics every second).
 fn scrape_until(addr: SocketAddr, want: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let (status, body) = get(addr, "/metrics", None);
+        let (status, body) = http_get(addr, "/metrics", None);
         assert_eq!(status, "HTTP/1.1 200 OK");
         if want(&body) {
             return body;
@@ -241,30 +229,6 @@ fn scrape_until(addr: SocketAddr, want: impl Fn(&str) -> bool) -> String {
         assert!(Instant::now() < deadline, "the metrics never showed what was expected:\n{body}");
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// The value of the sample `series` (name and labels, exactly as printed).
-fn sample(body: &str, series: &str) -> Option<f64> {
-    body.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
-/// `promtool check metrics` on `body`: it must find nothing to complain about.
-fn promtool_accepts(body: &str) {
-    let Ok(mut p) = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    else {
-        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "promtool is missing (Debian's prometheus package)");
-        eprintln!("promtool_accepts: skipped: promtool is not installed");
-        return;
-    };
-    p.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
-    let out = p.wait_with_output().unwrap();
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}\non:\n{body}");
 }
 
 #[test]
@@ -277,14 +241,14 @@ fn bus_metrics_pass_promtool() {
     for _ in 0..3 {
         assert!(cnlink().args(["bus", "stats", "--port", &port]).output().unwrap().status.success());
     }
-    let body = scrape_until(addr, |b| sample(b, "cnlink_bus_control_total").is_some_and(|v| v >= 3.0));
-    assert!(sample(&body, "cnlink_bus_received_total").unwrap() >= 3.0, "{body}");
-    assert!(sample(&body, "cnlink_bus_clients").is_some() && sample(&body, "cnlink_bus_users").is_some(), "{body}");
+    let body = scrape_until(addr, |b| metric_sample(b, "cnlink_bus_control_total").is_some_and(|v| v >= 3.0));
+    assert!(metric_sample(&body, "cnlink_bus_received_total").unwrap() >= 3.0, "{body}");
+    assert!(metric_sample(&body, "cnlink_bus_clients").is_some() && metric_sample(&body, "cnlink_bus_users").is_some(), "{body}");
     assert!(body.contains("cnlink_build_info{version=\""), "{body}");
     promtool_accepts(&body);
-    let (_, om) = get(addr, "/metrics", Some("application/openmetrics-text;version=1.0.0"));
+    let (_, om) = http_get(addr, "/metrics", Some("application/openmetrics-text;version=1.0.0"));
     assert!(om.ends_with("# EOF\n") && om.contains("# TYPE cnlink_bus_received counter"), "{om}");
-    let (status, _) = get(addr, "/", None);
+    let (status, _) = http_get(addr, "/", None);
     assert_eq!(status, "HTTP/1.1 404 Not Found");
     assert_eq!(d.terminate(), Some(0));
 }
@@ -298,12 +262,12 @@ fn proc_metrics_pass_promtool() {
     cmd.args(["proc", "--quiet", "--metrics", "127.0.0.1:0"]);
     let d = Daemon::spawn(cmd);
     let addr = d.metrics_addr();
-    let execs = |b: &str| sample(b, "cnlink_proc_events_received_total{kind=\"exec\"}").unwrap_or(0.0);
+    let execs = |b: &str| metric_sample(b, "cnlink_proc_events_received_total{kind=\"exec\"}").unwrap_or(0.0);
     // Start processes until the monitor has counted some (it subscribes after the endpoint is up).
     let deadline = Instant::now() + Duration::from_secs(20);
     let body = loop {
         Command::new("/bin/true").status().unwrap();
-        let (_, body) = get(addr, "/metrics", None);
+        let (_, body) = http_get(addr, "/metrics", None);
         if execs(&body) >= 1.0 {
             break body;
         }
@@ -318,7 +282,7 @@ fn proc_metrics_pass_promtool() {
         "cnlink_proc_process_table_size",
         "cnlink_proc_events_shown_total{kind=\"fork\"}",
     ] {
-        assert!(sample(&body, series).is_some(), "{series} missing:\n{body}");
+        assert!(metric_sample(&body, series).is_some(), "{series} missing:\n{body}");
     }
     // Bounded labels only: kinds, causes, CPUs and the version.
     for l in body.lines().filter(|l| !l.starts_with('#')) {

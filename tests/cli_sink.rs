@@ -17,7 +17,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cli_common::{cnlink, root_or_skip};
+use cli_common::{cnlink, http_get, metric_sample, promtool_accepts, root_or_skip};
 use cnlink_sink::spool::record::{Record, SegmentHeader};
 use cnlink_testnats::{server_binary, signal_pid, NatsServer, TempDir};
 use rustix::process::Signal;
@@ -659,7 +659,7 @@ fn metrics_and_status_carry_the_sink() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let (mut body, mut status) = (String::new(), String::new());
     while Instant::now() < deadline {
-        body = scrape(addr);
+        body = http_get(addr, "/metrics", None).1;
         let mut buf = [0; 4096];
         while let Ok(n) = notify.recv(&mut buf) {
             let text = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -667,57 +667,21 @@ fn metrics_and_status_carry_the_sink() {
                 status = s.to_owned();
             }
         }
-        let acked = sample(&body, "cnlink_sink_acks_total").unwrap_or(0.0);
+        let acked = metric_sample(&body, "cnlink_sink_acks_total").unwrap_or(0.0);
         if acked >= 600.0 && status.contains("sink up: ") {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(sample(&body, "cnlink_sink_acks_total").unwrap_or(0.0) >= 600.0, "{body}");
-    assert_eq!(sample(&body, "cnlink_sink_connected"), Some(1.0), "{body}");
-    assert!(sample(&body, "cnlink_sink_spool_bytes").unwrap_or(0.0) > 0.0, "{body}");
-    assert_eq!(sample(&body, "cnlink_sink_records_lost_total{cause=\"spool_evicted\"}"), Some(0.0), "{body}");
+    assert!(metric_sample(&body, "cnlink_sink_acks_total").unwrap_or(0.0) >= 600.0, "{body}");
+    assert_eq!(metric_sample(&body, "cnlink_sink_connected"), Some(1.0), "{body}");
+    assert!(metric_sample(&body, "cnlink_sink_spool_bytes").unwrap_or(0.0) > 0.0, "{body}");
+    assert_eq!(metric_sample(&body, "cnlink_sink_records_lost_total{cause=\"spool_evicted\"}"), Some(0.0), "{body}");
     assert!(status.starts_with("events: ") && status.contains("; sink up: "), "{status}");
-    promtool_accepts(body.split_once("\r\n\r\n").map_or("", |(_, b)| b));
+    promtool_accepts(&body);
     let (code, said) = shipper.stop();
     assert_eq!(code, Some(0), "{said:?}");
     assert_eq!(check(&collect(&server.url()), &[&made]), 0);
-}
-
-/// `GET /metrics` over a plain TCP connection.
-fn scrape(addr: std::net::SocketAddr) -> String {
-    use std::io::{Read, Write};
-    let mut tcp = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
-    let mut text = String::new();
-    let _ = tcp.read_to_string(&mut text);
-    text
-}
-
-/// The value of the series `name` (with its labels, exactly) in a Prometheus text body.
-fn sample(body: &str, name: &str) -> Option<f64> {
-    body.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
-/// `promtool check metrics` finds nothing to say (skipped without promtool, a failure under `CI=true`).
-fn promtool_accepts(body: &str) {
-    use std::io::Write;
-    let Ok(mut p) = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    else {
-        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "promtool is missing (Debian's prometheus package)");
-        eprintln!("promtool_accepts: skipped: promtool is not installed");
-        return;
-    };
-    p.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
-    let out = p.wait_with_output().unwrap();
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}\non:\n{body}");
 }
 
 // ---- cnlink collect through cnlink proc's writers ----

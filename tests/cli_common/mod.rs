@@ -160,3 +160,41 @@ pub(crate) fn spawn_as(want: i32, cmd: &mut Command) -> Option<Child> {
         None
     }
 }
+
+/// GET `path` from `addr` over HTTP/1.1; (status line, body).
+pub(crate) fn http_get(addr: std::net::SocketAddr, path: &str, accept: Option<&str>) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    (head.lines().next().unwrap_or_default().to_string(), body.to_string())
+}
+
+/// The value of the sample `series` (name and labels, exactly as printed) in a Prometheus text body.
+pub(crate) fn metric_sample(body: &str, series: &str) -> Option<f64> {
+    body.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// `promtool check metrics` on `body` finds nothing to say (skipped without promtool, a failure under `CI=true`).
+pub(crate) fn promtool_accepts(body: &str) {
+    use std::io::Write;
+    let Ok(mut p) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "promtool is missing (Debian's prometheus package)");
+        eprintln!("promtool_accepts: skipped: promtool is not installed");
+        return;
+    };
+    p.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = p.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}\non:\n{body}");
+}
