@@ -243,7 +243,10 @@ fn bus_metrics_pass_promtool() {
     }
     let body = scrape_until(addr, |b| metric_sample(b, "cnlink_bus_control_total").is_some_and(|v| v >= 3.0));
     assert!(metric_sample(&body, "cnlink_bus_received_total").unwrap() >= 3.0, "{body}");
-    assert!(metric_sample(&body, "cnlink_bus_clients").is_some() && metric_sample(&body, "cnlink_bus_users").is_some(), "{body}");
+    assert!(
+        metric_sample(&body, "cnlink_bus_clients").is_some() && metric_sample(&body, "cnlink_bus_users").is_some(),
+        "{body}"
+    );
     assert!(body.contains("cnlink_build_info{version=\""), "{body}");
     promtool_accepts(&body);
     let (_, om) = http_get(addr, "/metrics", Some("application/openmetrics-text;version=1.0.0"));

@@ -763,6 +763,14 @@ fn collect_shows_the_fleet_as_cnlink_proc_would_in_text_tree_and_ecs() {
     let fork = line(&tree, "fork", inner_pid);
     assert!(fork.contains("└ /bin/sh -c"), "the child runs its parent's program until it execs: {fork}");
 
+    // `cnlink proc`'s naming flags: -c names processes by their comm.
+    let (by_comm, _) = collect_lines(&url, &["--format", "text", "-c"]);
+    assert!(line(&by_comm, "exec", inner_pid).ends_with(" sh"), "{by_comm:#?}");
+    // They go with the text format only.
+    let (_, err, status) = run_collect(&url, &["--format", "json", "-x"]);
+    assert_ne!(status, Some(0), "{err}");
+    assert!(err.contains("go with --format text"), "{err}");
+
     // ECS: the process, its arguments, the host, and the time the host saw.
     let (ecs, _) = collect_lines(&url, &["--format", "ecs"]);
     let docs: Vec<Value> = ecs[..ecs.len() - 1].iter().map(|l| serde_json::from_str(l).unwrap()).collect();

@@ -14,7 +14,7 @@ use cnlink_sink::collect::{self, CollectConfig, CollectedKind, Delivery};
 use cnlink_sink::{AuditReport, Auditor, BootReport};
 
 use super::parse_duration;
-use crate::monitor::human::{Columns, NameStyle};
+use super::text_flags::TextFlags;
 use crate::service::daemon::Daemon;
 use crate::service::metrics::Metrics;
 use crate::service::ServiceArgs;
@@ -75,24 +75,8 @@ pub(crate) struct CollectArgs {
     /// Text: indent each process under its parent, per host.
     #[arg(long)]
     tree: bool,
-    /// Text: extra columns: UID, EUID (numbers: the user names are the producing host's) and TTY.
-    #[arg(short = 'x', long)]
-    extra: bool,
-    /// Text: name processes by their 16-byte comm instead of the command line.
-    #[arg(short = 'c', long = "comm")]
-    comm: bool,
-    /// Text: strip the directory from the program path.
-    #[arg(short = 'd', long = "strip-dir")]
-    strip_dir: bool,
-    /// Text: short names: the program without its arguments.
-    #[arg(short = 's', long)]
-    short: bool,
-    /// Text: a glyph per event kind.
-    #[arg(short = 'g', long)]
-    glyphs: bool,
-    /// Text: a column with the process's cgroup (container) path.
-    #[arg(long)]
-    cgroup: bool,
+    #[command(flatten)]
+    text: TextFlags,
     /// Flush after every line (the default when stdout is a terminal).
     #[arg(short = 'l', long = "line-buffered")]
     line_buffered: bool,
@@ -103,7 +87,7 @@ pub(crate) struct CollectArgs {
 }
 
 pub(crate) fn run(a: CollectArgs) -> anyhow::Result<ExitCode> {
-    let text_options = a.tree || a.extra || a.comm || a.strip_dir || a.short || a.glyphs || a.cgroup;
+    let text_options = a.tree || a.text.any();
     if text_options && a.format != CollectFormat::Text {
         anyhow::bail!("--tree, -x, -c, -d, -s, -g and --cgroup go with --format text");
     }
@@ -250,8 +234,8 @@ fn fleet_view(a: &CollectArgs) -> Option<FleetView> {
     let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|s| s.trim().parse::<u64>().ok());
     Some(FleetView::new(FleetLook {
         format,
-        style: NameStyle { comm: a.comm, strip_dir: a.strip_dir, short: a.short },
-        columns: Columns { extra: a.extra, glyphs: a.glyphs, cgroup: a.cgroup },
+        style: a.text.style(),
+        columns: a.text.columns(false),
         pid_width: pid_max.map_or(7, |m| m.to_string().len()).max(5),
         own_offset_ns: crate::monitor::clock::read().realtime_minus_monotonic_ns,
     }))

@@ -10,6 +10,7 @@ pub(crate) mod proc;
 pub(crate) mod record;
 pub(crate) mod replay;
 pub(crate) mod send;
+pub(crate) mod text_flags;
 
 use std::time::Duration;
 

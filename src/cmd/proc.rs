@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use super::text_flags::TextFlags;
 use super::{parse_duration, parse_size, Format};
 use cnlink_procmon::{ProcFilter, ProcessRef, RecordFilter, Selection, TreeFilter};
 
-use crate::monitor::human::{Columns, NameStyle};
 use crate::monitor::{self, Config, RecordTo};
 use crate::record::RecordArgs;
 use crate::service::ServiceArgs;
@@ -38,27 +38,14 @@ pub(crate) struct ProcArgs {
     /// Print no events, only the statistics at the end (implies -S).
     #[arg(short, long)]
     quiet: bool,
-    /// Extra columns: UID, EUID and TTY.
-    #[arg(short = 'x', long)]
-    extra: bool,
-    /// Name processes by their 16-byte comm instead of the command line.
-    #[arg(short = 'c', long = "comm")]
-    comm: bool,
-    /// Strip the directory from the program path.
-    #[arg(short = 'd', long = "strip-dir")]
-    strip_dir: bool,
-    /// Short names: the program without its arguments.
-    #[arg(short = 's', long)]
-    short: bool,
+    #[command(flatten)]
+    text: TextFlags,
     /// Flush after every line (the default when stdout is a terminal).
     #[arg(short = 'l', long = "line-buffered")]
     line_buffered: bool,
     /// Only processes in this process group.
     #[arg(short = 'p', long = "pgrp", value_name = "PGRP")]
     pgrp: Option<i32>,
-    /// A glyph per event kind.
-    #[arg(short = 'g', long)]
-    glyphs: bool,
     /// Run with real-time FIFO scheduling (needs CAP_SYS_NICE; without it, a warning and normal scheduling).
     #[arg(short = 'r', long)]
     realtime: bool,
@@ -77,9 +64,6 @@ pub(crate) struct ProcArgs {
     /// Only processes of this user (uid or name; real or effective); repeatable.
     #[arg(long = "uid", value_name = "USER")]
     uids: Vec<String>,
-    /// A column with the process's cgroup (container) path.
-    #[arg(long)]
-    cgroup: bool,
     /// Output format: text, json (docs/json.md) or ecs (Elastic Common Schema, docs/ecs.md).
     #[arg(long, value_enum, default_value_t = ProcFormat::Text)]
     format: ProcFormat,
@@ -235,8 +219,8 @@ pub(crate) fn config(a: ProcArgs, command: &'static str) -> anyhow::Result<Confi
         tree: a.tree,
         tree_filtered,
         enrich: !a.no_enrich,
-        style: NameStyle { comm: a.comm, strip_dir: a.strip_dir, short: a.short },
-        columns: Columns { extra: a.extra || a.everything, glyphs: a.glyphs || a.everything, cgroup: a.cgroup },
+        style: a.text.style(),
+        columns: a.text.columns(a.everything),
         line_buffered: a.line_buffered || std::io::stdout().is_terminal(),
         quiet: a.quiet,
         stats: a.stats || a.everything || a.quiet,
