@@ -518,6 +518,46 @@ fn three_node_cluster_losing_a_node_loses_nothing() {
 }
 
 #[test]
+fn a_read_cut_short_by_a_lost_server_still_ends_with_its_audit() {
+    let Some((_serial, binary, tmp)) = setup("sink_cut_short") else { return };
+    let mut server = NatsServer::start(&binary, &tmp.path().join("store"), &[]);
+    let shipper = Shipper::start(&server.url(), &tmp.path().join("spool"), &["--no-enrich"]);
+    let made = Storm::start(500, 2_000).finish();
+    let (status, said) = shipper.stop();
+    assert_eq!(status, Some(0), "{said:?}");
+    // Reading the stream (no --idle-exit: it waits for more), the server goes away.
+    let mut child = cnlink()
+        .args(["collect", &server.url(), "--audit", "--retry-for", "1s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    let err = lines(child.stderr.take().unwrap());
+    let mut read = Vec::new();
+    let final_ledger = wait_line(&out, Duration::from_secs(30), |l| {
+        read.push(l.to_owned());
+        l.contains("\"type\":\"ledger\"") && l.contains("\"final\":true")
+    });
+    assert!(final_ledger.is_some(), "the stream was not read to its final ledger: {read:?}");
+    server.kill();
+    let status = wait_exit(&mut child, Duration::from_secs(60));
+    let rest: Vec<String> = out.iter().collect();
+    let said = err.iter().collect::<Vec<_>>().join("\n");
+    assert_eq!(status, Some(2), "{said}");
+    let audit: Value = serde_json::from_str(rest.last().expect("an audit line")).unwrap();
+    assert_eq!((audit["type"].as_str(), audit["complete"].as_bool()), (Some("audit"), Some(false)), "{audit}");
+    assert!(audit["read_error"].as_str().is_some_and(|e| e.contains("collecting from")), "{audit}");
+    // What was read before the server went is in it: every event of the one boot, nothing missing.
+    let events = read.iter().chain(&rest).filter(|l| l.contains("\"sink_seq\"") && !l.contains("\"type\":")).count();
+    assert!(events as u64 >= 2 * made.tids.len() as u64, "{events} events for {} threads", made.tids.len());
+    assert_eq!(audit["boots"][0]["events"].as_u64(), Some(events as u64), "{audit}");
+    assert_eq!(audit["boots"][0]["missing"], 0, "{audit}");
+    assert!(said.contains("INCOMPLETE: the read stopped"), "{said}");
+}
+
+#[test]
 fn a_malformed_message_in_the_stream_is_counted_by_collect_never_fatal() {
     let Some((_serial, binary, tmp)) = setup("sink_malformed") else { return };
     let server = NatsServer::start(&binary, &tmp.path().join("store"), &[]);

@@ -69,6 +69,10 @@ pub(crate) struct CollectArgs {
     /// Stop once nothing came for this long and nothing is pending: the stream is read to its end.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     idle_exit: Option<Duration>,
+    /// While the server or the stream cannot be reached, try again for this long after the last message, then
+    /// stop with exit status 2 (with --audit, after the audit of what was read).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    retry_for: Duration,
     /// Output format: json (as published), text (`cnlink proc`'s columns) or ecs.
     #[arg(long, value_enum, default_value_t = CollectFormat::Json)]
     format: CollectFormat,
@@ -105,6 +109,7 @@ pub(crate) fn run(a: CollectArgs) -> anyhow::Result<ExitCode> {
     };
     config.filter_subject = a.subject.clone();
     config.idle_exit = a.idle_exit;
+    config.retry_for = a.retry_for;
     if let Some(d) = a.duration {
         let stop = stop.clone();
         std::thread::Builder::new()
@@ -202,7 +207,24 @@ pub(crate) fn run(a: CollectArgs) -> anyhow::Result<ExitCode> {
     });
     daemon.stopping();
     out.flush()?;
-    let stats = result.with_context(|| format!("collecting from {} (stream {})", a.servers, a.stream))?;
+    let stats = match result {
+        Ok(stats) => stats,
+        Err(error) => {
+            let error =
+                anyhow::Error::new(error).context(format!("collecting from {} (stream {})", a.servers, a.stream));
+            // The audit of what was read still ends stdout, marked as cut short (the exit status stays 2).
+            if let Some(auditor) = auditor {
+                let report = auditor.report();
+                let why = format!("{error:#}");
+                out.write_all(&audit_json(&report, Some(&why))?)?;
+                out.flush()?;
+                let mut text = Vec::new();
+                audit_text(&mut text, &report, Some(&why))?;
+                std::io::stderr().write_all(&text)?;
+            }
+            return Err(error);
+        }
+    };
     eprintln!(
         "cnlink collect: {} messages: {} events, {} ledger records, {} malformed{}",
         stats.received,
@@ -214,11 +236,11 @@ pub(crate) fn run(a: CollectArgs) -> anyhow::Result<ExitCode> {
     let Some(auditor) = auditor else { return Ok(ExitCode::SUCCESS) };
     let report = auditor.report();
     // In every format: the last line of stdout, as JSON.
-    out.write_all(&audit_json(&report)?)?;
+    out.write_all(&audit_json(&report, None)?)?;
     out.flush()?;
     // The verdict in words too, where a person looks.
     let mut text = Vec::new();
-    audit_text(&mut text, &report)?;
+    audit_text(&mut text, &report, None)?;
     std::io::stderr().write_all(&text)?;
     Ok(if report.is_complete() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -241,22 +263,33 @@ fn fleet_view(a: &CollectArgs) -> Option<FleetView> {
     }))
 }
 
-/// The report as one JSON line: `{"type":"audit","complete":..,"malformed":..,"boots":[..]}`.
-fn audit_json(report: &AuditReport) -> serde_json::Result<Vec<u8>> {
+/// The report as one JSON line: `{"type":"audit","complete":..,"malformed":..,"boots":[..]}`, with
+/// `"read_error":".."` after `malformed` (and `complete` false) when the read stopped on an error.
+fn audit_json(report: &AuditReport, read_error: Option<&str>) -> serde_json::Result<Vec<u8>> {
     let mut line = format!(
-        "{{\"type\":\"audit\",\"complete\":{},\"malformed\":{},\"boots\":",
-        report.is_complete(),
+        "{{\"type\":\"audit\",\"complete\":{},\"malformed\":{},",
+        read_error.is_none() && report.is_complete(),
         report.malformed
     )
     .into_bytes();
+    if let Some(why) = read_error {
+        line.extend_from_slice(b"\"read_error\":");
+        serde_json::to_writer(&mut line, why)?;
+        line.push(b',');
+    }
+    line.extend_from_slice(b"\"boots\":");
     serde_json::to_writer(&mut line, &report.boots)?;
     line.extend_from_slice(b"}\n");
     Ok(line)
 }
 
 /// The report in words, a few lines per host and boot.
-fn audit_text(out: &mut impl Write, report: &AuditReport) -> std::io::Result<()> {
-    let verdict = if report.is_complete() { "complete: nothing unaccounted for" } else { "INCOMPLETE" };
+fn audit_text(out: &mut impl Write, report: &AuditReport, read_error: Option<&str>) -> std::io::Result<()> {
+    let verdict = match read_error {
+        Some(why) => format!("INCOMPLETE: the read stopped ({})", cnlink::wire::Escaped(why.as_bytes())),
+        None if report.is_complete() => "complete: nothing unaccounted for".to_owned(),
+        None => "INCOMPLETE".to_owned(),
+    };
     writeln!(out, "audit: {} boots, {} malformed messages: {verdict}", report.boots.len(), report.malformed)?;
     for b in &report.boots {
         boot_text(out, b)?;
@@ -322,19 +355,43 @@ mod tests {
         auditor.ledger(&ledger);
         let report = auditor.report();
         let mut text = Vec::new();
-        audit_text(&mut text, &report).unwrap();
+        audit_text(&mut text, &report, None).unwrap();
         let text = String::from_utf8(text).unwrap();
         assert!(text.starts_with("audit: 1 boots, 0 malformed messages: INCOMPLETE\n"), "{text}");
         assert!(text.contains("host h boot b: 3 events, 1 ledger records, 0 duplicates; sink_seq 1..=5, 1 missing"));
         assert!(text.contains("  lost: kernel 2, queue 0, spool evicted 0, spool torn 0, disk full 0, transit 1"));
         assert!(text.contains("  missing sink_seq: 3\n"), "{text}");
         assert!(text.contains("  UNACCOUNTED 1: "), "{text}");
-        let line = audit_json(&report).unwrap();
+        let line = audit_json(&report, None).unwrap();
         assert!(line.starts_with(br#"{"type":"audit","complete":false,"malformed":0,"boots":[{"host_id":"h""#));
         let json: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(json["type"], "audit");
         assert_eq!(json["complete"], false);
         assert_eq!(json["boots"][0]["missing_ranges"], serde_json::json!([[3, 3]]));
         assert_eq!(json["boots"][0]["lost"]["transit"], 1);
+    }
+
+    #[test]
+    fn a_read_cut_short_still_gives_its_audit_marked_incomplete() {
+        let mut auditor = Auditor::new();
+        for seq in 1..=3 {
+            auditor.event("h", "b", seq);
+        }
+        let report = auditor.report();
+        let why = "collecting from nats://x (stream S): no \"stream\"\n";
+        let line = audit_json(&report, Some(why)).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(json["complete"], false);
+        assert_eq!(json["read_error"], why);
+        assert_eq!(json["boots"][0]["events"], 3);
+        let mut text = Vec::new();
+        audit_text(&mut text, &report, Some(why)).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.starts_with("audit: 1 boots, 0 malformed messages: INCOMPLETE: the read stopped (collecting"),
+            "{text}"
+        );
+        // Escaped for the terminal: the newline in the error does not break the verdict's line.
+        assert!(text.lines().next().unwrap().ends_with(r#"no "stream"\x0a)"#), "{text}");
     }
 }

@@ -210,6 +210,9 @@ pub fn collect_all<E: std::fmt::Display>(
     })
 }
 
+/// How long a fetch may go without a message or its end before the server is taken for gone.
+const FETCH_ANSWER: Duration = Duration::from_secs(5);
+
 async fn session<E: std::fmt::Display>(
     config: &CollectConfig,
     stop: &AtomicBool,
@@ -252,7 +255,12 @@ async fn session<E: std::fmt::Display>(
             .await
             .map_err(|e| CollectError::Consume(format!("fetch: {e}")))?;
         let mut got = 0;
-        while let Some(message) = batch.next().await {
+        // The server ends each fetch within its expiry; a server gone quiet (killed, partitioned) ends nothing, and
+        // the client would wait for it forever.
+        while let Some(message) = tokio::time::timeout(FETCH_ANSWER, batch.next())
+            .await
+            .map_err(|_| CollectError::Consume(format!("fetch: no answer from the server within {FETCH_ANSWER:?}")))?
+        {
             let message = message.map_err(|e| CollectError::Consume(format!("fetch: {e}")))?;
             got += 1;
             stats.received += 1;
