@@ -279,11 +279,11 @@ fn collect(servers: &str) -> Collected {
     collect_with(servers, &[])
 }
 
-/// Runs `cnlink collect SERVERS --audit --idle-exit 1s EXTRA` to its end: stdout's lines, stderr, the exit status.
-fn run_collect(servers: &str, extra: &[&str]) -> (Vec<String>, String, Option<i32>) {
+/// Starts `cnlink collect SERVERS --audit ARGS`: the child, and its stdout's and stderr's lines as they come.
+fn spawn_collect(servers: &str, args: &[&str]) -> (Child, Receiver<String>, Receiver<String>) {
     let mut child = cnlink()
-        .args(["collect", servers, "--audit", "--idle-exit", "1s"])
-        .args(extra)
+        .args(["collect", servers, "--audit"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -291,6 +291,12 @@ fn run_collect(servers: &str, extra: &[&str]) -> (Vec<String>, String, Option<i3
         .unwrap();
     let out = lines(child.stdout.take().unwrap());
     let err = lines(child.stderr.take().unwrap());
+    (child, out, err)
+}
+
+/// Runs `cnlink collect SERVERS --audit --idle-exit 1s EXTRA` to its end: stdout's lines, stderr, the exit status.
+fn run_collect(servers: &str, extra: &[&str]) -> (Vec<String>, String, Option<i32>) {
+    let (mut child, out, err) = spawn_collect(servers, &[&["--idle-exit", "1s"], extra].concat());
     let status = wait_exit(&mut child, Duration::from_secs(120));
     (out.iter().collect(), err.iter().collect::<Vec<_>>().join("\n"), status)
 }
@@ -526,15 +532,7 @@ fn a_read_cut_short_by_a_lost_server_still_ends_with_its_audit() {
     let (status, said) = shipper.stop();
     assert_eq!(status, Some(0), "{said:?}");
     // Reading the stream (no --idle-exit: it waits for more), the server goes away.
-    let mut child = cnlink()
-        .args(["collect", &server.url(), "--audit", "--retry-for", "1s"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = lines(child.stdout.take().unwrap());
-    let err = lines(child.stderr.take().unwrap());
+    let (mut child, out, err) = spawn_collect(&server.url(), &["--retry-for", "1s"]);
     let mut read = Vec::new();
     let final_ledger = wait_line(&out, Duration::from_secs(30), |l| {
         read.push(l.to_owned());

@@ -214,13 +214,7 @@ pub(crate) fn run(a: CollectArgs) -> anyhow::Result<ExitCode> {
                 anyhow::Error::new(error).context(format!("collecting from {} (stream {})", a.servers, a.stream));
             // The audit of what was read still ends stdout, marked as cut short (the exit status stays 2).
             if let Some(auditor) = auditor {
-                let report = auditor.report();
-                let why = format!("{error:#}");
-                out.write_all(&audit_json(&report, Some(&why))?)?;
-                out.flush()?;
-                let mut text = Vec::new();
-                audit_text(&mut text, &report, Some(&why))?;
-                std::io::stderr().write_all(&text)?;
+                write_audit(&mut out, &auditor.report(), Some(&format!("{error:#}")))?;
             }
             return Err(error);
         }
@@ -235,14 +229,18 @@ pub(crate) fn run(a: CollectArgs) -> anyhow::Result<ExitCode> {
     );
     let Some(auditor) = auditor else { return Ok(ExitCode::SUCCESS) };
     let report = auditor.report();
-    // In every format: the last line of stdout, as JSON.
-    out.write_all(&audit_json(&report, None)?)?;
-    out.flush()?;
-    // The verdict in words too, where a person looks.
-    let mut text = Vec::new();
-    audit_text(&mut text, &report, None)?;
-    std::io::stderr().write_all(&text)?;
+    write_audit(&mut out, &report, None)?;
     Ok(if report.is_complete() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The audit as the last line of stdout, as JSON in every format, and in words on stderr, where a person looks.
+fn write_audit(out: &mut impl Write, report: &AuditReport, read_error: Option<&str>) -> anyhow::Result<()> {
+    out.write_all(&audit_json(report, read_error)?)?;
+    out.flush()?;
+    let mut text = Vec::new();
+    audit_text(&mut text, report, read_error)?;
+    std::io::stderr().write_all(&text)?;
+    Ok(())
 }
 
 /// The text, tree or ECS view the arguments ask for (`None`: the JSON as published).

@@ -84,15 +84,15 @@ impl JsonWriter {
         self.string(v.as_bytes());
     }
 
-    #[inline]
     /// Bytes that need not be UTF-8, as a string: sequences that are not UTF-8 become U+FFFD.
+    #[inline]
     pub(crate) fn bytes_field(&mut self, k: &str, v: &[u8]) {
         self.key(k);
         self.string(v);
     }
 
-    #[inline]
     /// Bytes as lowercase hex in a string.
+    #[inline]
     pub(crate) fn hex_field(&mut self, k: &str, v: &[u8]) {
         self.key(k);
         self.hex(v);
@@ -129,17 +129,17 @@ impl JsonWriter {
         }
     }
 
-    #[inline]
     /// A JSON string of bytes: quotes, backslashes and control characters escaped (`\n`, `\t`, `\r`, else
     /// `\u00XX`), sequences that are not UTF-8 as U+FFFD.
+    #[inline]
     fn string(&mut self, bytes: &[u8]) {
         self.buf.push(b'"');
         cnlink_procmon::json_text::escape_into(&mut self.buf, bytes);
         self.buf.push(b'"');
     }
 
-    #[inline]
     /// Appends a fragment made by another writer (it starts with a comma when not empty).
+    #[inline]
     fn fragment(&mut self, f: &[u8]) {
         if f.is_empty() {
             return;

@@ -56,13 +56,14 @@ pub(crate) fn object_rest(json: &[u8]) -> Result<(&'static [u8], &[u8]), EventEr
 /// A subject token made safe: every byte that is not an ASCII letter, digit, `-` or `_` becomes `_` (so no
 /// `.`, `*`, `>` or blank reaches a subject); an empty name becomes `_`.
 pub fn subject_token(name: &str) -> Cow<'_, str> {
+    let safe = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
     if name.is_empty() {
         return Cow::Borrowed("_");
     }
-    if name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if name.chars().all(safe) {
         return Cow::Borrowed(name);
     }
-    Cow::Owned(name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect())
+    Cow::Owned(name.chars().map(|c| if safe(c) { c } else { '_' }).collect())
 }
 
 #[cfg(test)]

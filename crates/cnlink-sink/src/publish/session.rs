@@ -74,8 +74,7 @@ impl Ids {
         if !subject.is_valid() {
             return Err(format!("{subject:?} is not a valid NATS subject (check the subject prefix)"));
         }
-        // Shared from now on: a clone is a reference count, not a copy.
-        let subject = Subject::from_utf8(Bytes::copy_from_slice(subject.as_bytes())).map_err(|e| e.to_string())?;
+        // The first clone makes its bytes shared: every later one is a reference count, not a copy.
         if self.subjects.len() < 256 {
             self.subjects.push((token.clone(), subject.clone()));
         }

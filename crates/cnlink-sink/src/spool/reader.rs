@@ -162,11 +162,10 @@ impl SpoolReader {
             return false;
         };
         self.pos = self.pos.max(segment.base_seq);
-        let Ok(file) = File::open(&segment.path) else {
+        let Ok(mut file) = File::open(&segment.path) else {
             // Deleted under us (evicted or acknowledged): the next batch starts from the cursor again.
             return false;
         };
-        let mut file = file;
         let mut head = [0u8; 24];
         if file.read_exact(&mut head).is_err() {
             return false;
